@@ -1,0 +1,1 @@
+"""The asyncio forwarding engine. No Qt here."""

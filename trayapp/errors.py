@@ -1,0 +1,78 @@
+"""One error tree for kubetray. Each error carries a short title and a message written for people.
+
+Third-party exceptions are translated into these at the boundaries (kube.py, relay.py); code
+branches on the types, never on message text.
+"""
+
+from __future__ import annotations
+
+
+class KubetrayError(Exception):
+    """Base of every error kubetray reports to the user."""
+
+    title = "kubetray error"
+
+    def __init__(self, message: str, *, title: str | None = None, recoverable: bool = True) -> None:
+        super().__init__(message)
+        self.message = message
+        if title is not None:
+            self.title = title
+        self.recoverable = recoverable
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(KubetrayError):
+    title = "Rules file problem"
+
+
+class KubeconfigError(KubetrayError):
+    title = "Kubeconfig problem"
+
+
+class ApiError(KubetrayError):
+    """The API server answered with an error status, or could not be reached."""
+
+    title = "Kubernetes API error"
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class ApiUnreachable(ApiError):
+    title = "Cluster unreachable"
+
+
+class AuthError(ApiError):
+    """401 or 403: the credentials were refused."""
+
+    title = "Credentials refused"
+
+
+class NotFound(ApiError):
+    title = "Not found"
+
+
+class Gone(ApiError):
+    """410: a watch's resourceVersion is too old; list again."""
+
+    title = "Watch expired"
+
+
+class PortError(KubetrayError):
+    title = "Local port unavailable"
+
+
+class WireError(KubetrayError):
+    """The port-forward stream broke the v4.channel.k8s.io protocol."""
+
+    title = "Port-forward protocol error"
+
+
+class PortForwardRefused(KubetrayError):
+    """The kubelet reported an error on the port's error channel."""
+
+    title = "Pod refused the connection"
