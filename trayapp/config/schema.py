@@ -51,6 +51,14 @@ class _Checker:
         self.file = where.file
         self.prefix = where.item(index)
         self.problems: list[Problem] = []
+        # Fields some misspelled key probably meant: "missing" would only repeat that problem.
+        self.misspelled: set[str] = set()
+
+    def missing(self, key: str, help_text: str = "") -> None:
+        if key in self.misspelled:
+            return
+        why = "has no value" if key in self.entry else "is missing"
+        self.problem(key, f'This rule\'s "{key}" {why}; it is required{help_text}.')
 
     def problem(self, key: str | None, message: str) -> None:
         field = self.prefix if key is None else f"{self.prefix}.{key}"
@@ -61,8 +69,7 @@ class _Checker:
         value = self.entry.get(key)
         if value is None:
             if required:
-                why = "has no value" if key in self.entry else "is missing"
-                self.problem(key, f'This rule\'s "{key}" {why}; it is required.')
+                self.missing(key)
             return None
         if not isinstance(value, str):
             hint = " Put it in quotes if you meant it as text." if isinstance(value, (int, float)) else ""
@@ -101,8 +108,7 @@ def _resource_type(check: _Checker) -> ResourceType | None:
 
 def _port(check: _Checker) -> int | str | None:
     if check.entry.get("port") is None:
-        why = "has no value" if "port" in check.entry else "is missing"
-        check.problem("port", f'This rule\'s "port" {why}; it is required ({_PORT_HELP}).')
+        check.missing("port", f" ({_PORT_HELP})")
         return None
     value = check.entry["port"]
     if isinstance(value, str) and not _DIGITS.fullmatch(value.strip()):
@@ -178,6 +184,9 @@ def _key_problems(check: _Checker) -> None:
         if key in RULE_FIELDS:
             continue
         text = str(key)
+        guess = suggest(text, RULE_FIELDS)
+        if guess is not None:
+            check.misspelled.add(guess)
         check.problem(
             text,
             f'Unknown field "{text}".{did_you_mean(text, RULE_FIELDS)} '
