@@ -1,0 +1,57 @@
+"""The `kubetray` command: argument parsing and the choice between tray, headless, demo and check."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from trayapp import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubetray",
+        description="Keep Kubernetes port forwards alive, from the tray or a terminal.",
+    )
+    parser.add_argument("--version", action="version", version=f"kubetray {__version__}")
+    parser.add_argument("--config", type=Path, metavar="PATH",
+                        help="rules file (default: the user config folder's kubetray/config.yaml)")
+    parser.add_argument("--kubeconfig", metavar="PATH",
+                        help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+    parser.add_argument("--context", metavar="NAME", help="kube context to use (default: the current one)")
+    parser.add_argument("--headless", action="store_true", help="run without the tray; print events")
+    parser.add_argument("--json", action="store_true", help="with --headless: one JSON object per event on stdout")
+    parser.add_argument("--demo", action="store_true",
+                        help="run on the built-in simulated cluster, with rules that match it")
+    parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="how long a new connection waits for a ready pod (default 10)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details on stderr")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = commands.add_parser("check", help="validate the rules file and print the rules it holds")
+    check.add_argument("--config", type=Path, metavar="PATH", dest="check_config", help="rules file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        from trayapp.config.check import check_report
+        from trayapp.config.rules import load_rules
+
+        text, status = check_report(load_rules(args.check_config or args.config))
+        print(text)
+        return status
+    if args.headless or args.json:
+        from trayapp.headless import run_headless
+
+        return run_headless(args)
+    # The tray lands with the desktop issue; until then every run is headless.
+    from trayapp.headless import run_headless
+
+    return run_headless(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

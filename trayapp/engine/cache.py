@@ -1,0 +1,81 @@
+"""The cluster as the engine sees it: one informer per (kind, namespace) that some tunnel needs.
+
+Tunnels subscribe to the kinds their rule depends on; a change wakes only those subscribers, and
+several changes in one loop iteration wake each subscriber once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from trayapp.engine.informer import Informer
+from trayapp.engine.kube import KubeApi
+from trayapp.errors import KubetrayError
+
+
+class Subscriber(Protocol):
+    def cluster_changed(self) -> None: ...
+    def cluster_failed(self, error: KubetrayError) -> None: ...
+
+
+class ClusterCache:
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api
+        self._informers: dict[tuple[str, str], Informer] = {}
+        self._subscribers: dict[tuple[str, str], set[Subscriber]] = {}
+        self._dirty: set[Subscriber] = set()
+        self._flush_scheduled = False
+
+    # ObjectSource, for resolve.py
+    def get(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        informer = self._informers.get((kind, namespace))
+        return informer.get(name) if informer else None
+
+    def list(self, kind: str, namespace: str) -> Sequence[Mapping[str, Any]]:
+        informer = self._informers.get((kind, namespace))
+        return list(informer.objects.values()) if informer else []
+
+    def synced(self, kinds: Sequence[str], namespace: str) -> bool:
+        return all(
+            (informer := self._informers.get((kind, namespace))) is not None and informer.synced.is_set()
+            for kind in kinds
+        )
+
+    def subscribe(self, subscriber: Subscriber, kinds: Sequence[str], namespace: str) -> None:
+        for kind in kinds:
+            key = (kind, namespace)
+            self._subscribers.setdefault(key, set()).add(subscriber)
+            if key not in self._informers:
+                informer = Informer(self.api, kind, namespace, self._changed, self._failed)
+                self._informers[key] = informer
+                informer.start()
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        for subscribers in self._subscribers.values():
+            subscribers.discard(subscriber)
+        self._dirty.discard(subscriber)
+
+    def _changed(self, informer: Informer) -> None:
+        self._dirty.update(self._subscribers.get((informer.kind, informer.namespace), ()))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        for subscriber in dirty:
+            subscriber.cluster_changed()
+
+    def _failed(self, informer: Informer, error: KubetrayError) -> None:
+        for subscriber in list(self._subscribers.get((informer.kind, informer.namespace), ())):
+            subscriber.cluster_failed(error)
+
+    async def stop(self) -> None:
+        informers, self._informers = list(self._informers.values()), {}
+        self._subscribers.clear()
+        self._dirty.clear()
+        await asyncio.gather(*(informer.stop() for informer in informers))
+

@@ -1,0 +1,160 @@
+"""One tunnel at work: its listener, its open connections, and the I/O its state machine asks for.
+
+The listener is bound once and kept for the tunnel's life, whatever happens to the pods behind
+it. Each accepted connection gets its own port-forward stream to the tunnel's current pod; a
+connection that arrives while no pod is ready waits for one, up to `connect_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Container
+
+from trayapp.engine.cache import ClusterCache
+from trayapp.engine.ports import bind_listener
+from trayapp.engine.relay import READ_SIZE, relay
+from trayapp.engine.resolve import Target, Unresolved, kinds_needed, resolve
+from trayapp.engine.tunnel import CloseConnections, Command, Publish, TargetChanged, TunnelMachine
+from trayapp.errors import ApiError, AuthError, KubetrayError, PortError
+from trayapp.model import Event, Rule, TunnelState
+
+log = logging.getLogger(__name__)
+
+
+class Forwarder:
+    def __init__(
+        self,
+        rule: Rule,
+        context: str,
+        tunnel_id: str,
+        cache: ClusterCache,
+        publish: Callable[[Event], None],
+        taken_ports: Callable[[str], Container[int]],
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.rule = rule
+        self.machine = TunnelMachine(rule, context, tunnel_id)
+        self._cache = cache
+        self._publish = publish
+        self._taken_ports = taken_ports
+        self._connect_timeout = connect_timeout
+        self._server: asyncio.Server | None = None
+        self._server_task: asyncio.Task[None] | None = None
+        self._target_ready = asyncio.Event()
+        self._connections: dict[asyncio.Task[None], str] = {}
+        self._kinds = kinds_needed(rule.resource_type)
+
+    @property
+    def state(self) -> TunnelState:
+        return self.machine.state
+
+    @property
+    def local_port(self) -> int | None:
+        return self.machine.local_port
+
+    @property
+    def tunnel_id(self) -> str:
+        return self.machine.tunnel_id
+
+    async def start(self) -> None:
+        if self.rule.requested_local_port is not None:
+            self._listen(self.rule.requested_local_port)
+        self._cache.subscribe(self, self._kinds, self.rule.namespace)
+        self.cluster_changed()
+
+    def _listen(self, requested: int | None) -> None:
+        try:
+            bound = bind_listener(self.rule.address, requested, self._taken_ports(self.rule.address))
+        except PortError as exc:
+            self._run(self.machine.cluster_failed(exc.message))
+            return
+        loop = asyncio.get_running_loop()
+        self._server_task = loop.create_task(self._serve(bound.sock), name=f"tunnel:{self.tunnel_id}:listen")
+        self._run(self.machine.listening(bound.port, bound.requested, bound.fell_back, bound.reasons))
+
+    async def _serve(self, sock: object) -> None:
+        self._server = await asyncio.start_server(self._accepted, sock=sock, limit=READ_SIZE)
+
+    # ClusterCache subscriber
+    def cluster_changed(self) -> None:
+        if self.machine.state == TunnelState.STOPPED:
+            return
+        if not self._cache.synced(self._kinds, self.rule.namespace):
+            return
+        prefer = self.machine.target.pod if self.machine.target else None
+        result: Target | Unresolved = resolve(self.rule, self._cache, prefer=prefer)
+        self._run(self.machine.resolved(result))
+        if isinstance(result, Target) and self.machine.local_port is None and self._server is None:
+            self._listen(result.port)
+
+    def cluster_failed(self, error: KubetrayError) -> None:
+        if self.machine.state == TunnelState.STOPPED:
+            return
+        if isinstance(error, AuthError):
+            message = (f"The cluster of context {self.machine.context!r} refused kubetray's credentials; "
+                       f"that context needs new credentials. ({error.message})")
+            self._run(self.machine.cluster_failed(message))
+        elif self.machine.target is None:
+            self._run(self.machine.resolved(Unresolved(f"{error.message} kubetray keeps retrying.")))
+
+    def _run(self, commands: list[Command]) -> None:
+        for command in commands:
+            if isinstance(command, Publish):
+                self._publish(command.event)
+            elif isinstance(command, TargetChanged):
+                if command.target is None:
+                    self._target_ready.clear()
+                else:
+                    self._target_ready.set()
+            elif isinstance(command, CloseConnections):
+                for task, pod in list(self._connections.items()):
+                    if pod == command.pod:
+                        task.cancel()
+
+    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            target = await self._wait_for_target()
+            if target is None:
+                log.info("%s: closed a connection: no ready pod within %.0f s (%s)",
+                         self.rule.label, self._connect_timeout, self.machine.reason)
+                return
+            self._connections[task] = target.pod
+            try:
+                ws = await self._cache.api.dial_portforward(target.namespace, target.pod, target.port)
+            except ApiError as exc:
+                self._run(self.machine.connection_failed(target.pod, exc.message))
+                return
+            result = await relay(reader, writer, ws, target.port)
+            if result.error:
+                self._run(self.machine.connection_failed(target.pod, result.error))
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._connections.pop(task, None)
+            writer.close()
+
+    async def _wait_for_target(self) -> Target | None:
+        if self.machine.target is not None:
+            return self.machine.target
+        try:
+            await asyncio.wait_for(self._target_ready.wait(), self._connect_timeout)
+        except asyncio.TimeoutError:
+            return None
+        return self.machine.target
+
+    async def stop(self) -> None:
+        self._cache.unsubscribe(self)
+        self._run(self.machine.stopped())
+        if self._server_task is not None:
+            await asyncio.gather(self._server_task, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._connections)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()

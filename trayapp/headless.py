@@ -1,0 +1,114 @@
+"""`kubetray --headless`: the engine in a terminal, one line per event, no Qt imported.
+
+Human-readable lines go to stderr; with `--json`, one JSON object per event goes to stdout and is
+flushed at once, so another program can follow along. SIGINT and SIGTERM stop cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+from trayapp.config.rules import RuleSet, load_rules
+from trayapp.engine.auth import Credentials, kubeconfig_paths
+from trayapp.engine.runtime import ContextRun, EventBus
+from trayapp.errors import KubetrayError
+from trayapp.model import Event, EventKind
+
+
+def human_line(event: Event) -> str:
+    stamp = time.strftime("%H:%M:%S")
+    return f"{stamp} {event.kind.value:<11} {event.message}"
+
+
+def printer(json_mode: bool, out: TextIO, err: TextIO) -> Callable[[Event], None]:
+    def show(event: Event) -> None:
+        if json_mode:
+            out.write(json.dumps(event.to_json(), separators=(",", ":")) + "\n")
+            out.flush()
+        else:
+            err.write(human_line(event) + "\n")
+            err.flush()
+
+    return show
+
+
+def _problems_as_events(ruleset: RuleSet) -> Iterator[Event]:
+    for problem in ruleset.problems:
+        yield Event(EventKind.FAILED, f"{problem} kubetray skipped that rule; the others work.")
+
+
+async def run_engine(
+    ruleset: RuleSet,
+    kubeconfig: str | None,
+    context: str | None,
+    bus: EventBus,
+    stop: asyncio.Event,
+    connect_timeout: float = 10.0,
+) -> int:
+    for event in _problems_as_events(ruleset):
+        bus.publish(event)
+    credentials = Credentials(kubeconfig_paths(kubeconfig), context)
+    try:
+        access = await asyncio.to_thread(credentials.load)
+    except KubetrayError as exc:
+        bus.publish(Event(EventKind.FAILED, exc.message, context=context))
+        credentials.close()
+        return 1
+    rules = ruleset.rules_for(access.context)
+    if not rules:
+        where = ruleset.path or "the rules file"
+        bus.publish(Event(EventKind.WAITING, f"No rules apply to context {access.context!r} in {where}; "
+                          "kubetray has nothing to forward.", context=access.context))
+    run = ContextRun(access, credentials, rules, bus, connect_timeout)
+    await run.start()
+    try:
+        await stop.wait()
+    finally:
+        await run.stop()
+    return 0
+
+
+@contextlib.contextmanager
+def _demo_environment(args: argparse.Namespace) -> Iterator[tuple[Path, Path]]:
+    """Start the simulated cluster in its own thread; yield (rules file, kubeconfig)."""
+    import tempfile
+
+    from trayapp.sim.demo import start_demo  # only --demo reaches the simulator
+
+    with tempfile.TemporaryDirectory(prefix="kubetray-demo-") as folder, start_demo(Path(folder)) as (rules, kubeconfig):
+        yield rules, kubeconfig
+
+
+async def _main(args: argparse.Namespace, ruleset: RuleSet, kubeconfig: str | None, bus: EventBus) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    return await run_engine(ruleset, kubeconfig, args.context, bus, stop, args.connect_timeout)
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    bus = EventBus()
+    bus.subscribe(printer(args.json, sys.stdout, sys.stderr))
+    if args.demo:
+        with _demo_environment(args) as (rules_path, kubeconfig_path):
+            ruleset = load_rules(args.config or rules_path)
+            return asyncio.run(_main(args, ruleset, str(kubeconfig_path), bus))
+    ruleset = load_rules(args.config)
+    return asyncio.run(_main(args, ruleset, args.kubeconfig, bus))
