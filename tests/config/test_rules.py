@@ -1,0 +1,292 @@
+"""The rules file as a whole: top-level keys, contexts, duplicates, auto, missing and broken files."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.config.conftest import only, write
+from trayapp.config import RuleSet, load_rules, load_rules_text
+from trayapp.model import ResourceType, Rule
+
+Load = Callable[[str], RuleSet]
+
+
+def test_missing_file_is_no_rules_and_no_problems(tmp_path: Path) -> None:
+    rs = load_rules(tmp_path / "nope" / "config.yaml")
+    assert rs == RuleSet(path=None, searched=tmp_path / "nope" / "config.yaml")
+    assert rs.rules_for("any") == ()
+
+
+def test_empty_file_and_comment_only_file(load: Load, tmp_path: Path) -> None:
+    for text in ("", "# nothing yet\n", "portForward:\ncontexts:\nskaffold:\nauto:\n"):
+        rs = load(text)
+        assert (rs.path, rs.rules, rs.problems, dict(rs.auto)) == (tmp_path / "config.yaml", (), (), {})
+
+
+def test_unreadable_file_is_a_problem_not_an_exception(tmp_path: Path) -> None:
+    folder = tmp_path / "config.yaml"
+    folder.mkdir()
+    problem = only(load_rules(folder).problems)
+    assert (problem.file, problem.line, problem.field) == (str(folder), None, None)
+    assert problem.message.startswith("Cannot read the rules file: ")
+
+
+def test_not_utf8_is_a_problem(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"portForward: \xff\xfe\n")
+    assert "Cannot read the rules file" in only(load_rules(path).problems).message
+
+
+def test_invalid_yaml_names_the_line(load: Load, tmp_path: Path) -> None:
+    rs = load("""
+        portForward:
+          - resourceType: pod
+            resourceName: a
+           port: 1
+    """)
+    problem = only(rs.problems)
+    assert (problem.file, problem.line, problem.field) == (str(tmp_path / "config.yaml"), 4, None)
+    assert problem.message.startswith("This is not valid YAML: ")
+    assert str(problem) == f"{tmp_path / 'config.yaml'}:4: {problem.message}"
+
+
+@pytest.mark.parametrize(("text", "found"), [("- a\n- b\n", "a list"), ("hello\n", 'a string ("hello")')])
+def test_file_that_is_not_a_mapping(load: Load, text: str, found: str) -> None:
+    problem = only(load(text).problems)
+    assert (problem.line, problem.field) == (1, None)
+    assert problem.message == ("The rules file must be a mapping with keys such as portForward, contexts, "
+                               f"skaffold, auto; found {found}.")
+
+
+def test_second_document_is_reported_and_the_first_still_read(load: Load) -> None:
+    rs = load("""
+        portForward: [{resourceType: pod, resourceName: a, port: 1}]
+        ---
+        portForward: [{resourceType: pod, resourceName: b, port: 2}]
+    """)
+    assert [r.resource_name for r in rs.rules] == ["a"]
+    problem = only(rs.problems)
+    assert problem.line == 3 and "more than one YAML document" in problem.message
+
+
+def test_unknown_top_level_key_with_suggestion(load: Load) -> None:
+    rs = load("""
+        portForward: []
+        context: {}
+        extras: 1
+    """)
+    assert [(p.line, p.field, p.message) for p in rs.problems] == [
+        (2, "context", 'Unknown top-level key "context". Did you mean "contexts"? '
+                       "Allowed: portForward, contexts, skaffold, auto."),
+        (3, "extras", 'Unknown top-level key "extras". Allowed: portForward, contexts, skaffold, auto.'),
+    ]
+
+
+def test_a_skaffold_yaml_used_as_rules_file_gets_a_hint(load: Load) -> None:
+    rs = load("""
+        apiVersion: skaffold/v4beta11
+        kind: Config
+        portForward: []
+    """)
+    assert len(rs.problems) == 2
+    assert all('list its path under "skaffold:" instead' in p.message for p in rs.problems)
+
+
+def test_repeated_top_level_key(load: Load) -> None:
+    rs = load("""
+        portForward: [{resourceType: pod, resourceName: a, port: 1}]
+        portForward: [{resourceType: pod, resourceName: b, port: 2}]
+    """)
+    problem = only(rs.problems)
+    assert (problem.line, problem.field) == (2, "portForward")
+    assert "written twice (first on line 1)" in problem.message
+
+
+def test_valid_rules_are_kept_beside_invalid_ones(load: Load) -> None:
+    rs = load("""
+        portForward:
+          - {resourceType: service, resourceName: web, port: 80}
+          - {resourceType: sevice, resourceName: bad, port: 81}
+          - {resourceType: pod, resourceName: dbg, port: 99999}
+          - {resourceType: deployment, resourceName: api, port: http}
+        contexts:
+          prod:
+            portForward:
+              - {resourceType: pod, resourceName: x, port: 1, address: moon}
+              - {resourceType: pod, resourceName: y, port: 2}
+    """)
+    assert [r.resource_name for r in rs.rules] == ["web", "api"]
+    assert [(p, [r.resource_name for r in rules]) for p, rules in rs.context_rules] == [("prod", ["y"])]
+    assert [(p.line, p.field) for p in rs.problems] == [
+        (3, "portForward[1].resourceType"), (4, "portForward[2].port"),
+        (9, 'contexts["prod"].portForward[0].address'),
+    ]
+    assert [r.origin.index for r in rs.rules if r.origin] == [0, 3]
+
+
+def test_duplicate_target_in_one_scope(load: Load) -> None:
+    rs = load("""
+        portForward:
+          - {resourceType: service, resourceName: web, port: 80}
+          - {resourceType: Service, resourceName: web, port: "80", localPort: 8080, name: again}
+    """)
+    problem = only(rs.problems)
+    assert (problem.line, problem.field) == (3, "portForward[1]")
+    assert problem.message == ("This rule forwards the same service default/web port 80 on 127.0.0.1 "
+                               "as the rule on line 2; it is ignored.")
+    assert [r.name for r in rs.rules] == [None]
+
+
+def test_same_target_on_another_address_is_not_a_duplicate(load: Load) -> None:
+    rs = load("""
+        portForward:
+          - {resourceType: service, resourceName: web, port: 80}
+          - {resourceType: service, resourceName: web, port: 80, address: "::1"}
+          - {resourceType: service, resourceName: web, port: 80, namespace: other, localPort: 81}
+    """)
+    assert rs.problems == ()
+    assert len(rs.rules) == 3
+
+
+def test_duplicate_local_port_in_one_scope(load: Load) -> None:
+    rs = load("""
+        portForward:
+          - {resourceType: service, resourceName: web, port: 8080}
+          - {resourceType: service, resourceName: api, port: 80, localPort: 8080}
+          - {resourceType: service, resourceName: api, port: 81, localPort: 8080, address: 127.0.0.2}
+    """)
+    problem = only(rs.problems)
+    assert (problem.line, problem.field) == (3, "portForward[1]")
+    assert problem.message.startswith("This rule asks for local address 127.0.0.1:8080, which the rule "
+                                      "on line 2 already uses; it is ignored.")
+    assert [r.resource_name for r in rs.rules] == ["web", "api"]
+
+
+def test_named_ports_without_local_port_never_clash(load: Load) -> None:
+    rs = load("""
+        portForward:
+          - {resourceType: service, resourceName: web, port: http}
+          - {resourceType: service, resourceName: api, port: http}
+    """)
+    assert rs.problems == ()
+
+
+def test_scopes_are_separate_for_duplicates(load: Load) -> None:
+    rs = load("""
+        portForward:
+          - {resourceType: service, resourceName: web, port: 80}
+        contexts:
+          kind-*:
+            portForward:
+              - {resourceType: service, resourceName: web, port: 80, localPort: 9080}
+              - {resourceType: pod, resourceName: x, port: 9080}
+    """)
+    problem = only(rs.problems)
+    assert (problem.line, problem.field) == (7, 'contexts["kind-*"].portForward[1]')
+    assert "line 6" in problem.message
+
+
+def test_contexts_and_rules_for(load: Load) -> None:
+    rs = load("""
+        portForward:
+          - {resourceType: service, resourceName: web, port: 80}
+          - {resourceType: service, resourceName: api, port: 81}
+        contexts:
+          kind-*:
+            portForward:
+              - {resourceType: pod, resourceName: debug, port: 2345}
+              - {resourceType: service, resourceName: api, port: 81, localPort: 9081}
+          kind-dev:
+            portForward:
+              - {resourceType: service, resourceName: api, port: 81, localPort: 7081}
+              - {resourceType: pod, resourceName: dev-only, port: 1}
+          "prod-[ab]":
+            portForward:
+              - {resourceType: service, resourceName: web, port: 80, address: localhost}
+    """)
+    assert rs.problems == ()
+    assert [p for p, _ in rs.context_rules] == ["kind-*", "kind-dev", "prod-[ab]"]
+
+    def summary(context: str) -> list[tuple[str, int | None]]:
+        return [(r.resource_name, r.local_port) for r in rs.rules_for(context)]
+
+    assert summary("minikube") == [("web", None), ("api", None)]
+    # The context's api rule replaces the global one in its place; new rules follow.
+    assert summary("kind-x") == [("web", None), ("api", 9081), ("debug", None)]
+    # Both patterns match: the first written wins for the shared target.
+    assert summary("kind-dev") == [("web", None), ("api", 9081), ("debug", None), ("dev-only", None)]
+    # Different address, so a different target: both stay.
+    assert [r.address for r in rs.rules_for("prod-a")] == ["127.0.0.1", "127.0.0.1", "localhost"]
+    assert len(rs.rules_for("prod-c")) == 2
+    assert len(rs.rules_for("KIND-x")) == 2  # context names are case-sensitive
+
+
+def test_context_section_problems(load: Load) -> None:
+    rs = load("""
+        contexts:
+          a:
+            portforward: []
+          b: [1]
+          3: {}
+          c:
+          d:
+            portForward: {}
+    """)
+    assert [(p.line, p.field) for p in rs.problems] == [
+        (3, 'contexts["a"].portforward'), (4, 'contexts["b"]'), (5, "contexts[3]"),
+        (8, 'contexts["d"].portForward'),
+    ]
+    assert 'Did you mean "portForward"?' in rs.problems[0].message
+    assert "found a list" in rs.problems[1].message
+    assert "A context name or glob must be text; found a number (3)." in rs.problems[2].message
+
+
+def test_contexts_must_be_a_mapping(load: Load) -> None:
+    problem = only(load("contexts: [kind]\n").problems)
+    assert (problem.line, problem.field) == (1, "contexts")
+
+
+def test_repeated_context_pattern(load: Load) -> None:
+    rs = load("""
+        contexts:
+          kind: {portForward: []}
+          kind: {portForward: []}
+    """)
+    problem = only(rs.problems)
+    assert (problem.line, problem.field) == (3, 'contexts["kind"]')
+
+
+def test_auto_is_kept_raw(load: Load) -> None:
+    rs = load("""
+        auto:
+          services: true
+          anything: {goes: [here]}
+    """)
+    assert rs.problems == ()
+    assert rs.auto == {"services": True, "anything": {"goes": ["here"]}}
+
+
+def test_auto_must_be_a_mapping(load: Load) -> None:
+    problem = only(load("auto: yes\n").problems)
+    assert (problem.line, problem.field, problem.message) == (
+        1, "auto", '"auto" must be a mapping; found a true/false value (true).')
+
+
+def test_load_rules_text_needs_no_file(tmp_path: Path) -> None:
+    rs = load_rules_text("portForward: [{resourceType: job, resourceName: j, port: 1}]\n", tmp_path / "x.yaml")
+    assert rs.rules == (Rule(ResourceType.JOB, "j", 1),)
+    assert rs.rules[0].origin is not None and rs.rules[0].origin.file == str(tmp_path / "x.yaml")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG_CONFIG_HOME is Linux's")
+def test_default_path_is_used_when_none_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The XDG variable is how users move the file on Linux, so setting it is a real scenario.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    write(tmp_path / "kubetray" / "config.yaml", "portForward: [{resourceType: pod, resourceName: a, port: 1}]\n")
+    rs = load_rules()
+    assert rs.path == tmp_path / "kubetray" / "config.yaml"
+    assert len(rs.rules) == 1
