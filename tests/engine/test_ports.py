@@ -181,7 +181,10 @@ def test_taken_ports_are_skipped(closing: list[Bound]) -> None:
     bound = bind_listener("127.0.0.1", base, taken={base, base + 1})
     closing.append(bound)
     assert bound.port == base + 2
-    assert bound.reasons == (f"{base} is used by another kubetray rule", f"{base + 1} is used by another kubetray rule")
+    assert bound.reasons == (
+        f"{base} is used by another kubetray rule",
+        f"{base + 1} is used by another kubetray rule",
+    )
 
 
 def test_taken_and_in_use_mix_in_order(closing: list[Bound]) -> None:
@@ -256,7 +259,9 @@ def test_hostname_is_rejected_clearly() -> None:
         bind_listener("example.com", 8080)
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may bind low ports")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may bind low ports"
+)
 def test_privileged_port_falls_back_when_not_root(closing: list[Bound]) -> None:
     probe = occupy(80)
     if probe is not None:  # ip_unprivileged_port_start lets us bind low ports here

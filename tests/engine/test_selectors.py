@@ -51,7 +51,11 @@ def test_match_labels_all_must_match() -> None:
         ({"key": "missing", "operator": "In", "values": ["x"]}, WEB, False),
         ({"key": "app", "operator": "NotIn", "values": ["api"]}, WEB, True),
         ({"key": "app", "operator": "NotIn", "values": ["web"]}, WEB, False),
-        ({"key": "missing", "operator": "NotIn", "values": ["x"]}, WEB, True),  # absent label passes NotIn
+        (
+            {"key": "missing", "operator": "NotIn", "values": ["x"]},
+            WEB,
+            True,
+        ),  # absent label passes NotIn
         ({"key": "tier", "operator": "Exists"}, WEB, True),
         ({"key": "missing", "operator": "Exists"}, WEB, False),
         ({"key": "missing", "operator": "DoesNotExist"}, WEB, True),
@@ -129,7 +133,9 @@ def test_parse_full_example() -> None:
     assert not selector.matches({**good, "c": "d"})
     assert not selector.matches({**good, "e": "z"})
     assert not selector.matches({**good, "f": "z"})
-    assert selector.matches({k: v for k, v in good.items() if k not in ("c", "f")})  # absent passes != / notin
+    assert selector.matches(
+        {k: v for k, v in good.items() if k not in ("c", "f")}
+    )  # absent passes != / notin
     assert not selector.matches({k: v for k, v in good.items() if k != "g"})
 
 
@@ -162,10 +168,10 @@ def test_parse_gt_lt() -> None:
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("a=b,", 'expected a label key, found the end'),
+        ("a=b,", "expected a label key, found the end"),
         ("a in x", r'expected "\(" to start the value list, found "x" at position 6'),
         ("a in ()", "needs at least one value"),
-        ("a b", 'expected an operator'),
+        ("a b", "expected an operator"),
         ("!", 'expected a label key after "!"'),
         ("a=b c", 'expected "," between requirements, found "c" at position 5'),
         ("a in (x", r'expected "," or "\)" in the value list, found the end'),

@@ -30,7 +30,10 @@ class Backoff:
         if not self.factor >= 1:
             raise ValueError(f"Backoff factor must be at least 1, not {self.factor!r}.")
         if not self.cap >= self.initial:
-            raise ValueError(f"Backoff cap ({self.cap!r}) must not be below the initial delay ({self.initial!r}).")
+            raise ValueError(
+                f"Backoff cap ({self.cap!r}) must not be below "
+                f"the initial delay ({self.initial!r})."
+            )
         if not 0 <= self.jitter < 1:
             raise ValueError(f"Backoff jitter must be a fraction in [0, 1), not {self.jitter!r}.")
 

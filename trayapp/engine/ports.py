@@ -85,7 +85,8 @@ def normalize_address(address: str) -> tuple[str, socket.AddressFamily]:
         ip = ipaddress.ip_address(text)
     except ValueError:
         raise PortError(
-            f'The listen address "{address}" is not an IP address; use one such as 127.0.0.1, ::1 or 0.0.0.0.',
+            f'The listen address "{address}" is not an IP address; '
+            "use one such as 127.0.0.1, ::1 or 0.0.0.0.",
             recoverable=False,
         ) from None
     return str(ip), socket.AF_INET6 if ip.version == 6 else socket.AF_INET
@@ -113,7 +114,9 @@ def _try_bind(host: str, family: socket.AddressFamily, port: int) -> socket.sock
     return sock
 
 
-def _bind_os_pick(host: str, family: socket.AddressFamily, address: str, taken: Container[int]) -> socket.socket:
+def _bind_os_pick(
+    host: str, family: socket.AddressFamily, address: str, taken: Container[int]
+) -> socket.socket:
     """Bind port 0; if the OS hands back a port another rule was promised, hold it and retry."""
     held: list[socket.socket] = []
     try:
@@ -122,13 +125,17 @@ def _bind_os_pick(host: str, family: socket.AddressFamily, address: str, taken: 
             if sock.getsockname()[1] not in taken:
                 return sock
             held.append(sock)  # keep it bound so the next pick differs
-        raise PortError(f"The system offered only ports already given to other kubetray rules on {address}.")
+        raise PortError(
+            f"The system offered only ports already given to other kubetray rules on {address}."
+        )
     finally:
         for sock in held:
             sock.close()
 
 
-def _bind_or_raise(host: str, family: socket.AddressFamily, address: str, port: int) -> socket.socket:
+def _bind_or_raise(
+    host: str, family: socket.AddressFamily, address: str, port: int
+) -> socket.socket:
     try:
         return _try_bind(host, family, port)
     except OSError as exc:
@@ -158,7 +165,13 @@ def bind_listener(address: str, requested: int | None, taken: Container[int] = (
         if port == 0:
             sock = _bind_os_pick(host, family, address, taken)
             chosen = sock.getsockname()[1]
-            return Bound(sock, chosen, requested, requested is not None and chosen != requested, tuple(reasons))
+            return Bound(
+                sock,
+                chosen,
+                requested,
+                requested is not None and chosen != requested,
+                tuple(reasons),
+            )
         if port in taken:
             reasons.append(f"{port} is used by another kubetray rule")
             continue

@@ -13,6 +13,9 @@ import enum
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+Obj = Mapping[str, Any]  # a LabelSelector dict as the API returns it
 
 
 class Operator(str, enum.Enum):
@@ -34,10 +37,14 @@ _PREFIX = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
 def _check_key(key: str) -> None:
     prefix, slash, name = key.rpartition("/")
     if slash and (not prefix or len(prefix) > 253 or not _PREFIX.match(prefix)):
-        raise ValueError(f'Label key "{key}" has an invalid prefix; it must be a DNS subdomain such as "example.com".')
+        raise ValueError(
+            f'Label key "{key}" has an invalid prefix; '
+            'it must be a DNS subdomain such as "example.com".'
+        )
     if not _NAME.match(name):
         raise ValueError(
-            f'Label key "{key}" is not valid: a name is 1-63 characters, letters, digits, "-", "_" or "." '
+            f'Label key "{key}" is not valid: a name is 1-63 characters, '
+            'letters, digits, "-", "_" or "." '
             "starting and ending with a letter or digit."
         )
 
@@ -45,7 +52,8 @@ def _check_key(key: str) -> None:
 def _check_value(value: str) -> None:
     if value and not _NAME.match(value):
         raise ValueError(
-            f'Label value "{value}" is not valid: it is empty or 1-63 characters, letters, digits, "-", "_" '
+            f'Label value "{value}" is not valid: it is empty or 1-63 characters, '
+            'letters, digits, "-", "_" '
             'or ".", starting and ending with a letter or digit.'
         )
 
@@ -62,15 +70,23 @@ class Requirement:
         _check_key(self.key)
         if self.operator in (Operator.IN, Operator.NOT_IN):
             if not self.values:
-                raise ValueError(f'The "{self.operator.value}" requirement on "{self.key}" needs at least one value.')
+                raise ValueError(
+                    f'The "{self.operator.value}" requirement on "{self.key}" '
+                    "needs at least one value."
+                )
             for value in self.values:
                 _check_value(value)
         elif self.operator in (Operator.EXISTS, Operator.DOES_NOT_EXIST):
             if self.values:
-                raise ValueError(f'The "{self.operator.value}" requirement on "{self.key}" must not have values.')
+                raise ValueError(
+                    f'The "{self.operator.value}" requirement on "{self.key}" must not have values.'
+                )
         else:  # Gt / Lt compare integers, as apimachinery's Requirement does
             if len(self.values) != 1 or not _is_int(next(iter(self.values))):
-                raise ValueError(f'The "{self.operator.value}" requirement on "{self.key}" needs exactly one integer value.')
+                raise ValueError(
+                    f'The "{self.operator.value}" requirement on "{self.key}" '
+                    "needs exactly one integer value."
+                )
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         present = self.key in labels
@@ -126,7 +142,7 @@ _OPERATORS = {
 }
 
 
-def from_label_selector(selector: Mapping | None) -> Selector:
+def from_label_selector(selector: Obj | None) -> Selector:
     """Turn a LabelSelector dict (`matchLabels`, `matchExpressions`) into a Selector.
 
     Raises ValueError naming the bad part when the selector is invalid, as the API server would.
@@ -142,7 +158,8 @@ def from_label_selector(selector: Mapping | None) -> Selector:
         operator = _OPERATORS.get(op_name)
         if operator is None:
             raise ValueError(
-                f'The label selector operator "{op_name}" is not one of In, NotIn, Exists, DoesNotExist.'
+                f'The label selector operator "{op_name}" is not one of '
+                "In, NotIn, Exists, DoesNotExist."
             )
         values = frozenset(str(v) for v in expr.get("values") or ())
         requirements.append(Requirement(str(expr.get("key", "")), operator, values))
@@ -162,12 +179,14 @@ def from_map(selector: Mapping[str, str] | None) -> Selector:
     return Selector(tuple(requirements))
 
 
-def matches_label_selector(selector: Mapping | None, labels: Mapping[str, str] | None) -> bool:
+def matches_label_selector(selector: Obj | None, labels: Mapping[str, str] | None) -> bool:
     """Does a LabelSelector dict select these labels? `None` selects nothing, `{}` everything."""
     return from_label_selector(selector).matches(labels)
 
 
-def matches_map_selector(selector: Mapping[str, str] | None, labels: Mapping[str, str] | None) -> bool:
+def matches_map_selector(
+    selector: Mapping[str, str] | None, labels: Mapping[str, str] | None
+) -> bool:
     """Does a plain equality map select these labels? Empty selects everything (see `from_map`)."""
     return from_map(selector).matches(labels)
 
@@ -204,7 +223,9 @@ class _Parser:
             where = f'"{token}" at position {pos + 1}'
         else:
             where = "the end"
-        return ValueError(f'Label selector "{self.text}" is not valid: expected {what}, found {where}.')
+        return ValueError(
+            f'Label selector "{self.text}" is not valid: expected {what}, found {where}.'
+        )
 
     def peek(self) -> str | None:
         return self.tokens[self.index][0] if self.index < len(self.tokens) else None
@@ -237,7 +258,9 @@ class _Parser:
     def requirement(self) -> Requirement:
         if self.peek() == "!":
             self.take()
-            return self._build(self.identifier("a label key after \"!\""), Operator.DOES_NOT_EXIST, ())
+            return self._build(
+                self.identifier('a label key after "!"'), Operator.DOES_NOT_EXIST, ()
+            )
         key = self.identifier("a label key")
         token = self.peek()
         if token is None or token == ",":
@@ -251,7 +274,9 @@ class _Parser:
             value = self.identifier("an integer")
             return self._build(key, Operator.LT if token == "<" else Operator.GT, (value,))
         if token in ("in", "notin"):
-            return self._build(key, Operator.IN if token == "in" else Operator.NOT_IN, self.value_set())
+            return self._build(
+                key, Operator.IN if token == "in" else Operator.NOT_IN, self.value_set()
+            )
         self.index -= 1
         raise self.fail('an operator ("=", "==", "!=", "in", "notin", "<" or ">")')
 
@@ -271,7 +296,9 @@ class _Parser:
             token = self.peek()
             if token == ")":
                 self.take()
-                if expect_value and values:  # `(a,)`: a trailing empty value, as apimachinery reads it
+                if (
+                    expect_value and values
+                ):  # `(a,)`: a trailing empty value, as apimachinery reads it
                     values.append("")
                 return tuple(values)
             if token == ",":
@@ -290,7 +317,9 @@ class _Parser:
             return Requirement(key, operator, frozenset(values))
         except ValueError as exc:
             message = str(exc)
-            raise ValueError(f'Label selector "{self.text}" is not valid: {message[0].lower()}{message[1:]}') from None
+            raise ValueError(
+                f'Label selector "{self.text}" is not valid: {message[0].lower()}{message[1:]}'
+            ) from None
 
 
 def parse_selector(text: str) -> Selector:

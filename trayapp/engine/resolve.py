@@ -1,0 +1,519 @@
+"""Pure resolution: a rule plus the cluster's objects -> the pod and container port to forward to.
+
+Objects are the raw JSON dicts the API server returns; an ObjectSource serves them (from the
+engine's watch caches, or from a test's dicts). Nothing here does I/O or keeps state, so the
+engine can call `resolve` on every watch event and compare answers.
+
+The choices match `kubectl port-forward`: attachablepodforobject.go (a pod is used as named),
+helpers.go GetFirstPod (pods by the object's selector, sorted with sort.Reverse(ActivePods), first
+wins), podutils.go ActivePods (the order), service_port.go and pod_port.go (port translation).
+Where kubectl has no answer (CronJob) or picks an old pod mid-rollout, we say why we differ.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from trayapp.engine.selectors import Selector, from_label_selector, from_map
+from trayapp.model import ResourceType, Rule
+
+Obj = Mapping[str, Any]  # a Kubernetes object (or part of one) as the API returns it
+
+
+class ObjectSource(Protocol):
+    """Read access to cluster objects by plural kind ("pods", "services", "deployments", ...)."""
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None: ...
+
+    def list(self, kind: str, namespace: str) -> Sequence[Obj]: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """Forward to this pod's container port."""
+
+    namespace: str
+    pod: str
+    pod_uid: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """No target right now; `reason` is a full sentence for the user.
+
+    `permanent` means waiting alone cannot help (the rule or the object's spec is wrong); the
+    engine still keeps watching, since an edit can fix it.
+    """
+
+    reason: str
+    permanent: bool = False
+
+
+Resolution = Target | Unresolved
+
+KIND_OF: dict[ResourceType, str] = {
+    ResourceType.POD: "pods",
+    ResourceType.SERVICE: "services",
+    ResourceType.DEPLOYMENT: "deployments",
+    ResourceType.REPLICASET: "replicasets",
+    ResourceType.STATEFULSET: "statefulsets",
+    ResourceType.REPLICATIONCONTROLLER: "replicationcontrollers",
+    ResourceType.DAEMONSET: "daemonsets",
+    ResourceType.JOB: "jobs",
+    ResourceType.CRONJOB: "cronjobs",
+}
+
+# Labels a controller stamps on each version of its pods (Deployment -> ReplicaSet;
+# StatefulSet and DaemonSet -> ControllerRevision).
+VERSION_LABELS = ("pod-template-hash", "controller-revision-hash")
+
+
+def kinds_needed(resource_type: ResourceType) -> tuple[str, ...]:
+    """The kinds the engine must watch so that `resolve` sees every change that matters."""
+    if resource_type is ResourceType.POD:
+        return ("pods",)
+    if resource_type is ResourceType.CRONJOB:
+        return ("cronjobs", "jobs", "pods")
+    return (KIND_OF[resource_type], "pods")
+
+
+# ---- small readers over raw JSON ----------------------------------------------------------------
+
+
+def _meta(obj: Obj) -> Obj:
+    return obj.get("metadata") or {}
+
+
+def _name(obj: Obj) -> str:
+    return str(_meta(obj).get("name", ""))
+
+
+def _time(text: object) -> datetime | None:
+    """RFC 3339 from the API (`2026-11-26T10:00:00Z`, maybe with fractions); None when absent."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _created(obj: Obj) -> datetime | None:
+    return _time(_meta(obj).get("creationTimestamp"))
+
+
+def _deleting(obj: Obj) -> bool:
+    return bool(_meta(obj).get("deletionTimestamp"))
+
+
+def _phase(pod: Obj) -> str:
+    return str((pod.get("status") or {}).get("phase") or "")
+
+
+def _ready_condition(pod: Obj) -> Obj | None:
+    for cond in (pod.get("status") or {}).get("conditions") or ():
+        if cond.get("type") == "Ready":
+            return dict(cond)
+    return None
+
+
+def is_ready(pod: Obj) -> bool:
+    """podutil.IsPodReady: the Ready condition is present and "True"."""
+    cond = _ready_condition(pod)
+    return cond is not None and cond.get("status") == "True"
+
+
+def _ready_since(pod: Obj) -> datetime | None:
+    cond = _ready_condition(pod)
+    if cond is None or cond.get("status") != "True":
+        return None
+    return _time(cond.get("lastTransitionTime"))
+
+
+def _max_restarts(pod: Obj) -> int:
+    # podutils.go maxContainerRestarts: the highest restartCount of any app container.
+    counts = [
+        int(cs.get("restartCount") or 0)
+        for cs in (pod.get("status") or {}).get("containerStatuses") or ()
+    ]
+    return max(counts, default=0)
+
+
+def _container_ports(pod: Obj) -> list[Obj]:
+    """All declared ports, containers first, then initContainers (restartable sidecars)."""
+    spec = pod.get("spec") or {}
+    found: list[Obj] = []
+    for group in ("containers", "initContainers"):
+        for container in spec.get(group) or ():
+            found.extend(container.get("ports") or ())
+    return found
+
+
+def container_port_by_name(pod: Obj, name: str) -> int | None:
+    """pod_port.go / service_port.go lookupContainerPortNumberByName, plus initContainers."""
+    for port in _container_ports(pod):
+        if port.get("name") == name and port.get("containerPort"):
+            return int(port["containerPort"])
+    return None
+
+
+def _describe_ports(ports: Sequence[Obj], number_key: str) -> str:
+    parts = []
+    for port in ports:
+        text = str(port.get(number_key))
+        if port.get("name"):
+            text += f" ({port['name']})"
+        parts.append(text)
+    return ", ".join(parts) if parts else "none"
+
+
+def _numeric(port: int | str) -> int | None:
+    """A rule port that is a number (or all digits: a port name always has a letter)."""
+    if isinstance(port, int):
+        return port
+    return int(port) if port.isdigit() else None
+
+
+# ---- kubectl's pod order ----------------------------------------------------------------------
+
+
+_PHASE_ORDINAL = {"Pending": 0, "Unknown": 1, "Running": 2}  # any other phase counts as 0, as in Go
+
+
+def _later_or_zero(t1: datetime | None, t2: datetime | None) -> bool:
+    """podutils.go afterOrZero: a missing time counts as later than any real one."""
+    if t1 is None or t2 is None:
+        return t1 is None
+    return t1 > t2
+
+
+def _active_pods_less(a: Obj, b: Obj) -> bool:
+    """podutils.go ActivePods.Less: is `a` the worse pod? Steps numbered as kubectl's."""
+    node_a = (a.get("spec") or {}).get("nodeName") or ""
+    node_b = (b.get("spec") or {}).get("nodeName") or ""
+    if node_a != node_b and (not node_a or not node_b):  # 1. unassigned < assigned
+        return not node_a
+    phase_a, phase_b = _PHASE_ORDINAL.get(_phase(a), 0), _PHASE_ORDINAL.get(_phase(b), 0)
+    if phase_a != phase_b:  # 2. Pending < Unknown < Running
+        return phase_a < phase_b
+    ready_a, ready_b = is_ready(a), is_ready(b)
+    if ready_a != ready_b:  # 3. not ready < ready
+        return not ready_a
+    if ready_a and ready_b:  # 4. ready more recently (or unknown) < ready for longer
+        since_a, since_b = _ready_since(a), _ready_since(b)
+        if since_a != since_b:
+            return _later_or_zero(since_a, since_b)
+    restarts_a, restarts_b = _max_restarts(a), _max_restarts(b)
+    if restarts_a != restarts_b:  # 5. more restarts < fewer restarts
+        return restarts_a > restarts_b
+    created_a, created_b = _created(a), _created(b)
+    if created_a != created_b:  # 6. newer (or unknown) < older
+        return _later_or_zero(created_a, created_b)
+    return False
+
+
+def _best_first(a: Obj, b: Obj) -> int:
+    # sort.Reverse(ActivePods): the "greatest" pod first. Go's sort is not stable, so equal pods
+    # come out in any order; we break ties by name so the answer is the same on every event.
+    if _active_pods_less(b, a):
+        return -1
+    if _active_pods_less(a, b):
+        return 1
+    return (_name(a) > _name(b)) - (_name(a) < _name(b))
+
+
+def order_pods(pods: Sequence[Obj]) -> list[Obj]:
+    """Best pod first, as GetFirstPod picks with sort.Reverse(ActivePods) (helpers.go)."""
+    return sorted(pods, key=functools.cmp_to_key(_best_first))
+
+
+def _version_key(pod: Obj) -> tuple[str | None, str | None]:
+    owner_uid = None
+    for ref in _meta(pod).get("ownerReferences") or ():
+        if ref.get("controller"):
+            owner_uid = ref.get("uid") or f"{ref.get('kind')}/{ref.get('name')}"
+            break
+    labels = _meta(pod).get("labels") or {}
+    revision = next((labels[key] for key in VERSION_LABELS if key in labels), None)
+    return owner_uid, revision
+
+
+def newest_version(pods: Sequence[Obj]) -> list[Obj]:
+    """The pods of the newest controller version, when they span more than one (a rollout).
+
+    A version is a controller owner uid plus its pod-template-hash / controller-revision-hash;
+    the newest is the one holding the most recently created pod. Skaffold forwards services to
+    the new version so answers do not come from pods about to be replaced; kubectl would keep
+    the old, longer-ready pod.
+    """
+    groups: dict[tuple[str | None, str | None], list[Obj]] = {}
+    for pod in pods:
+        groups.setdefault(_version_key(pod), []).append(pod)
+    if len(groups) <= 1:
+        return list(pods)
+    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    newest = max(pods, key=lambda p: (_created(p) or epoch, _name(p)))
+    return groups[_version_key(newest)]
+
+
+# ---- choosing among a selector's pods -----------------------------------------------------------
+
+
+def _pods_for(source: ObjectSource, namespace: str, selector: Selector) -> list[Obj]:
+    return [
+        pod for pod in source.list("pods", namespace) if selector.matches(_meta(pod).get("labels"))
+    ]
+
+
+def _no_ready_pod(what: str, pods: Sequence[Obj]) -> Unresolved:
+    if not pods:
+        return Unresolved(f"{what} has no pods yet.")
+    total = len(pods)
+    noun = "pod" if total == 1 else "pods"
+    deleting = sum(1 for pod in pods if _deleting(pod))
+    running = sum(1 for pod in pods if not _deleting(pod) and _phase(pod) == "Running")
+    details = [f"{total} {noun}"]
+    if deleting:
+        details.append(f"{deleting} being deleted")
+    if running:
+        details.append(f"{running} Running but not Ready")
+    details.append("none Ready")
+    return Unresolved(f"{what} has no ready pod yet ({', '.join(details)}).")
+
+
+def _candidates(pods: Sequence[Obj]) -> list[Obj]:
+    """Pods fit to serve traffic: not being deleted, Running and Ready."""
+    return [p for p in pods if not _deleting(p) and _phase(p) == "Running" and is_ready(p)]
+
+
+def _choose(candidates: Sequence[Obj], *, prefer_newest: bool, prefer: str | None) -> Obj:
+    group = newest_version(candidates) if prefer_newest else list(candidates)
+    if prefer is not None:
+        for pod in group:
+            if _name(pod) == prefer:  # sticky: keep the pod in use while it stays a good choice
+                return pod
+    return order_pods(group)[0]
+
+
+def _target(pod: Obj, namespace: str, port: int) -> Target:
+    return Target(namespace, _name(pod), str(_meta(pod).get("uid", "")), port)
+
+
+def _port_on_pod(pod: Obj, namespace: str, port: int | str) -> Resolution:
+    number = _numeric(port)
+    if number is not None:
+        return _target(pod, namespace, number)
+    found = container_port_by_name(pod, str(port))
+    if found is None:
+        return Unresolved(
+            f'pod "{_name(pod)}" has no container port named "{port}"; its ports are '
+            f"{_describe_ports(_container_ports(pod), 'containerPort')}.",
+            permanent=True,
+        )
+    return _target(pod, namespace, found)
+
+
+def _valid_port(number: int | None) -> bool:
+    return number is None or 0 < number <= 65535
+
+
+# ---- one resolver per kind ----------------------------------------------------------------------
+
+
+def _resolve_pod(rule: Rule, source: ObjectSource) -> Resolution:
+    # attachablepodforobject.go: a pod is used as named; portforward.go then insists on Running.
+    ns, name = rule.namespace, rule.resource_name
+    pod = source.get("pods", ns, name)
+    if pod is None:
+        return Unresolved(f'pod "{name}" in namespace "{ns}" does not exist yet.')
+    if _deleting(pod):
+        return Unresolved(f'pod "{name}" is being deleted.')
+    phase = _phase(pod)
+    if phase in ("Succeeded", "Failed"):
+        return Unresolved(
+            f'pod "{name}" has finished (phase {phase}) and will not run again.', permanent=True
+        )
+    if phase != "Running":
+        return Unresolved(f'pod "{name}" is not running yet (phase {phase or "unknown"}).')
+    return _port_on_pod(pod, ns, rule.port)
+
+
+def _find_service_port(service: Obj, port: int | str) -> Obj | None:
+    ports = (service.get("spec") or {}).get("ports") or ()
+    number = _numeric(port)
+    if number is not None:
+        matches = [p for p in ports if p.get("port") == number]
+        # a number may be declared for TCP and UDP (DNS on 53); port-forward carries TCP only
+        return next(
+            (p for p in matches if (p.get("protocol") or "TCP") == "TCP"),
+            matches[0] if matches else None,
+        )
+    return next((p for p in ports if p.get("name") == port), None)
+
+
+def _resolve_service(rule: Rule, source: ObjectSource, prefer: str | None) -> Resolution:
+    ns, name = rule.namespace, rule.resource_name
+    service = source.get("services", ns, name)
+    if service is None:
+        return Unresolved(f'service "{name}" in namespace "{ns}" does not exist yet.')
+    spec = service.get("spec") or {}
+    if not spec.get("selector"):
+        return Unresolved(
+            f'service "{name}" has no selector, so kubetray cannot tell which pods serve it; '
+            "forward to a pod or workload instead.",
+            permanent=True,
+        )
+    svc_port = _find_service_port(service, rule.port)
+    if svc_port is None:
+        what = (
+            f"port {rule.port}" if _numeric(rule.port) is not None else f'port named "{rule.port}"'
+        )
+        return Unresolved(
+            f'service "{name}" has no {what}; '
+            f"its ports are {_describe_ports(spec.get('ports') or (), 'port')}.",
+            permanent=True,
+        )
+    if (svc_port.get("protocol") or "TCP") != "TCP":
+        return Unresolved(
+            f'service "{name}" port {svc_port.get("port")} is {svc_port.get("protocol")}; '
+            "port forwarding carries TCP only.",
+            permanent=True,
+        )
+    try:
+        pods = _pods_for(source, ns, from_map(spec["selector"]))
+    except ValueError as exc:
+        return Unresolved(f'service "{name}" has an invalid selector: {exc}', permanent=True)
+    candidates = _candidates(pods)
+    if not candidates:
+        return _no_ready_pod(f'service "{name}"', pods)
+
+    number = int(svc_port["port"])
+    target = svc_port.get("targetPort")
+    if spec.get("clusterIP") == "None":
+        # service_port.go: for a headless service kubectl ignores targetPort and dials the
+        # service port on the pod, as clients resolving the headless DNS name would.
+        return _target(_choose(candidates, prefer_newest=True, prefer=prefer), ns, number)
+    if isinstance(target, str) and target:
+        # A named targetPort may differ per pod (e.g. mid-rollout); only pods declaring it qualify.
+        named = [p for p in candidates if container_port_by_name(p, target) is not None]
+        if not named:
+            best = order_pods(candidates)[0]
+            return Unresolved(
+                f'service "{name}" sends port {number} to the container port named "{target}", '
+                "but no ready pod "
+                f'has a port of that name (pod "{_name(best)}" has '
+                f"{_describe_ports(_container_ports(best), 'containerPort')}).",
+                permanent=True,
+            )
+        pod = _choose(named, prefer_newest=True, prefer=prefer)
+        return _target(pod, ns, container_port_by_name(pod, target) or 0)
+    # service_port.go: an int targetPort is used as is; 0 or absent means the service port.
+    chosen_port = int(target) if isinstance(target, int) and target else number
+    return _target(_choose(candidates, prefer_newest=True, prefer=prefer), ns, chosen_port)
+
+
+def _workload_selector(resource_type: ResourceType, obj: Obj) -> Selector:
+    raw = (obj.get("spec") or {}).get("selector")
+    if resource_type is ResourceType.REPLICATIONCONTROLLER:
+        return from_map(raw)  # helpers.go SelectorsForObject: labels.SelectorFromSet
+    return from_label_selector(raw)  # metav1.LabelSelectorAsSelector
+
+
+def _resolve_selected(
+    what: str,
+    resource_type: ResourceType,
+    obj: Obj,
+    rule: Rule,
+    source: ObjectSource,
+    prefer: str | None,
+) -> Resolution:
+    try:
+        selector = _workload_selector(resource_type, obj)
+    except ValueError as exc:
+        return Unresolved(f"{what} has an invalid selector: {exc}", permanent=True)
+    if selector.selects_everything or selector.nothing:
+        # The API server never stores such a workload; choosing any pod of the namespace would
+        # surprise the user more than waiting does.
+        return Unresolved(
+            f"{what} has an empty selector, so it selects no pods kubetray can choose.",
+            permanent=True,
+        )
+    pods = _pods_for(source, rule.namespace, selector)
+    candidates = _candidates(pods)
+    if not candidates:
+        return _no_ready_pod(what, pods)
+    prefer_newest = resource_type is ResourceType.DEPLOYMENT
+    pod = _choose(candidates, prefer_newest=prefer_newest, prefer=prefer)
+    return _port_on_pod(pod, rule.namespace, rule.port)
+
+
+def _owned_by(job: Obj, cronjob: Obj) -> bool:
+    cron_uid = _meta(cronjob).get("uid")
+    for ref in _meta(job).get("ownerReferences") or ():
+        if cron_uid and ref.get("uid"):
+            if ref["uid"] == cron_uid:
+                return True
+        elif ref.get("kind") == "CronJob" and ref.get("name") == _name(cronjob):
+            return True
+    return False
+
+
+def _resolve_cronjob(rule: Rule, source: ObjectSource, prefer: str | None) -> Resolution:
+    # kubectl has no CronJob case; we follow the newest Job the CronJob created.
+    ns, name = rule.namespace, rule.resource_name
+    cronjob = source.get("cronjobs", ns, name)
+    if cronjob is None:
+        return Unresolved(f'cronjob "{name}" in namespace "{ns}" does not exist yet.')
+    jobs = [
+        job for job in source.list("jobs", ns) if _owned_by(job, cronjob) and not _deleting(job)
+    ]
+    if not jobs:
+        return Unresolved(f'cronjob "{name}" has not run a job yet.')
+    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    job = max(jobs, key=lambda j: (_created(j) or epoch, _name(j)))
+    what = f'cronjob "{name}" (its newest job "{_name(job)}")'
+    return _resolve_selected(what, ResourceType.JOB, job, rule, source, prefer)
+
+
+def resolve(rule: Rule, source: ObjectSource, prefer: str | None = None) -> Resolution:
+    """The pod and container port `rule` forwards to now, or why there is none.
+
+    `prefer` names the pod currently in use: when it is still among the best group of
+    candidates it is kept, so a tunnel does not hop between equally good pods on every event.
+    """
+    number = _numeric(rule.port)
+    if not _valid_port(number):
+        return Unresolved(f"port {rule.port} is not a valid port number (1-65535).", permanent=True)
+    kind = rule.resource_type
+    if kind is ResourceType.POD:
+        return _resolve_pod(rule, source)
+    if kind is ResourceType.SERVICE:
+        return _resolve_service(rule, source, prefer)
+    if kind is ResourceType.CRONJOB:
+        return _resolve_cronjob(rule, source, prefer)
+    obj = source.get(KIND_OF[kind], rule.namespace, rule.resource_name)
+    what = f'{kind.value} "{rule.resource_name}"'
+    if obj is None:
+        return Unresolved(f'{what} in namespace "{rule.namespace}" does not exist yet.')
+    return _resolve_selected(what, kind, obj, rule, source, prefer)
+
+
+__all__ = [
+    "KIND_OF",
+    "ObjectSource",
+    "Resolution",
+    "Target",
+    "Unresolved",
+    "container_port_by_name",
+    "is_ready",
+    "kinds_needed",
+    "newest_version",
+    "order_pods",
+    "resolve",
+]
