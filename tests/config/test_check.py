@@ -9,7 +9,9 @@ from trayapp.config import check_report, load_rules
 
 
 def test_ok_lists_the_rules_it_understood(tmp_path: Path) -> None:
-    rules_file = write(tmp_path / "config.yaml", """
+    rules_file = write(
+        tmp_path / "config.yaml",
+        """
         portForward:
           - {resourceType: Service, resourceName: web, port: "80", localPort: 8080, name: Web UI}
           - {resourceType: deployment, resourceName: api, namespace: shop, port: http}
@@ -17,47 +19,102 @@ def test_ok_lists_the_rules_it_understood(tmp_path: Path) -> None:
           kind-*:
             portForward:
               - {resourceType: pod, resourceName: dbg, port: 2345, address: "::1"}
-    """)
+    """,
+    )
     text, status = check_report(load_rules(rules_file))
     assert status == 0
     lines = text.splitlines()
     assert lines[0] == "OK"
     assert lines[1] == f"{rules_file}: 3 rules."
-    assert lines[2].split() == ["SCOPE", "RESOURCE", "NAMESPACE", "FORWARD", "NAME", "WRITTEN", "AT"]
-    assert lines[3].split() == ["(all", "contexts)", "service/web", "default", "80", "->", "127.0.0.1:8080",
-                                "Web", "UI", f"{rules_file}:2"]
-    assert lines[4].split() == ["(all", "contexts)", "deployment/api", "shop", "http", "->", "127.0.0.1:auto",
-                                "-", f"{rules_file}:3"]
-    assert lines[5].split() == ["context", "kind-*", "pod/dbg", "default", "2345", "->", "[::1]:2345",
-                                "-", f"{rules_file}:7"]
+    assert lines[2].split() == [
+        "SCOPE",
+        "RESOURCE",
+        "NAMESPACE",
+        "FORWARD",
+        "NAME",
+        "WRITTEN",
+        "AT",
+    ]
+    assert lines[3].split() == [
+        "(all",
+        "contexts)",
+        "service/web",
+        "default",
+        "80",
+        "->",
+        "127.0.0.1:8080",
+        "Web",
+        "UI",
+        f"{rules_file}:2",
+    ]
+    assert lines[4].split() == [
+        "(all",
+        "contexts)",
+        "deployment/api",
+        "shop",
+        "http",
+        "->",
+        "127.0.0.1:auto",
+        "-",
+        f"{rules_file}:3",
+    ]
+    assert lines[5].split() == [
+        "context",
+        "kind-*",
+        "pod/dbg",
+        "default",
+        "2345",
+        "->",
+        "[::1]:2345",
+        "-",
+        f"{rules_file}:7",
+    ]
     # Columns line up: every row's resource starts where the header's does.
     column = lines[2].index("RESOURCE")
-    assert {line[column:].split()[0].split("/")[0] for line in lines[3:]} == {"service", "deployment", "pod"}
+    assert {line[column:].split()[0].split("/")[0] for line in lines[3:]} == {
+        "service",
+        "deployment",
+        "pod",
+    }
 
 
 def test_problems_are_listed_then_counted(tmp_path: Path) -> None:
-    rules_file = write(tmp_path / "config.yaml", """
+    rules_file = write(
+        tmp_path / "config.yaml",
+        """
         portForward:
           - {resourceType: sevice, resourceName: web, port: 80}
           - {resourceType: pod, resourceName: ok, port: 1}
           - {resourceType: pod, resourceName: bad, port: 0}
-    """)
+    """,
+    )
     text, status = check_report(load_rules(rules_file))
     assert status == 1
     lines = text.splitlines()
-    assert lines[0].startswith(f'{rules_file}:2: portForward[0].resourceType: Unknown resource type "sevice".')
-    assert lines[1] == f'{rules_file}:4: portForward[2].port: "port" is 0, which is outside the port range 1-65535.'
+    assert lines[0].startswith(
+        f'{rules_file}:2: portForward[0].resourceType: Unknown resource type "sevice".'
+    )
+    assert (
+        lines[1]
+        == f'{rules_file}:4: portForward[2].port: "port" is 0, which is outside the port range 1-65535.'
+    )
     assert lines[2] == "2 problems found; rules with problems are ignored until they are fixed."
     assert len(lines) == 3
 
 
 def test_one_problem_is_singular(tmp_path: Path) -> None:
     text, status = check_report(load_rules(write(tmp_path / "config.yaml", "bogus: 1\n")))
-    assert (status, text.splitlines()[-1]) == (1, "1 problem found; rules with problems are ignored until they are fixed.")
+    assert (status, text.splitlines()[-1]) == (
+        1,
+        "1 problem found; rules with problems are ignored until they are fixed.",
+    )
 
 
 def test_missing_and_empty_files_are_ok(tmp_path: Path) -> None:
     missing = tmp_path / "config.yaml"
-    assert check_report(load_rules(missing)) == (f"OK\nThere is no rules file at {missing}, so there are no rules.\n", 0)
+    assert check_report(load_rules(missing)) == (
+        f"OK\nThere is no rules file at {missing}, so there are no rules.\n",
+        0,
+    )
     write(missing, "# later\n")
     assert check_report(load_rules(missing)) == (f"OK\n{missing} has no rules.\n", 0)

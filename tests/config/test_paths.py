@@ -8,7 +8,10 @@ HOME = Path("/home/ada")
 
 
 def test_linux_defaults_without_xdg_variables() -> None:
-    assert default_rules_path(platform="linux", environ={}, home=HOME) == HOME / ".config/kubetray/config.yaml"
+    assert (
+        default_rules_path(platform="linux", environ={}, home=HOME)
+        == HOME / ".config/kubetray/config.yaml"
+    )
     assert state_dir(platform="linux", environ={}, home=HOME) == HOME / ".local/state/kubetray"
 
 
@@ -33,7 +36,9 @@ def test_macos_uses_application_support_for_both() -> None:
 
 def test_windows_uses_appdata_and_localappdata() -> None:
     env = {"APPDATA": "/roaming", "LOCALAPPDATA": "/local"}
-    assert default_rules_path(platform="win32", environ=env, home=HOME) == Path("/roaming/kubetray/config.yaml")
+    assert default_rules_path(platform="win32", environ=env, home=HOME) == Path(
+        "/roaming/kubetray/config.yaml"
+    )
     assert state_dir(platform="win32", environ=env, home=HOME) == Path("/local/kubetray")
 
 

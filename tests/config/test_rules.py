@@ -24,7 +24,12 @@ def test_missing_file_is_no_rules_and_no_problems(tmp_path: Path) -> None:
 def test_empty_file_and_comment_only_file(load: Load, tmp_path: Path) -> None:
     for text in ("", "# nothing yet\n", "portForward:\ncontexts:\nskaffold:\nauto:\n"):
         rs = load(text)
-        assert (rs.path, rs.rules, rs.problems, dict(rs.auto)) == (tmp_path / "config.yaml", (), (), {})
+        assert (rs.path, rs.rules, rs.problems, dict(rs.auto)) == (
+            tmp_path / "config.yaml",
+            (),
+            (),
+            {},
+        )
 
 
 def test_unreadable_file_is_a_problem_not_an_exception(tmp_path: Path) -> None:
@@ -54,12 +59,16 @@ def test_invalid_yaml_names_the_line(load: Load, tmp_path: Path) -> None:
     assert str(problem) == f"{tmp_path / 'config.yaml'}:4: {problem.message}"
 
 
-@pytest.mark.parametrize(("text", "found"), [("- a\n- b\n", "a list"), ("hello\n", 'a string ("hello")')])
+@pytest.mark.parametrize(
+    ("text", "found"), [("- a\n- b\n", "a list"), ("hello\n", 'a string ("hello")')]
+)
 def test_file_that_is_not_a_mapping(load: Load, text: str, found: str) -> None:
     problem = only(load(text).problems)
     assert (problem.line, problem.field) == (1, None)
-    assert problem.message == ("The rules file must be a mapping with keys such as portForward, contexts, "
-                               f"skaffold, auto; found {found}.")
+    assert problem.message == (
+        "The rules file must be a mapping with keys such as portForward, contexts, "
+        f"skaffold, auto; found {found}."
+    )
 
 
 def test_second_document_is_reported_and_the_first_still_read(load: Load) -> None:
@@ -80,9 +89,19 @@ def test_unknown_top_level_key_with_suggestion(load: Load) -> None:
         extras: 1
     """)
     assert [(p.line, p.field, p.message) for p in rs.problems] == [
-        (2, "context", 'Unknown top-level key "context". Did you mean "contexts"? '
-                       "Allowed: portForward, contexts, skaffold, auto."),
-        (3, "extras", 'Unknown top-level key "extras". Allowed: portForward, contexts, skaffold, auto.'),
+        (
+            2,
+            "context",
+            (
+                'Unknown top-level key "context". Did you mean "contexts"? '
+                "Allowed: portForward, contexts, skaffold, auto."
+            ),
+        ),
+        (
+            3,
+            "extras",
+            'Unknown top-level key "extras". Allowed: portForward, contexts, skaffold, auto.',
+        ),
     ]
 
 
@@ -120,9 +139,12 @@ def test_valid_rules_are_kept_beside_invalid_ones(load: Load) -> None:
               - {resourceType: pod, resourceName: y, port: 2}
     """)
     assert [r.resource_name for r in rs.rules] == ["web", "api"]
-    assert [(p, [r.resource_name for r in rules]) for p, rules in rs.context_rules] == [("prod", ["y"])]
+    assert [(p, [r.resource_name for r in rules]) for p, rules in rs.context_rules] == [
+        ("prod", ["y"])
+    ]
     assert [(p.line, p.field) for p in rs.problems] == [
-        (3, "portForward[1].resourceType"), (4, "portForward[2].port"),
+        (3, "portForward[1].resourceType"),
+        (4, "portForward[2].port"),
         (9, 'contexts["prod"].portForward[0].address'),
     ]
     assert [r.origin.index for r in rs.rules if r.origin] == [0, 3]
@@ -136,8 +158,10 @@ def test_duplicate_target_in_one_scope(load: Load) -> None:
     """)
     problem = only(rs.problems)
     assert (problem.line, problem.field) == (3, "portForward[1]")
-    assert problem.message == ("This rule forwards the same service default/web port 80 on 127.0.0.1 "
-                               "as the rule on line 2; it is ignored.")
+    assert problem.message == (
+        "This rule forwards the same service default/web port 80 on 127.0.0.1 "
+        "as the rule on line 2; it is ignored."
+    )
     assert [r.name for r in rs.rules] == [None]
 
 
@@ -161,8 +185,10 @@ def test_duplicate_local_port_in_one_scope(load: Load) -> None:
     """)
     problem = only(rs.problems)
     assert (problem.line, problem.field) == (3, "portForward[1]")
-    assert problem.message.startswith("This rule asks for local address 127.0.0.1:8080, which the rule "
-                                      "on line 2 already uses; it is ignored.")
+    assert problem.message.startswith(
+        "This rule asks for local address 127.0.0.1:8080, which the rule "
+        "on line 2 already uses; it is ignored."
+    )
     assert [r.resource_name for r in rs.rules] == ["web", "api"]
 
 
@@ -218,7 +244,12 @@ def test_contexts_and_rules_for(load: Load) -> None:
     # The context's api rule replaces the global one in its place; new rules follow.
     assert summary("kind-x") == [("web", None), ("api", 9081), ("debug", None)]
     # Both patterns match: the first written wins for the shared target.
-    assert summary("kind-dev") == [("web", None), ("api", 9081), ("debug", None), ("dev-only", None)]
+    assert summary("kind-dev") == [
+        ("web", None),
+        ("api", 9081),
+        ("debug", None),
+        ("dev-only", None),
+    ]
     # Different address, so a different target: both stay.
     assert [r.address for r in rs.rules_for("prod-a")] == ["127.0.0.1", "127.0.0.1", "localhost"]
     assert len(rs.rules_for("prod-c")) == 2
@@ -237,7 +268,9 @@ def test_context_section_problems(load: Load) -> None:
             portForward: {}
     """)
     assert [(p.line, p.field) for p in rs.problems] == [
-        (3, 'contexts["a"].portforward'), (4, 'contexts["b"]'), (5, "contexts[3]"),
+        (3, 'contexts["a"].portforward'),
+        (4, 'contexts["b"]'),
+        (5, "contexts[3]"),
         (8, 'contexts["d"].portForward'),
     ]
     assert 'Did you mean "portForward"?' in rs.problems[0].message
@@ -273,20 +306,30 @@ def test_auto_is_kept_raw(load: Load) -> None:
 def test_auto_must_be_a_mapping(load: Load) -> None:
     problem = only(load("auto: yes\n").problems)
     assert (problem.line, problem.field, problem.message) == (
-        1, "auto", '"auto" must be a mapping; found a true/false value (true).')
+        1,
+        "auto",
+        '"auto" must be a mapping; found a true/false value (true).',
+    )
 
 
 def test_load_rules_text_needs_no_file(tmp_path: Path) -> None:
-    rs = load_rules_text("portForward: [{resourceType: job, resourceName: j, port: 1}]\n", tmp_path / "x.yaml")
+    rs = load_rules_text(
+        "portForward: [{resourceType: job, resourceName: j, port: 1}]\n", tmp_path / "x.yaml"
+    )
     assert rs.rules == (Rule(ResourceType.JOB, "j", 1),)
     assert rs.rules[0].origin is not None and rs.rules[0].origin.file == str(tmp_path / "x.yaml")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG_CONFIG_HOME is Linux's")
-def test_default_path_is_used_when_none_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_path_is_used_when_none_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The XDG variable is how users move the file on Linux, so setting it is a real scenario.
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    write(tmp_path / "kubetray" / "config.yaml", "portForward: [{resourceType: pod, resourceName: a, port: 1}]\n")
+    write(
+        tmp_path / "kubetray" / "config.yaml",
+        "portForward: [{resourceType: pod, resourceName: a, port: 1}]\n",
+    )
     rs = load_rules()
     assert rs.path == tmp_path / "kubetray" / "config.yaml"
     assert len(rs.rules) == 1

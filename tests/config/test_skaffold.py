@@ -55,23 +55,32 @@ def test_every_document_and_profile_is_read_and_skaffold_fields_ignored(tmp_path
     rules_file = write(tmp_path / "config.yaml", "skaffold: [app/skaffold.yaml]\n")
     rs = load_rules(rules_file)
     assert rs.problems == ()
-    assert [(r.resource_type.value, r.resource_name, r.namespace, r.port, r.local_port) for r in rs.rules] == [
+    assert [
+        (r.resource_type.value, r.resource_name, r.namespace, r.port, r.local_port)
+        for r in rs.rules
+    ] == [
         ("service", "web", "default", 80, 8080),
         ("deployment", "api", "shop", "http", None),
         ("statefulset", "db", "default", 5432, None),
         # the ci profile's web rule repeats the first document's: kept once
     ]
     assert [r.origin for r in rs.rules] == [
-        Origin(str(skaffold), 16, 0), Origin(str(skaffold), 25, 0), Origin(str(skaffold), 33, 0)]
+        Origin(str(skaffold), 16, 0),
+        Origin(str(skaffold), 25, 0),
+        Origin(str(skaffold), 33, 0),
+    ]
 
 
 def test_rules_file_rules_come_first_and_win_over_skaffold(tmp_path: Path) -> None:
     write(tmp_path / "skaffold.yaml", SKAFFOLD)
-    rules_file = write(tmp_path / "config.yaml", """
+    rules_file = write(
+        tmp_path / "config.yaml",
+        """
         portForward:
           - {resourceType: service, resourceName: web, port: 80, name: Shop}
         skaffold: [.]
-    """)
+    """,
+    )
     rs = load_rules(rules_file)
     assert rs.problems == ()
     assert [r.name for r in rs.rules] == ["Shop", None, None]
@@ -80,7 +89,10 @@ def test_rules_file_rules_come_first_and_win_over_skaffold(tmp_path: Path) -> No
 
 def test_paths_are_relative_to_the_rules_file_and_expand_home(tmp_path: Path, monkeypatch) -> None:
     home = tmp_path / "home"
-    write(home / "proj" / "skaffold.yaml", "portForward: [{resourceType: pod, resourceName: a, port: 1}]\n")
+    write(
+        home / "proj" / "skaffold.yaml",
+        "portForward: [{resourceType: pod, resourceName: a, port: 1}]\n",
+    )
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("USERPROFILE", str(home))
     rules_file = write(tmp_path / "cfg" / "config.yaml", "skaffold: [~/proj/skaffold.yaml]\n")
@@ -88,25 +100,33 @@ def test_paths_are_relative_to_the_rules_file_and_expand_home(tmp_path: Path, mo
 
 
 def test_missing_skaffold_file_names_the_rules_file_line(tmp_path: Path) -> None:
-    rules_file = write(tmp_path / "config.yaml", """
+    rules_file = write(
+        tmp_path / "config.yaml",
+        """
         portForward: []
         skaffold:
           - missing/skaffold.yaml
-    """)
+    """,
+    )
     problem = only(load_rules(rules_file).problems)
     assert (problem.file, problem.line, problem.field) == (str(rules_file), 3, "skaffold[0]")
-    assert problem.message == (f'Cannot read the Skaffold file "{tmp_path / "missing" / "skaffold.yaml"}": '
-                               "No such file or directory.")
+    assert problem.message == (
+        f'Cannot read the Skaffold file "{tmp_path / "missing" / "skaffold.yaml"}": '
+        "No such file or directory."
+    )
 
 
 def test_skaffold_section_problems(tmp_path: Path) -> None:
     write(tmp_path / "skaffold.yaml", "portForward: []\n")
-    rules_file = write(tmp_path / "config.yaml", """
+    rules_file = write(
+        tmp_path / "config.yaml",
+        """
         skaffold:
           - skaffold.yaml
           - 5
           - ./skaffold.yaml
-    """)
+    """,
+    )
     problems = load_rules(rules_file).problems
     assert [(p.line, p.field) for p in problems] == [(3, "skaffold[1]"), (4, "skaffold[2]")]
     assert "found a number (5)" in problems[0].message
@@ -121,7 +141,9 @@ def test_skaffold_must_be_a_list(tmp_path: Path) -> None:
 
 
 def test_problems_inside_skaffold_name_the_skaffold_file(tmp_path: Path) -> None:
-    skaffold = write(tmp_path / "skaffold.yaml", """
+    skaffold = write(
+        tmp_path / "skaffold.yaml",
+        """
         apiVersion: skaffold/v4beta11
         kind: Config
         ---
@@ -134,7 +156,8 @@ def test_problems_inside_skaffold_name_the_skaffold_file(tmp_path: Path) -> None
           - name: dev
             portForward:
               - {resourceType: pod, resourceName: a, port: 1, localPort: 0}
-    """)
+    """,
+    )
     rules_file = write(tmp_path / "config.yaml", "skaffold: [skaffold.yaml]\n")
     rs = load_rules(rules_file)
     assert [(p.file, p.line, p.field) for p in rs.problems] == [
@@ -161,13 +184,19 @@ profiles:
   - name: p
     portForward:
       - {resourceType: pod, resourceName: c, port: 1}
-""", "skaffold.yaml")
+""",
+        "skaffold.yaml",
+    )
     problem = only(tuple(problems))
     assert (problem.line, problem.field) == (3, "portForward[1]")
     assert [(g.where, [r.resource_name for r in g.rules]) for g in groups] == [
-        ("portForward", ["a"]), ("profiles[0].portForward", ["c"])]
+        ("portForward", ["a"]),
+        ("profiles[0].portForward", ["c"]),
+    ]
 
 
 def test_non_config_documents_are_ignored() -> None:
-    groups, problems = rules_from_skaffold_text("- a list\n---\nplain\n---\nprofiles: 3\n", "s.yaml")
+    groups, problems = rules_from_skaffold_text(
+        "- a list\n---\nplain\n---\nprofiles: 3\n", "s.yaml"
+    )
     assert (groups, problems) == ([], [])

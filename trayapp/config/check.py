@@ -10,7 +10,9 @@ _HEADERS = ("SCOPE", "RESOURCE", "NAMESPACE", "FORWARD", "NAME", "WRITTEN AT")
 
 
 def _endpoint(address: str, port: int | None) -> str:
-    shown = "auto" if port is None else str(port)  # a named port's local port is chosen at connect time
+    shown = (
+        "auto" if port is None else str(port)
+    )  # a named port's local port is chosen at connect time
     return f"[{address}]:{shown}" if ":" in address else f"{address}:{shown}"
 
 
@@ -27,7 +29,9 @@ def _row(scope: str, rule: Rule) -> tuple[str, ...]:
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows
+    ]
 
 
 def check_report(ruleset: RuleSet) -> tuple[str, int]:
@@ -42,7 +46,11 @@ def check_report(ruleset: RuleSet) -> tuple[str, int]:
         where = f" at {ruleset.searched}" if ruleset.searched else ""
         return f"OK\nThere is no rules file{where}, so there are no rules.\n", 0
     rows = [_row(GLOBAL_SCOPE, rule) for rule in ruleset.rules]
-    rows += [_row(f"context {pattern}", rule) for pattern, rules in ruleset.context_rules for rule in rules]
+    rows += [
+        _row(f"context {pattern}", rule)
+        for pattern, rules in ruleset.context_rules
+        for rule in rules
+    ]
     if not rows:
         return f"OK\n{ruleset.path} has no rules.\n", 0
     noun = "rule" if len(rows) == 1 else "rules"

@@ -28,7 +28,10 @@ def _home(home: Path | None) -> Path:
 
 
 def config_dir(
-    *, platform: str | None = None, environ: Mapping[str, str] | None = None, home: Path | None = None
+    *,
+    platform: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    home: Path | None = None,
 ) -> Path:
     """The per-user folder for kubetray's rules file."""
     platform = platform or sys.platform
@@ -43,7 +46,10 @@ def config_dir(
 
 
 def state_dir(
-    *, platform: str | None = None, environ: Mapping[str, str] | None = None, home: Path | None = None
+    *,
+    platform: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    home: Path | None = None,
 ) -> Path:
     """The per-user folder for what kubetray remembers between runs (not meant to be edited)."""
     platform = platform or sys.platform
@@ -59,7 +65,10 @@ def state_dir(
 
 
 def default_rules_path(
-    *, platform: str | None = None, environ: Mapping[str, str] | None = None, home: Path | None = None
+    *,
+    platform: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    home: Path | None = None,
 ) -> Path:
     """The rules file read when none is named on the command line."""
     return config_dir(platform=platform, environ=environ, home=home) / RULES_FILE_NAME

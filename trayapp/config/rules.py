@@ -73,8 +73,12 @@ class _Reader:
 
     def duplicates(self, mapping: LineDict, field_of: Callable[[Any], str]) -> None:
         for key, line, first in mapping.duplicate_keys:
-            self.problem(line, field_of(key), f'"{key}" is written twice (first on line {first}); '
-                         "only the last one would be used, so say it once.")
+            self.problem(
+                line,
+                field_of(key),
+                f'"{key}" is written twice (first on line {first}); '
+                "only the last one would be used, so say it once.",
+            )
 
     def keys(self, mapping: LineDict, allowed: tuple[str, ...], prefix: str, what: str) -> None:
         self.duplicates(mapping, lambda key: f"{prefix}{key}")
@@ -84,13 +88,18 @@ class _Reader:
             text = str(key)
             hint = did_you_mean(text, allowed)
             if not hint and "apiVersion" in mapping and "kind" in mapping:
-                hint = " This looks like a skaffold.yaml; list its path under \"skaffold:\" instead."
-            self.problem(mapping.line_of(key), f"{prefix}{text}",
-                         f'Unknown {what} "{text}".{hint} Allowed: {", ".join(allowed)}.')
+                hint = ' This looks like a skaffold.yaml; list its path under "skaffold:" instead.'
+            self.problem(
+                mapping.line_of(key),
+                f"{prefix}{text}",
+                f'Unknown {what} "{text}".{hint} Allowed: {", ".join(allowed)}.',
+            )
 
     def global_rules(self) -> list[RuleGroup]:
         rules, found = parse_rule_list(
-            self.root.get("portForward"), Where(self.file, "portForward"), self.root.line_of("portForward")
+            self.root.get("portForward"),
+            Where(self.file, "portForward"),
+            self.root.line_of("portForward"),
         )
         self.problems.extend(found)
         return [RuleGroup(tuple(rules), "portForward")]
@@ -100,29 +109,41 @@ class _Reader:
         if section is None:
             return []
         if not isinstance(section, LineDict):
-            self.problem(self.root.line_of("contexts"), "contexts",
-                         '"contexts" must be a mapping from a context name or glob to '
-                         f"{{portForward: [...]}}; found {describe_type(section)}.")
+            self.problem(
+                self.root.line_of("contexts"),
+                "contexts",
+                '"contexts" must be a mapping from a context name or glob to '
+                f"{{portForward: [...]}}; found {describe_type(section)}.",
+            )
             return []
         self.duplicates(section, lambda key: f'contexts["{key}"]')
         result: list[tuple[str, tuple[Rule, ...]]] = []
         for pattern, body in section.items():
             line = section.line_of(pattern)
             if not isinstance(pattern, str):
-                self.problem(line, f"contexts[{pattern}]",
-                             f"A context name or glob must be text; found {describe_type(pattern)}. "
-                             "Put it in quotes.")
+                self.problem(
+                    line,
+                    f"contexts[{pattern}]",
+                    f"A context name or glob must be text; found {describe_type(pattern)}. "
+                    "Put it in quotes.",
+                )
                 continue
             prefix = f'contexts["{pattern}"]'
             if body is None:
                 continue
             if not isinstance(body, LineDict):
-                self.problem(line, prefix, f"Each context must be a mapping like {{portForward: [...]}}; "
-                             f"found {describe_type(body)}.")
+                self.problem(
+                    line,
+                    prefix,
+                    f"Each context must be a mapping like {{portForward: [...]}}; "
+                    f"found {describe_type(body)}.",
+                )
                 continue
             self.keys(body, CONTEXT_KEYS, f"{prefix}.", "field")
             rules, found = parse_rule_list(
-                body.get("portForward"), Where(self.file, f"{prefix}.portForward"), body.line_of("portForward")
+                body.get("portForward"),
+                Where(self.file, f"{prefix}.portForward"),
+                body.line_of("portForward"),
             )
             self.problems.extend(found)
             result.append((pattern, tuple(rules)))
@@ -133,10 +154,15 @@ class _Reader:
         if section is None:
             return [], []
         if not isinstance(section, LineList):
-            hint = f' Write it as a list: skaffold: ["{section}"].' if isinstance(section, str) else ""
-            self.problem(self.root.line_of("skaffold"), "skaffold",
-                         f'"skaffold" must be a list of paths to skaffold.yaml files; found '
-                         f"{describe_type(section)}.{hint}")
+            hint = (
+                f' Write it as a list: skaffold: ["{section}"].' if isinstance(section, str) else ""
+            )
+            self.problem(
+                self.root.line_of("skaffold"),
+                "skaffold",
+                f'"skaffold" must be a list of paths to skaffold.yaml files; found '
+                f"{describe_type(section)}.{hint}",
+            )
             return [], []
         groups: list[RuleGroup] = []
         imported: list[Problem] = []
@@ -144,20 +170,32 @@ class _Reader:
         for index, entry in enumerate(section):
             line, field_path = section.line_of(index), f"skaffold[{index}]"
             if not isinstance(entry, str) or not entry.strip():
-                self.problem(line, field_path, f"Each Skaffold entry must be a path to a skaffold.yaml; "
-                             f"found {describe_type(entry)}.")
+                self.problem(
+                    line,
+                    field_path,
+                    f"Each Skaffold entry must be a path to a skaffold.yaml; "
+                    f"found {describe_type(entry)}.",
+                )
                 continue
             target = self.resolve(entry.strip())
             if target in seen:
-                self.problem(line, field_path, f'"{entry}" is already listed on line {seen[target]}; '
-                             "list each Skaffold file once.")
+                self.problem(
+                    line,
+                    field_path,
+                    f'"{entry}" is already listed on line {seen[target]}; '
+                    "list each Skaffold file once.",
+                )
                 continue
             seen[target] = line
             try:
                 found_groups, found = load_skaffold(target)
             except (OSError, UnicodeDecodeError) as error:
-                reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-                self.problem(line, field_path, f'Cannot read the Skaffold file "{target}": {reason}.')
+                reason = (
+                    error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+                )
+                self.problem(
+                    line, field_path, f'Cannot read the Skaffold file "{target}": {reason}.'
+                )
                 continue
             groups.extend(found_groups)
             imported.extend(found)
@@ -175,8 +213,11 @@ class _Reader:
         if section is None:
             return {}
         if not isinstance(section, LineDict):
-            self.problem(self.root.line_of("auto"), "auto",
-                         f'"auto" must be a mapping; found {describe_type(section)}.')
+            self.problem(
+                self.root.line_of("auto"),
+                "auto",
+                f'"auto" must be a mapping; found {describe_type(section)}.',
+            )
             return {}
         return section
 
@@ -207,20 +248,32 @@ def load_rules_text(text: str, path: Path) -> RuleSet:
     try:
         documents = load_documents(text)
     except YamlLoadError as error:
-        return RuleSet(path=path, problems=(Problem(file, error.line, None, error.message),), searched=path)
+        return RuleSet(
+            path=path, problems=(Problem(file, error.line, None, error.message),), searched=path
+        )
     problems: list[Problem] = []
     if len(documents) > 1:
-        problems.append(Problem(file, documents[1].line, None,
-                                "The rules file holds more than one YAML document; only the first is read."))
+        problems.append(
+            Problem(
+                file,
+                documents[1].line,
+                None,
+                "The rules file holds more than one YAML document; only the first is read.",
+            )
+        )
     root = documents[0].value if documents else None
     if root is None:
         return RuleSet(path=path, problems=tuple(problems), searched=path)
     if not isinstance(root, LineDict):
-        problems.append(Problem(
-            file, documents[0].line, None,
-            f"The rules file must be a mapping with keys such as {', '.join(TOP_LEVEL_KEYS)}; "
-            f"found {describe_type(root)}.",
-        ))
+        problems.append(
+            Problem(
+                file,
+                documents[0].line,
+                None,
+                f"The rules file must be a mapping with keys such as {', '.join(TOP_LEVEL_KEYS)}; "
+                f"found {describe_type(root)}.",
+            )
+        )
         return RuleSet(path=path, problems=tuple(problems), searched=path)
     reader = _Reader(path, root)
     reader.keys(root, TOP_LEVEL_KEYS, "", "top-level key")
@@ -247,6 +300,9 @@ def load_rules(path: Path | None = None) -> RuleSet:
         return RuleSet(path=None, searched=path)
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        return RuleSet(path=path, problems=(Problem(str(path), None, None,
-                                                    f"Cannot read the rules file: {reason}."),), searched=path)
+        return RuleSet(
+            path=path,
+            problems=(Problem(str(path), None, None, f"Cannot read the rules file: {reason}."),),
+            searched=path,
+        )
     return load_rules_text(text, path)

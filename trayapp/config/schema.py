@@ -72,7 +72,11 @@ class _Checker:
                 self.missing(key)
             return None
         if not isinstance(value, str):
-            hint = " Put it in quotes if you meant it as text." if isinstance(value, (int, float)) else ""
+            hint = (
+                " Put it in quotes if you meant it as text."
+                if isinstance(value, (int, float))
+                else ""
+            )
             self.problem(key, f'"{key}" must be a string; found {describe_type(value)}.{hint}')
             return None
         if not value.strip():
@@ -82,7 +86,9 @@ class _Checker:
 
     def port_number(self, key: str, value: Any) -> int | None:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
-            self.problem(key, f'"{key}" must be a port number from 1 to 65535; found {describe_type(value)}.')
+            self.problem(
+                key, f'"{key}" must be a port number from 1 to 65535; found {describe_type(value)}.'
+            )
             return None
         number = int(value)
         if not 1 <= number <= 65535:
@@ -133,7 +139,9 @@ def _local_port(check: _Checker) -> int | None:
     if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         value = value.strip()
     elif isinstance(value, str):
-        check.problem("localPort", f'"localPort" must be a port number from 1 to 65535; found "{value}".')
+        check.problem(
+            "localPort", f'"localPort" must be a port number from 1 to 65535; found "{value}".'
+        )
         return None
     return check.port_number("localPort", value)
 
@@ -148,7 +156,9 @@ def _address(check: _Checker) -> str:
         # Normalised so "::0001" and "::1" are seen as the same address when looking for clashes.
         return str(ipaddress.ip_address(text))
     except ValueError:
-        check.problem("address", f'"{text}" is not an IP address (like 127.0.0.1 or ::1) or "localhost".')
+        check.problem(
+            "address", f'"{text}" is not an IP address (like 127.0.0.1 or ::1) or "localhost".'
+        )
         return DEFAULT_ADDRESS
 
 
@@ -176,10 +186,14 @@ def _path(check: _Checker) -> str:
 
 def _key_problems(check: _Checker) -> None:
     for key, line, first in check.entry.duplicate_keys:
-        check.problems.append(Problem(
-            check.file, line, f"{check.prefix}.{key}",
-            f'"{key}" is written twice in this rule (first on line {first}); say it once.',
-        ))
+        check.problems.append(
+            Problem(
+                check.file,
+                line,
+                f"{check.prefix}.{key}",
+                f'"{key}" is written twice in this rule (first on line {first}); say it once.',
+            )
+        )
     for key in check.entry:
         if key in RULE_FIELDS:
             continue
@@ -194,14 +208,20 @@ def _key_problems(check: _Checker) -> None:
         )
 
 
-def parse_rule(entry: Any, where: Where, index: int, line: int) -> tuple[Rule | None, list[Problem]]:
+def parse_rule(
+    entry: Any, where: Where, index: int, line: int
+) -> tuple[Rule | None, list[Problem]]:
     """The Rule `entry` describes, or None and every problem found in it."""
     if not isinstance(entry, LineDict):
-        return None, [Problem(
-            where.file, line, where.item(index),
-            f"Each rule must be a mapping with fields such as resourceType, resourceName and port; "
-            f"found {describe_type(entry)}.",
-        )]
+        return None, [
+            Problem(
+                where.file,
+                line,
+                where.item(index),
+                "Each rule must be a mapping with fields such as resourceType, resourceName and "
+                f"port; found {describe_type(entry)}.",
+            )
+        ]
     check = _Checker(entry, where, index)
     _key_problems(check)
     resource_type = _resource_type(check)
@@ -235,10 +255,14 @@ def parse_rule_list(value: Any, where: Where, line: int) -> tuple[list[Rule], li
     if value is None:
         return [], []
     if not isinstance(value, LineList):
-        return [], [Problem(
-            where.file, line, where.field,
-            f'"portForward" must be a list of rules; found {describe_type(value)}.',
-        )]
+        return [], [
+            Problem(
+                where.file,
+                line,
+                where.field,
+                f'"portForward" must be a list of rules; found {describe_type(value)}.',
+            )
+        ]
     rules: list[Rule] = []
     problems: list[Problem] = []
     for index, entry in enumerate(value):
@@ -255,7 +279,7 @@ def _endpoint(address: str, port: int) -> str:
 
 
 def drop_duplicates(rules: Sequence[Rule], where: Where) -> tuple[list[Rule], list[Problem]]:
-    """Rules that repeat an earlier one's target, or its address:localPort, are dropped and reported."""
+    """Drop and report rules repeating an earlier one's target or its address:localPort."""
     kept: list[Rule] = []
     problems: list[Problem] = []
     by_key: dict[tuple[str, ...], Rule] = {}
@@ -266,21 +290,30 @@ def drop_duplicates(rules: Sequence[Rule], where: Where) -> tuple[list[Rule], li
         local = rule.requested_local_port
         earlier = by_key.get(rule.key)
         if earlier is not None:
-            problems.append(Problem(
-                where.file, rule.origin.line, field,
-                f"This rule forwards the same {rule.resource_type.value} {rule.namespace}/"
-                f"{rule.resource_name} port {rule.port} on {rule.address} as the rule on line "
-                f"{earlier.origin.line if earlier.origin else '?'}; it is ignored.",
-            ))
+            problems.append(
+                Problem(
+                    where.file,
+                    rule.origin.line,
+                    field,
+                    f"This rule forwards the same {rule.resource_type.value} {rule.namespace}/"
+                    f"{rule.resource_name} port {rule.port} on {rule.address} as the rule on line "
+                    f"{earlier.origin.line if earlier.origin else '?'}; it is ignored.",
+                )
+            )
             continue
         clash = by_endpoint.get((rule.address, local)) if local is not None else None
         if clash is not None and local is not None:
-            problems.append(Problem(
-                where.file, rule.origin.line, field,
-                f"This rule asks for local address {_endpoint(rule.address, local)}, which the rule on "
-                f"line {clash.origin.line if clash.origin else '?'} already uses; it is ignored. "
-                'Give one of them a different "localPort".',
-            ))
+            problems.append(
+                Problem(
+                    where.file,
+                    rule.origin.line,
+                    field,
+                    "This rule asks for local address "
+                    f"{_endpoint(rule.address, local)}, which the rule on "
+                    f"line {clash.origin.line if clash.origin else '?'} already uses; it is ignored. "
+                    'Give one of them a different "localPort".',
+                )
+            )
             continue
         by_key[rule.key] = rule
         if local is not None:

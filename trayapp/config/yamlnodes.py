@@ -79,7 +79,9 @@ def _construct_mapping(loader: _LineLoader, node: MappingNode) -> Iterator[LineD
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, Hashable):
             raise ConstructorError(
-                "while reading a mapping", node.start_mark, "found a key that is a list or mapping",
+                "while reading a mapping",
+                node.start_mark,
+                "found a key that is a list or mapping",
                 key_node.start_mark,
             )
         if id(key_node) in own_ids:
