@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.config.conftest import only, write
-from trayapp.config import RuleSet, load_rules, load_rules_text
+from trayapp.config import Problem, RuleSet, load_rules, load_rules_text
 from trayapp.model import ResourceType, Rule
 
 Load = Callable[[str], RuleSet]
@@ -333,3 +333,16 @@ def test_default_path_is_used_when_none_given(
     rs = load_rules()
     assert rs.path == tmp_path / "kubetray" / "config.yaml"
     assert len(rs.rules) == 1
+
+
+def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"\xef\xbb\xbfportForward: [{resourceType: pod, resourceName: a, port: 1}]\n")
+    rs = load_rules(path)
+    assert (rs.problems, len(rs.rules)) == ((), 1)
+
+
+def test_problem_text_leaves_out_what_it_does_not_know() -> None:
+    assert str(Problem("f.yaml", 3, "port", "Bad.")) == "f.yaml:3: port: Bad."
+    assert str(Problem("f.yaml", None, "port", "Bad.")) == "f.yaml: port: Bad."
+    assert str(Problem("f.yaml", None, None, "Bad.")) == "f.yaml: Bad."

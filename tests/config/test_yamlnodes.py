@@ -42,3 +42,10 @@ def test_invalid_yaml_raises_with_a_line(text: str, line: int) -> None:
         load_documents(text)
     assert caught.value.line == line
     assert caught.value.message.startswith("This is not valid YAML: ")
+
+
+@pytest.mark.parametrize("text", ["a: &x [*x]\n", "a: !!python/object:os.system {}\n"])
+def test_recursive_and_unsafe_yaml_is_refused_not_followed(text: str) -> None:
+    with pytest.raises(YamlLoadError) as caught:
+        load_documents(text)
+    assert caught.value.line == 1
