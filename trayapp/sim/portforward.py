@@ -74,7 +74,9 @@ class PortForwardSession:
         self._pod = pod_name
         self._targets = targets
         self._channels = ServerChannels([t.port for t in targets])
-        self._ws = ServerProtocol(subprotocols=[SUBPROTOCOL], max_size=None)  # type: ignore[list-item]
+        # Our h11 server already read the HTTP request, so framing starts in state OPEN; a
+        # separate protocol object (in `upgrade`) computes the handshake answer.
+        self._ws = ServerProtocol(state=OPEN, max_size=None)
         self._backends: list[_BackendSide | None] = [None] * len(targets)
         self._pending: list[list[bytes]] = [[] for _ in targets]
         self._done = [False] * len(targets)
@@ -89,9 +91,10 @@ class PortForwardSession:
         for name, value in request.headers.items():
             headers[name] = value
         # The API server also takes POST for port-forward; websockets only knows GET.
-        response = self._ws.accept(WsRequest(request.target, headers))
-        self._ws.send_response(response)
-        handshake = b"".join(self._ws.data_to_send())
+        shake = ServerProtocol(subprotocols=[SUBPROTOCOL])  # type: ignore[list-item]
+        response = shake.accept(WsRequest(request.target, headers))
+        shake.send_response(response)
+        handshake = b"".join(shake.data_to_send())
         if response.status_code != 101:
             assert self._conn.transport is not None
             self._conn.transport.write(handshake)
