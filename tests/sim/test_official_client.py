@@ -42,7 +42,7 @@ def test_list_pods_and_deployments(sim: tuple[SimThread, client.ApiClient]) -> N
     assert all(p.status.phase == "Running" for p in pods.items)
     assert pods.items[0].metadata.owner_references[0].kind == "ReplicaSet"
     assert pods.items[0].spec.containers[0].ports[0].name == "http"
-    ready = [c for c in pods.items[0].status.conditions if c.type == "Ready"][0]
+    ready = next(c for c in pods.items[0].status.conditions if c.type == "Ready")
     assert ready.status == "True" and ready.last_transition_time is not None
     deps = client.AppsV1Api(api).list_namespaced_deployment("default")
     assert [d.metadata.name for d in deps.items] == ["web"]

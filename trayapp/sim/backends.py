@@ -159,8 +159,8 @@ class HttpBackend(_Flow):
             self._offset = 0
             self._pump()
         elif method == "GET" and target in ("/", "/healthz"):
-            body = f"pod={ident.name} namespace={ident.namespace} port={self.listener.container_port}\n"
-            self._respond(200, body.encode(), "text/plain; charset=utf-8", headers)
+            text = f"pod={ident.name} namespace={ident.namespace} port={self.listener.container_port}\n"
+            self._respond(200, text.encode(), "text/plain; charset=utf-8", headers)
         else:
             self._respond(404, b"not found\n", "text/plain", headers)
 

@@ -9,6 +9,7 @@ returns with the replacement pod already in the store.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import copy
 import ssl
 from collections.abc import Iterable, Mapping
@@ -23,7 +24,14 @@ from trayapp.sim.control import ControlHandler
 from trayapp.sim.controllers import Controllers
 from trayapp.sim.http import HttpServer
 from trayapp.sim.kubeconfig import ClusterEntry, write_kubeconfig
-from trayapp.sim.objects import SCALE_DOWN_DELAY_ANNOTATION, Obj, controller_uid, kind_of, namespace, node
+from trayapp.sim.objects import (
+    SCALE_DOWN_DELAY_ANNOTATION,
+    Obj,
+    controller_uid,
+    kind_of,
+    namespace,
+    node,
+)
 from trayapp.sim.pods import Kubelet
 from trayapp.sim.scenario import Scenario, load_scenario
 from trayapp.sim.selectors import parse_label_selector
@@ -97,7 +105,7 @@ class SimCluster:
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
-    def _node_names(self) -> list[str]:
+    def _node_names(self) -> builtins.list[str]:
         return [n["metadata"]["name"] for n in self.store.list("nodes")]
 
     # -- objects -------------------------------------------------------------------------
@@ -145,13 +153,13 @@ class SimCluster:
             raise StoreError(404, "NotFound", f'{kind_of(kind).plural} "{name}" not found')
         return obj
 
-    def list(self, kind: str, ns: str | None = None, label_selector: str | None = None) -> list[Obj]:
+    def list(self, kind: str, ns: str | None = None, label_selector: str | None = None) -> builtins.list[Obj]:
         return self.store.list(kind, ns, parse_label_selector(label_selector))
 
-    def pods(self, ns: str | None = "default", label_selector: str | None = None) -> list[Obj]:
+    def pods(self, ns: str | None = "default", label_selector: str | None = None) -> builtins.list[Obj]:
         return self.list("pods", ns, label_selector)
 
-    def pod_names(self, ns: str | None = "default", label_selector: str | None = None) -> list[str]:
+    def pod_names(self, ns: str | None = "default", label_selector: str | None = None) -> builtins.list[str]:
         return [p["metadata"]["name"] for p in self.pods(ns, label_selector)]
 
     def delete(self, kind: str, ns: str, name: str) -> Obj | None:

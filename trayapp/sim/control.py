@@ -59,7 +59,7 @@ class ControlHandler:
         try:
             args = json.loads(request.body) if request.body else {}
             if not isinstance(args, dict):
-                raise ValueError("the body must be a JSON object")
+                raise TypeError("the body must be a JSON object")
             if action == "drop":
                 conn.respond_json(200, {"result": None}, close=True)
                 self._drop(float(args.get("downFor", 0)))

@@ -13,9 +13,18 @@ import copy
 import math
 import time
 
-from trayapp.sim.objects import (SCALE_DOWN_DELAY_ANNOTATION, Obj, controller_uid, now_rfc3339,
-                                 owner_ref, pod_from_template, pod_is_active, pod_is_ready,
-                                 random_suffix, template_hash)
+from trayapp.sim.objects import (
+    SCALE_DOWN_DELAY_ANNOTATION,
+    Obj,
+    controller_uid,
+    now_rfc3339,
+    owner_ref,
+    pod_from_template,
+    pod_is_active,
+    pod_is_ready,
+    random_suffix,
+    template_hash,
+)
 from trayapp.sim.selectors import selector_from_match_labels
 from trayapp.sim.store import Change, Store
 

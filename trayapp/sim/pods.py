@@ -12,8 +12,14 @@ import asyncio
 from collections.abc import Callable
 
 from trayapp.sim.backends import Backends, PodIdentity
-from trayapp.sim.objects import (PHASE_ANNOTATION, READY_DELAY_ANNOTATION, Obj, backend_specs,
-                                 pod_is_ready, set_pod_status)
+from trayapp.sim.objects import (
+    PHASE_ANNOTATION,
+    READY_DELAY_ANNOTATION,
+    Obj,
+    backend_specs,
+    pod_is_ready,
+    set_pod_status,
+)
 from trayapp.sim.store import Change, Store, StoreError
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed")

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from websockets.datastructures import Headers
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as WsRequest
 from websockets.protocol import OPEN, State
 from websockets.server import ServerProtocol
@@ -146,8 +146,10 @@ class PortForwardSession:
     def data_received(self, data: bytes) -> None:
         self._ws.receive_data(data)
         for frame in self._ws.events_received():
+            if not isinstance(frame, Frame):
+                continue
             if frame.opcode is Opcode.BINARY:
-                self._from_client(frame.data)
+                self._from_client(bytes(frame.data))
             elif frame.opcode is Opcode.TEXT:
                 self._ws.fail(1003, "v4.channel.k8s.io carries binary messages only")
             elif frame.opcode is Opcode.CLOSE:

@@ -78,7 +78,7 @@ class SimThread:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self.target.start())
-        except BaseException as exc:  # handed to the starting thread
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that called start()
             self._error = exc
             self._ready.set()
             loop.close()

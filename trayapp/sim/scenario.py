@@ -13,8 +13,13 @@ from typing import Any
 import yaml
 
 from trayapp.sim.backends import BACKEND_KINDS
-from trayapp.sim.objects import (BACKENDS_ANNOTATION, PHASE_ANNOTATION, READY_DELAY_ANNOTATION,
-                                 SCALE_DOWN_DELAY_ANNOTATION, Obj)
+from trayapp.sim.objects import (
+    BACKENDS_ANNOTATION,
+    PHASE_ANNOTATION,
+    READY_DELAY_ANNOTATION,
+    SCALE_DOWN_DELAY_ANNOTATION,
+    Obj,
+)
 
 _WORKLOAD_KINDS = {
     "deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet",
@@ -107,8 +112,8 @@ def _template(item: Mapping[str, Any]) -> Obj:
     specs = item.get("containers") or [{"name": name, "image": item.get("image", "busybox:1.36"),
                                         "ports": item.get("ports") or []}]
     containers, backends = [], {}
-    for spec in specs:
-        container, more = _container(spec, name)
+    for container_item in specs:
+        container, more = _container(container_item, name)
         containers.append(container)
         backends.update(more)
     if backends:

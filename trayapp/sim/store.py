@@ -9,6 +9,7 @@ synchronously and must not block.
 
 from __future__ import annotations
 
+import builtins
 import copy
 from collections import deque
 from collections.abc import Callable
@@ -102,7 +103,7 @@ class Store:
         return copy.deepcopy(obj) if obj is not None else None
 
     def list(self, kind: str, namespace: str | None = None,
-             labels: LabelSelector | None = None, fields: FieldSelector | None = None) -> list[Obj]:
+             labels: LabelSelector | None = None, fields: FieldSelector | None = None) -> builtins.list[Obj]:
         f = WatchFilter(kind_of(kind).plural, namespace, labels or LabelSelector(), fields or FieldSelector())
         out = [copy.deepcopy(o) for (plural, _, _), o in self._objects.items()
                if plural == f.plural and f.matches(o)]
