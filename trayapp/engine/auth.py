@@ -68,7 +68,7 @@ class Credentials:
     """Produces the Authorization header for a context, refreshing it through the client's loader."""
 
     def __init__(self, paths: Sequence[Path], context: str | None) -> None:
-        self._paths = tuple(paths)
+        self._paths = tuple(Path(p) for p in paths)
         self._context = context
         self._configuration = None
         self._header: str | None = None
