@@ -152,3 +152,20 @@ def test_two_clusters_one_kubeconfig(tmp_path: Path) -> None:
         with api_client(kubeconfig, "prod") as api:
             names = [p.metadata.name for p in client.CoreV1Api(api).list_namespaced_pod("default").items]
             assert names == ["lonely"]
+
+
+def test_demo_cluster(tmp_path: Path) -> None:
+    from trayapp.sim.demo import start_demo
+
+    thread = start_demo(tmp_path / "kc")
+    try:
+        with api_client(tmp_path / "kc") as api:
+            core = client.CoreV1Api(api)
+            names = {p.metadata.name for p in core.list_namespaced_pod("default").items}
+            assert {"api-0", "debug-shell"} <= names
+            assert len([n for n in names if n.startswith("web-")]) == 2
+            assert len([n for n in names if n.startswith("report-")]) == 1
+            svc = core.read_namespaced_service("web", "default")
+            assert (svc.spec.ports[0].port, svc.spec.ports[0].target_port) == (80, "http")
+    finally:
+        thread.stop()

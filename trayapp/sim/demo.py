@@ -6,6 +6,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from trayapp.sim.cluster import SimCluster
+from trayapp.sim.runner import SimThread
+
 DEMO_RULES = """\
 portForward:
   - resourceType: service
@@ -36,3 +39,11 @@ def demo_scenario_text() -> str:
 
 def demo_scenario_path() -> Path:
     return Path(str(resources.files("trayapp.sim").joinpath("scenarios/demo.yaml")))
+
+
+def start_demo(kubeconfig: Path, *, context: str = "kubetray-demo", token: str | None = None) -> SimThread:
+    """Run the demo cluster in a background thread and write its kubeconfig (for `kubetray --demo`).
+    Call `.stop()` on the result when done."""
+    thread = SimThread(SimCluster(context, scenario=demo_scenario_text(), token=token)).start()
+    thread.cluster.write_kubeconfig(kubeconfig, context=context)
+    return thread
