@@ -79,14 +79,22 @@ async def run_engine(
 
 
 @contextlib.contextmanager
-def _demo_environment(args: argparse.Namespace) -> Iterator[tuple[Path, Path]]:
+def _demo_environment() -> Iterator[tuple[Path, Path]]:
     """Start the simulated cluster in its own thread; yield (rules file, kubeconfig)."""
     import tempfile
 
-    from trayapp.sim.demo import start_demo  # only --demo reaches the simulator
+    # Only --demo reaches the simulator; the engine below does not know it is one.
+    from trayapp.sim import SimCluster
+    from trayapp.sim.demo import DEMO_RULES, demo_scenario_path
+    from trayapp.sim.runner import run_in_thread
 
-    with tempfile.TemporaryDirectory(prefix="kubetray-demo-") as folder, start_demo(Path(folder)) as (rules, kubeconfig):
-        yield rules, kubeconfig
+    with tempfile.TemporaryDirectory(prefix="kubetray-demo-") as folder:
+        rules = Path(folder) / "rules.yaml"
+        rules.write_text(DEMO_RULES, encoding="utf-8")
+        kubeconfig = Path(folder) / "kubeconfig"
+        with run_in_thread(SimCluster("demo", scenario=demo_scenario_path())) as sim:
+            sim.cluster.write_kubeconfig(kubeconfig, context="kubetray-demo")
+            yield rules, kubeconfig
 
 
 async def _main(args: argparse.Namespace, ruleset: RuleSet, kubeconfig: str | None, bus: EventBus) -> int:
@@ -107,7 +115,7 @@ def run_headless(args: argparse.Namespace) -> int:
     bus = EventBus()
     bus.subscribe(printer(args.json, sys.stdout, sys.stderr))
     if args.demo:
-        with _demo_environment(args) as (rules_path, kubeconfig_path):
+        with _demo_environment() as (rules_path, kubeconfig_path):
             ruleset = load_rules(args.config or rules_path)
             return asyncio.run(_main(args, ruleset, str(kubeconfig_path), bus))
     ruleset = load_rules(args.config)

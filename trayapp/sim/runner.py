@@ -63,6 +63,8 @@ class SimThread:
         self._stop_future: concurrent.futures.Future[None] | None = None
 
     def start(self) -> SimThread:
+        if self._thread is not None:  # run_in_thread() started it; `with` must not start it again
+            return self
         self._thread = threading.Thread(target=self._run, name="kubetray-sim", daemon=True)
         self._thread.start()
         if not self._ready.wait(self._timeout):

@@ -1,0 +1,98 @@
+"""Local ports through the whole engine: the fallback order when ports are taken, and two rules
+that want the same port."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from trayapp.model import EventKind, ResourceType, Rule
+from trayapp.sim import SimCluster
+
+from .test_forwarding import http_get
+
+
+def free_run(length: int) -> int:
+    """A port p such that p..p+length-1 are all free right now (bound briefly to check)."""
+    for _ in range(200):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        start = probe.getsockname()[1]
+        probe.close()
+        if start + length > 65535:
+            continue
+        held = []
+        try:
+            for port in range(start, start + length):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                held.append(s)
+            return start
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError("no run of free ports")
+
+
+@pytest.fixture
+def occupied() -> Iterator[list[socket.socket]]:
+    held: list[socket.socket] = []
+    yield held
+    for s in held:
+        s.close()
+
+
+def occupy(held: list[socket.socket], port: int) -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", port))
+    s.listen()
+    held.append(s)
+
+
+async def test_busy_port_falls_back_to_the_next_one(cluster: SimCluster, run_rules, occupied) -> None:
+    base = free_run(12)
+    occupy(occupied, base)
+    occupy(occupied, base + 1)
+    _, events = await run_rules([Rule(ResourceType.SERVICE, "web", 80, local_port=base)])
+    fallback = await events.wait_for(EventKind.FALLBACK)
+    assert (fallback.requested_local_port, fallback.local_port) == (base, base + 2)
+    assert str(base) in fallback.message and str(base + 2) in fallback.message
+    forwarding = await events.wait_for(EventKind.FORWARDING)
+    assert forwarding.local_port == base + 2
+    status, _, _ = await http_get(base + 2)
+    assert status == 200
+
+
+async def test_after_the_next_ten_comes_the_4503_range(cluster: SimCluster, run_rules, occupied) -> None:
+    base = free_run(11)
+    for port in range(base, base + 11):
+        occupy(occupied, port)
+    with socket.socket() as probe:  # 4503 may be taken on a busy machine; then the next of the range
+        free_4503 = probe.connect_ex(("127.0.0.1", 4503)) != 0
+    _, events = await run_rules([Rule(ResourceType.SERVICE, "web", 80, local_port=base)])
+    fallback = await events.wait_for(EventKind.FALLBACK)
+    assert fallback.local_port is not None
+    if free_4503:
+        assert fallback.local_port == 4503
+    else:
+        assert 4503 < fallback.local_port <= 4533 or fallback.local_port > 32768
+
+
+async def test_two_rules_wanting_one_port(cluster: SimCluster, run_rules) -> None:
+    base = free_run(3)
+    first = Rule(ResourceType.SERVICE, "web", 80, local_port=base, name="first")
+    second = Rule(ResourceType.STATEFULSET, "api", 8000, local_port=base, name="second")
+    _, events = await run_rules([first, second])
+    fallback = await events.wait_for(EventKind.FALLBACK)
+    assert fallback.label == "second"
+    assert (fallback.requested_local_port, fallback.local_port) == (base, base + 1)
+    assert "another kubetray rule" in fallback.message
+    await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "first" and e.local_port == base)
+    await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "second" and e.local_port == base + 1)
+    _, web, _ = await http_get(base)
+    _, api, _ = await http_get(base + 1)
+    assert web["x-pod"].startswith("web-") and api["x-pod"] == "api-0"
