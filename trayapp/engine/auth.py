@@ -127,7 +127,8 @@ class Credentials:
         settings = configuration.auth_settings()  # runs the loader's refresh hook (exec plugins)
         bearer = settings.get("BearerToken") or {}
         value = bearer.get("value")
-        return value or None
+        # client-go trims token files; a trailing newline would also be an illegal header value.
+        return value.strip() if value else None
 
     async def authorization(self) -> str | None:
         """The Authorization header value, or None when the context uses client certificates only."""

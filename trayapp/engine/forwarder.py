@@ -127,6 +127,10 @@ class Forwarder:
             except ApiError as exc:
                 self._run(self.machine.connection_failed(target.pod, exc.message))
                 return
+            except Exception as exc:  # a library error we did not translate: this connection only
+                log.warning("%s: dialing pod %s failed", self.rule.label, target.pod, exc_info=True)
+                self._run(self.machine.connection_failed(target.pod, f"{type(exc).__name__}: {exc}"))
+                return
             result = await relay(reader, writer, ws, target.port)
             if result.error:
                 self._run(self.machine.connection_failed(target.pod, result.error))

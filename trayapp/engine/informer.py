@@ -74,7 +74,10 @@ class Informer:
             except Gone:
                 log.debug("%s: resourceVersion %s expired; listing again", self.name, resource_version)
                 resource_version = None
-            except KubetrayError as exc:
+            except Exception as exc:  # anything unexpected is reported and retried, never fatal
+                if not isinstance(exc, KubetrayError):
+                    log.warning("%s failed unexpectedly", self.name, exc_info=True)
+                    exc = ApiError(f"Watching {self.kind} in namespace {self.namespace!r} failed: {exc}.")
                 self._report(exc)
                 await asyncio.sleep(self._backoff.delay(failures))
                 failures += 1
