@@ -243,3 +243,40 @@ def test_unknown_context_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(KubeconfigError) as caught:
         Credentials([path], "nope").load()
     assert "'nope'" in caught.value.message and "ctx" in caught.value.message
+
+
+async def test_rotated_exec_token_is_fetched_again_after_a_refusal(
+    ca: trustme.CA, tmp_path: Path, unused_tcp_port: int
+) -> None:
+    current = tmp_path / "current-token"
+    current.write_text("first-token", encoding="utf-8")
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(
+        "import json, pathlib\n"
+        f"token = pathlib.Path({str(current)!r}).read_text()\n"
+        "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1', 'kind': 'ExecCredential',\n"
+        "                  'status': {'token': token}}))\n",
+        encoding="utf-8",
+    )
+    async with tls_cluster(ca, token="first-token") as cluster:
+        path = kubeconfig(tmp_path / "kc", cluster.url,
+                          {"certificate-authority-data": b64(ca.cert_pem.bytes())},
+                          {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
+                                    "args": [str(plugin)], "interactiveMode": "Never"}})
+        events = Events()
+        bus = EventBus()
+        bus.subscribe(events)
+        credentials = Credentials([path], None)
+        access = await asyncio.to_thread(credentials.load)
+        run = ContextRun(access, credentials, [Rule(ResourceType.SERVICE, "web", 80, local_port=unused_tcp_port)], bus)
+        await run.start()
+        try:
+            await events.wait_for(EventKind.FORWARDING)
+            assert (await http_get(unused_tcp_port))[0] == 200
+            cluster.set_token("second-token")  # the cluster rotates; the plugin now hands out the new one
+            current.write_text("second-token", encoding="utf-8")
+            status, _, _ = await http_get(unused_tcp_port)
+            assert status == 200
+            assert not events.of(EventKind.FAILED)
+        finally:
+            await run.stop()

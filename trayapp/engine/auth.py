@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from trayapp.errors import KubeconfigError
 
-_TOKEN_TTL = 30.0  # seconds a fetched header is reused before asking the loader again
+_TOKEN_TTL = 10.0  # seconds a fetched header is reused before asking the loader again
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ class Credentials:
         self._context = context
         self._configuration = None
         self._header: str | None = None
+        self._fetched = False
+        self._refused = False
         self._fetched_at = 0.0
         self._temp_dir = tempfile.TemporaryDirectory(prefix="kubetray-")
 
@@ -107,7 +109,7 @@ class Credentials:
         except Exception as exc:  # the loader raises bare ConfigException, yaml errors, OSErrors
             raise KubeconfigError(f"kubetray could not use the kubeconfig {shown}: {exc}") from exc
         self._configuration = configuration
-        self._header = None
+        self._fetched = False
         details = chosen.get("context") or {}
         return ClusterAccess(
             context=name,
@@ -132,10 +134,20 @@ class Credentials:
 
     async def authorization(self) -> str | None:
         """The Authorization header value, or None when the context uses client certificates only."""
-        if self._header is None or time.monotonic() - self._fetched_at > _TOKEN_TTL:
+        if self._refused:
+            # Read the kubeconfig again: a rotated token file, or a fresh exec-plugin token.
+            self._refused = False
+            await asyncio.to_thread(self.load)
+        if not self._fetched or time.monotonic() - self._fetched_at > _TOKEN_TTL:
             self._header = await asyncio.to_thread(self._header_now)
+            self._fetched = True
             self._fetched_at = time.monotonic()
         return self._header
+
+    def invalidate(self) -> None:
+        """The server refused the credentials: read them afresh before the next request."""
+        self._refused = True
+        self._fetched = False
 
     async def reload(self) -> ClusterAccess:
         """Read the kubeconfig again, after the server refused the credentials."""

@@ -82,6 +82,14 @@ class KubeApi:
         return headers
 
     async def _get(self, path: str, query: Mapping[str, str], what: str) -> HttpStream:
+        try:
+            return await self._get_once(path, query, what)
+        except AuthError:
+            # An expired exec-plugin token or a rotated token file: ask for fresh credentials once.
+            self.credentials.invalidate()
+            return await self._get_once(path, query, what)
+
+    async def _get_once(self, path: str, query: Mapping[str, str], what: str) -> HttpStream:
         target = self.access.path_prefix + path + ("?" + urlencode(query) if query else "")
         reader, writer = await open_stream(self.access)
         stream = HttpStream(reader, writer)
@@ -136,6 +144,13 @@ class KubeApi:
 
     async def dial_portforward(self, namespace: str, pod: str, port: int, timeout: float = 10.0) -> ClientConnection:
         """A WebSocket carrying one TCP connection to the pod's port (v4.channel.k8s.io)."""
+        try:
+            return await self._dial_once(namespace, pod, port, timeout)
+        except AuthError:
+            self.credentials.invalidate()
+            return await self._dial_once(namespace, pod, port, timeout)
+
+    async def _dial_once(self, namespace: str, pod: str, port: int, timeout: float) -> ClientConnection:
         access = self.access
         scheme = "wss" if access.tls else "ws"
         path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/portforward"
