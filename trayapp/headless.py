@@ -116,6 +116,12 @@ def run_headless(args: argparse.Namespace) -> int:
     bus.subscribe(printer(args.json, sys.stdout, sys.stderr))
     if args.demo:
         with _demo_environment() as (rules_path, kubeconfig_path):
+            if not args.json:
+                sys.stderr.write(
+                    "kubetray demo: a simulated cluster is running on this machine (kubeconfig: "
+                    f"{kubeconfig_path}). Try `curl http://127.0.0.1:8080/` once web is forwarding; "
+                    "Ctrl-C stops.\n"
+                )
             ruleset = load_rules(args.config or rules_path)
             return asyncio.run(_main(args, ruleset, str(kubeconfig_path), bus))
     ruleset = load_rules(args.config)
