@@ -1,0 +1,149 @@
+"""Child processes for the bench: started with timeouts, read line by line, always stopped.
+
+Also the two Linux /proc readings the bench needs: a process's own CPU time (utime + stime,
+children excluded) and the loopback TCP ports a process listens on.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (its threads included, its children not)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    # fields[0] is the state (field 3 of stat); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def listening_ports(pid: int) -> set[int]:
+    """The 127.0.0.1 TCP ports on which `pid` holds a listening socket."""
+    inodes: set[str] = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports: set[int] = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        cols = line.split()
+        local, state, inode = cols[1], cols[3], cols[9]
+        host, port = local.split(":")
+        if state == "0A" and inode in inodes and host == "0100007F":
+            ports.add(int(port, 16))
+    return ports
+
+
+class Child:
+    """One subprocess: stdout lines arrive on a queue, stderr goes to a file kept for errors."""
+
+    def __init__(self, name: str, argv: Sequence[str], cwd: Path, stdin: bool = False) -> None:
+        self.name = name
+        self._stderr = tempfile.TemporaryFile(prefix=f"bench-{name}-")
+        self.proc = subprocess.Popen(
+            list(argv), cwd=cwd, stdout=subprocess.PIPE, stderr=self._stderr,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, text=True, bufsize=1,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,),
+                                        name=f"bench:{name}:stdout", daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self, stream: IO[str] | None) -> None:
+        assert stream is not None
+        for line in stream:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def expect(self, matches: Callable[[str], bool], timeout: float) -> str:
+        """The first stdout line for which `matches` is true; TimeoutError or EOFError otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.name}: no expected output within {timeout:.0f} s")
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise EOFError(f"{self.name} exited ({self.proc.poll()}): {self.stderr_tail()}")
+            if matches(line):
+                return line
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def stderr_tail(self, lines: int = 5) -> str:
+        self._stderr.seek(0)
+        text = self._stderr.read().decode(errors="replace").strip().splitlines()
+        return " | ".join(text[-lines:]) or "(no stderr)"
+
+    def stderr_lines(self) -> list[str]:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace").splitlines()
+
+    def stop(self, grace: float = 3.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(grace)
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self._stderr.close()
+
+
+class Children:
+    """Holds every child; stops them all (newest first) on exit, also after Ctrl-C or an error."""
+
+    def __init__(self) -> None:
+        self._children: list[Child] = []
+
+    def start(self, name: str, argv: Sequence[str], cwd: Path, stdin: bool = False) -> Child:
+        child = Child(name, argv, cwd, stdin)
+        self._children.append(child)
+        return child
+
+    def stop(self, child: Child) -> None:
+        child.stop()
+        if child in self._children:
+            self._children.remove(child)
+
+    def __enter__(self) -> Children:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        for child in reversed(self._children):
+            try:
+                child.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the others
+                child.proc.kill()
+        self._children.clear()
