@@ -15,7 +15,9 @@ the bench itself could not run. See tests/bench/README.md for the columns.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -25,8 +27,8 @@ from types import FrameType
 
 import httpload
 from kubectl_probe import probe_kubectl
-from procs import Child, Children
-from report import GIB, LatencyResult, Row, TransferResult, goals, table
+from procs import Child, Children, cpu_seconds
+from report import GIB, LatencyResult, Row, TransferResult, goals, notes, table
 from setup_paths import DEPLOYMENT, POD_PORT, REPO, Sim, StockDriver, find_backend, start_kubetray, start_sim
 
 
@@ -35,27 +37,33 @@ def _log(text: str) -> None:
 
 
 class Bench:
-    def __init__(self, size: int, requests: int) -> None:
+    def __init__(self, size: int, requests: int, repeat: int) -> None:
         self.size = size
         self.requests = requests
+        self.repeat = repeat
         self.digest = httpload.upload_digest(size)
         self.transfer_timeout = 20.0 + size / (1 << 20) * 0.25  # at least ~4 MB/s
         self.latency_timeout = 10.0 + requests * 0.06
 
     def transfer(self, run: Callable[[float], httpload.Transfer], forwarder: Child | None,
                  sim: Sim) -> TransferResult:
-        """Run one transfer; CPU of the forwarder and the simulator around it, per GiB moved."""
+        """Run one transfer `repeat` times: the median MB/s; the forwarder's and the simulator's
+        CPU over all of them, per GiB moved. Also the bench's own (client) CPU per GiB."""
         fwd0 = forwarder.cpu() if forwarder else 0.0
         sim0 = sim.child.cpu()
+        own0 = cpu_seconds(os.getpid())
+        results = []
         try:
-            result = run(time.perf_counter() + self.transfer_timeout)
+            for _ in range(self.repeat):
+                results.append(run(time.perf_counter() + self.transfer_timeout))
         except (httpload.CheckFailed, OSError) as exc:
             return TransferResult(error=f"{type(exc).__name__}: {exc}")
-        gib = result.nbytes / GIB
+        gib = sum(r.nbytes for r in results) / GIB
         return TransferResult(
-            mbps=result.nbytes / result.seconds / 1e6,
+            mbps=statistics.median(r.nbytes / r.seconds / 1e6 for r in results),
             cpu_per_gib=(forwarder.cpu() - fwd0) / gib if forwarder else None,
             sim_cpu_per_gib=(sim.child.cpu() - sim0) / gib,
+            client_cpu_per_gib=(cpu_seconds(os.getpid()) - own0) / gib,
         )
 
     def latency(self, run: Callable[[float], httpload.Latency]) -> LatencyResult:
@@ -159,19 +167,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="kubetray forwarding benchmark (loopback, simulator)")
     parser.add_argument("--size-mib", type=int, default=256, help="download/upload size (default 256)")
     parser.add_argument("--requests", type=int, default=1000, help="small requests per latency test")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="transfers per cell; the median MB/s is shown (default 3)")
     args = parser.parse_args(argv)
-    if args.size_mib < 1 or args.requests < 2:
-        parser.error("--size-mib must be >= 1 and --requests >= 2")
+    if args.size_mib < 1 or args.requests < 2 or args.repeat < 1:
+        parser.error("--size-mib and --repeat must be >= 1, --requests >= 2")
 
     def terminate(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)  # unwinds through Children, which stops every subprocess
 
     signal.signal(signal.SIGTERM, terminate)
     started = time.monotonic()
-    rows = run(Bench(args.size_mib << 20, args.requests))
+    rows = run(Bench(args.size_mib << 20, args.requests, args.repeat))
     print(f"## Forwarding benchmark: {args.size_mib} MiB transfers, {args.requests} requests, "
-          f"loopback, {time.strftime('%Y-%m-%d')}\n")
+          f"median of {args.repeat} each, loopback, {time.strftime('%Y-%m-%d')}\n")
     print(table(rows))
+    for line in notes(rows):
+        print(f"\nNote: {line}")
     print("\nGoals (kubetray = b, stock client = c):")
     for line in goals(rows[1], rows[2]):
         print(f"- {line}")
