@@ -21,106 +21,108 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 import httpload
 from kubectl_probe import probe_kubectl
-from procs import Child, Children, cpu_seconds
+from paths import ForwardPath, StockPath, TcpPath
+from procs import Children, cpu_seconds
 from report import GIB, LatencyResult, Row, TransferResult, goals, notes, table
-from setup_paths import DEPLOYMENT, POD_PORT, REPO, Sim, StockDriver, find_backend, start_kubetray, start_sim
+from setup_paths import (
+    DEPLOYMENT,
+    POD_PORT,
+    REPO,
+    SIM_MALLOC_ENV,
+    Sim,
+    StockDriver,
+    find_backend,
+    start_kubetray,
+    start_sim,
+)
 
 
 def _log(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
+@dataclass
+class _Tally:
+    """One path's transfers of one kind so far (CPU summed per transfer, so interleaving is fine)."""
+
+    rates: list[float] = field(default_factory=list)
+    nbytes: int = 0
+    fwd_cpu: float = 0.0
+    sim_cpu: float = 0.0
+    own_cpu: float = 0.0
+    error: str | None = None
+
+    def result(self, measured_forwarder: bool) -> TransferResult:
+        if self.error is not None:
+            return TransferResult(error=self.error)
+        gib = self.nbytes / GIB
+        return TransferResult(mbps=statistics.median(self.rates),
+                              cpu_per_gib=self.fwd_cpu / gib if measured_forwarder else None,
+                              sim_cpu_per_gib=self.sim_cpu / gib, client_cpu_per_gib=self.own_cpu / gib)
+
+
 class Bench:
-    def __init__(self, size: int, requests: int, repeat: int) -> None:
+    def __init__(self, size: int, requests: int, repeat: int, sim: Sim) -> None:
         self.size = size
         self.requests = requests
         self.repeat = repeat
+        self.sim = sim
         self.digest = httpload.upload_digest(size)
         self.transfer_timeout = 20.0 + size / (1 << 20) * 0.25  # at least ~4 MB/s
         self.latency_timeout = 10.0 + requests * 0.06
 
-    def transfer(self, run: Callable[[float], httpload.Transfer], forwarder: Child | None,
-                 sim: Sim) -> TransferResult:
-        """Run one transfer `repeat` times: the median MB/s; the forwarder's and the simulator's
-        CPU over all of them, per GiB moved. Also the bench's own (client) CPU per GiB."""
-        fwd0 = forwarder.cpu() if forwarder else 0.0
-        sim0 = sim.child.cpu()
-        own0 = cpu_seconds(os.getpid())
-        results = []
-        try:
-            for _ in range(self.repeat):
-                results.append(run(time.perf_counter() + self.transfer_timeout))
-        except (httpload.CheckFailed, OSError) as exc:
-            return TransferResult(error=f"{type(exc).__name__}: {exc}")
-        gib = sum(r.nbytes for r in results) / GIB
-        return TransferResult(
-            mbps=statistics.median(r.nbytes / r.seconds / 1e6 for r in results),
-            cpu_per_gib=(forwarder.cpu() - fwd0) / gib if forwarder else None,
-            sim_cpu_per_gib=(sim.child.cpu() - sim0) / gib,
-            client_cpu_per_gib=(cpu_seconds(os.getpid()) - own0) / gib,
-        )
+    def transfers(self, paths: list[ForwardPath], op: str) -> dict[str, TransferResult]:
+        """`repeat` rounds of one transfer on every path in turn (a, b, c, a, b, c, ...), so slow
+        drifts of the machine hit every path alike. Median MB/s; CPU per GiB over all rounds."""
+        tallies = {p.key: _Tally() for p in paths}
+        for round_ in range(self.repeat):
+            for path in paths:
+                tally = tallies[path.key]
+                if tally.error is not None:
+                    continue
+                _log(f"({path.key}) {op} {round_ + 1}/{self.repeat}")
+                fwd0 = path.forwarder.cpu() if path.forwarder else 0.0
+                sim0, own0 = self.sim.child.cpu(), cpu_seconds(os.getpid())
+                deadline = time.perf_counter() + self.transfer_timeout
+                try:
+                    if op == "download":
+                        result = path.download(self.size, deadline)
+                    else:
+                        result = path.upload(self.size, self.digest, deadline)
+                except (httpload.CheckFailed, OSError) as exc:
+                    tally.error = f"{type(exc).__name__}: {exc}"
+                    continue
+                tally.rates.append(result.nbytes / result.seconds / 1e6)
+                tally.nbytes += result.nbytes
+                tally.fwd_cpu += path.forwarder.cpu() - fwd0 if path.forwarder else 0.0
+                tally.sim_cpu += self.sim.child.cpu() - sim0
+                tally.own_cpu += cpu_seconds(os.getpid()) - own0
+        return {p.key: tallies[p.key].result(p.forwarder is not None) for p in paths}
 
-    def latency(self, run: Callable[[float], httpload.Latency]) -> LatencyResult:
+    def latency(self, path: ForwardPath, keepalive: bool) -> LatencyResult:
+        _log(f"({path.key}) {self.requests} requests, {'keep-alive' if keepalive else 'new connection each'}")
         try:
-            result = run(time.perf_counter() + self.latency_timeout)
+            result = path.latency(self.requests, keepalive, time.perf_counter() + self.latency_timeout)
         except (httpload.CheckFailed, OSError) as exc:
             return LatencyResult(error=f"{type(exc).__name__}: {exc}")
         return LatencyResult(result.p50_ms, result.p99_ms)
 
-    def over_tcp(self, key: str, label: str, address: tuple[str, int], forwarder: Child | None,
-                 sim: Sim) -> Row:
-        """Paths (a) and (b): our own sockets to a TCP address."""
-        def one(work: Callable[[httpload.Conn], httpload.Transfer]) -> httpload.Transfer:
-            conn = httpload.tcp_connect(address)
-            try:
-                return work(conn)
-            finally:
-                conn.close()
-
-        row = Row(key, label)
-        _log(f"({key}) download")
-        row.download = self.transfer(
-            lambda dl: one(lambda c: httpload.download(c, self.size, dl)), forwarder, sim)
-        _log(f"({key}) upload")
-        row.upload = self.transfer(
-            lambda dl: one(lambda c: httpload.upload(c, self.size, self.digest, dl)), forwarder, sim)
-        _log(f"({key}) latency")
-        connect = lambda: httpload.tcp_connect(address)  # noqa: E731
-        row.new_conn = self.latency(lambda dl: httpload.latency(connect, self.requests, False, dl))
-        row.keepalive = self.latency(lambda dl: httpload.latency(connect, self.requests, True, dl))
-        return row
-
-    def stock(self, driver: StockDriver, sim: Sim) -> Row:
-        """Path (c): the same work, done by the driver process through `pf.socket(...)`."""
-        def transfer(op: str) -> Callable[[float], httpload.Transfer]:
-            def run(deadline: float) -> httpload.Transfer:
-                command = {"op": op, "size": self.size, "sha256": self.digest}
-                answer = driver.run(command, deadline - time.perf_counter())
-                return httpload.Transfer(int(answer["nbytes"]), float(answer["seconds"]))
-            return run
-
-        def latency(keepalive: bool) -> Callable[[float], httpload.Latency]:
-            def run(deadline: float) -> httpload.Latency:
-                command = {"op": "latency", "count": self.requests, "keepalive": keepalive}
-                answer = driver.run(command, deadline - time.perf_counter())
-                return httpload.Latency(answer["p50_ms"], answer["p99_ms"], answer["count"])
-            return run
-
-        row = Row("c", "kubernetes client stock portforward")
-        _log("(c) download")
-        row.download = self.transfer(transfer("download"), driver.child, sim)
-        _log("(c) upload")
-        row.upload = self.transfer(transfer("upload"), driver.child, sim)
-        _log("(c) latency")
-        row.new_conn = self.latency(latency(False))
-        row.keepalive = self.latency(latency(True))
-        return row
+    def measure(self, paths: list[ForwardPath]) -> list[Row]:
+        rows = {p.key: Row(p.key, p.label) for p in paths}
+        for key, result in self.transfers(paths, "download").items():
+            rows[key].download = result
+        for key, result in self.transfers(paths, "upload").items():
+            rows[key].upload = result
+        for path in paths:
+            rows[path.key].new_conn = self.latency(path, keepalive=False)
+            rows[path.key].keepalive = self.latency(path, keepalive=True)
+        return list(rows.values())
 
 
 def failed_row(key: str, label: str, error: str) -> Row:
@@ -132,35 +134,34 @@ def failed_row(key: str, label: str, error: str) -> Row:
     return row
 
 
-def run(bench: Bench) -> list[Row]:
+def run(size: int, requests: int, repeat: int, tuned_sim: bool) -> list[Row]:
     with Children() as children, tempfile.TemporaryDirectory(prefix="kubetray-bench-") as folder:
         _log("starting the simulator")
-        sim = start_sim(children, Path(folder))
-        _log(f"simulator at {sim.url}; starting kubetray")
+        sim = start_sim(children, Path(folder), tuned_sim)
+        _log(f"simulator at {sim.url}; starting kubetray and the stock-client driver")
+        bench = Bench(size, requests, repeat, sim)
+        failed: dict[str, Row] = {}
+        paths: list[ForwardPath] = []
         try:
             kubetray = start_kubetray(children, sim)
-            b_error = None
         except (RuntimeError, TimeoutError, EOFError) as exc:
-            kubetray, b_error = None, str(exc)
+            kubetray = None
+            failed["b"] = failed_row("b", "kubetray", f"kubetray did not start forwarding: {exc}")
         pod = sim.ready_pod()
         backend = find_backend(sim, pod)
         _log(f"pod {pod}: backend {backend[0]}:{backend[1]}")
-        rows = [bench.over_tcp("a", "direct TCP to the backend", backend, None, sim)]
+        paths.append(TcpPath("a", "direct TCP to the backend", backend))
         if kubetray is not None:
-            rows.append(bench.over_tcp("b", "kubetray", kubetray.address, kubetray.child, sim))
-            children.stop(kubetray.child)
-        else:
-            rows.append(failed_row("b", "kubetray", f"kubetray did not start forwarding: {b_error}"))
+            paths.append(TcpPath("b", "kubetray", kubetray.address, kubetray.child))
         try:
-            driver = StockDriver(children, sim, pod)
-            rows.append(bench.stock(driver, sim))
-            children.stop(driver.child)
+            paths.append(StockPath(StockDriver(children, sim, pod)))
         except (TimeoutError, EOFError) as exc:
-            rows.append(failed_row("c", "kubernetes client stock portforward", f"driver: {exc}"))
+            failed["c"] = failed_row("c", "kubernetes client stock portforward", f"driver: {exc}")
+        rows = bench.measure(paths) + list(failed.values())
         _log("(d) trying kubectl port-forward")
         reason = probe_kubectl(children, sim.kubeconfig, f"deployment/{DEPLOYMENT}", POD_PORT, REPO)
         rows.append(Row("d", "kubectl port-forward", skipped=reason))
-        return rows
+        return sorted(rows, key=lambda row: row.key)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=1000, help="small requests per latency test")
     parser.add_argument("--repeat", type=int, default=3,
                         help="transfers per cell; the median MB/s is shown (default 3)")
+    parser.add_argument("--untuned-sim", action="store_true",
+                        help="run the simulator without its glibc malloc settings (see README)")
     args = parser.parse_args(argv)
     if args.size_mib < 1 or args.requests < 2 or args.repeat < 1:
         parser.error("--size-mib and --repeat must be >= 1, --requests >= 2")
@@ -178,9 +181,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, terminate)
     started = time.monotonic()
-    rows = run(Bench(args.size_mib << 20, args.requests, args.repeat))
+    rows = run(args.size_mib << 20, args.requests, args.repeat, not args.untuned_sim)
     print(f"## Forwarding benchmark: {args.size_mib} MiB transfers, {args.requests} requests, "
-          f"median of {args.repeat} each, loopback, {time.strftime('%Y-%m-%d')}\n")
+          f"median of {args.repeat} each, loopback, {time.strftime('%Y-%m-%d')}")
+    sim_env = " ".join(f"{k}={v}" for k, v in SIM_MALLOC_ENV.items())
+    print(f"Simulator: {'plain' if args.untuned_sim else sim_env} (forwarders: plain)\n")
     print(table(rows))
     for line in notes(rows):
         print(f"\nNote: {line}")

@@ -13,10 +13,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Self
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -52,12 +52,14 @@ def listening_ports(pid: int) -> set[int]:
 class Child:
     """One subprocess: stdout lines arrive on a queue, stderr goes to a file kept for errors."""
 
-    def __init__(self, name: str, argv: Sequence[str], cwd: Path, stdin: bool = False) -> None:
+    def __init__(self, name: str, argv: Sequence[str], cwd: Path, stdin: bool = False,
+                 env: Mapping[str, str] | None = None) -> None:
         self.name = name
-        self._stderr = tempfile.TemporaryFile(prefix=f"bench-{name}-")
+        self._stderr = tempfile.TemporaryFile(prefix=f"bench-{name}-")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             list(argv), cwd=cwd, stdout=subprocess.PIPE, stderr=self._stderr,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, text=True, bufsize=1,
+            env={**os.environ, **env} if env else None,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,),
@@ -126,8 +128,9 @@ class Children:
     def __init__(self) -> None:
         self._children: list[Child] = []
 
-    def start(self, name: str, argv: Sequence[str], cwd: Path, stdin: bool = False) -> Child:
-        child = Child(name, argv, cwd, stdin)
+    def start(self, name: str, argv: Sequence[str], cwd: Path, stdin: bool = False,
+              env: Mapping[str, str] | None = None) -> Child:
+        child = Child(name, argv, cwd, stdin, env)
         self._children.append(child)
         return child
 
@@ -136,7 +139,7 @@ class Children:
         if child in self._children:
             self._children.remove(child)
 
-    def __enter__(self) -> Children:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,

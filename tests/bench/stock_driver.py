@@ -18,11 +18,10 @@ import sys
 import time
 from typing import Any
 
+import httpload
 from kubernetes import config
 from kubernetes.client import CoreV1Api
 from kubernetes.stream import portforward
-
-import httpload
 
 
 class StockForward:
@@ -74,7 +73,7 @@ def main() -> int:
     parser.add_argument("--pod", required=True)
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args()
-    config.load_kube_config(config_file=args.kubeconfig)
+    config.load_kube_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
     forward = StockForward(CoreV1Api(), args.namespace, args.pod, args.port)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
