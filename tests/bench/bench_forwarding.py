@@ -1,8 +1,8 @@
 """Forwarding benchmark: direct TCP vs kubetray vs the kubernetes client's stock portforward vs kubectl.
 
-    /work/venv/bin/python tests/bench/bench_forwarding.py [--size-mib 256] [--requests 1000]
+    .venv/bin/python tests/bench/bench_forwarding.py [--size-mib 256] [--requests 1000] [--repeat 3]
 
-(any venv with the project installed: `.venv/bin/python tests/bench/bench_forwarding.py`).
+(any venv with the project installed, e.g. /work/venv/bin/python; --untuned-sim: see README.md).
 One run, loopback only, against `python -m trayapp.sim serve` in its own process:
   (a) direct TCP to the pod's backend listener inside the simulator (no forwarding),
   (b) `kubetray --headless --json` as a subprocess, through its local port,
@@ -197,4 +197,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; every subprocess was stopped", file=sys.stderr)
+        sys.exit(130)
