@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from trayapp.engine.selectors import EVERYTHING
 from trayapp.sim.objects import Kind, Obj, kind_of, stamp_new
 from trayapp.sim.selectors import FieldSelector, LabelSelector
 
@@ -48,7 +49,7 @@ class Change:
 class WatchFilter:
     plural: str
     namespace: str | None = None
-    labels: LabelSelector = field(default_factory=LabelSelector)
+    labels: LabelSelector = field(default=EVERYTHING)
     fields: FieldSelector = field(default_factory=FieldSelector)
 
     def matches(self, obj: Obj | None) -> bool:
@@ -104,7 +105,7 @@ class Store:
 
     def list(self, kind: str, namespace: str | None = None,
              labels: LabelSelector | None = None, fields: FieldSelector | None = None) -> builtins.list[Obj]:
-        f = WatchFilter(kind_of(kind).plural, namespace, labels or LabelSelector(), fields or FieldSelector())
+        f = WatchFilter(kind_of(kind).plural, namespace, labels or EVERYTHING, fields or FieldSelector())
         out = [copy.deepcopy(o) for (plural, _, _), o in self._objects.items()
                if plural == f.plural and f.matches(o)]
         out.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
