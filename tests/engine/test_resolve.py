@@ -10,15 +10,8 @@ from typing import Any
 
 import pytest
 
-from trayapp.engine.resolve import (
-    Target,
-    Unresolved,
-    container_port_by_name,
-    kinds_needed,
-    newest_version,
-    order_pods,
-    resolve,
-)
+from trayapp.engine.pods import container_port_by_name, newest_version, order_pods
+from trayapp.engine.resolve import Target, Unresolved, kinds_needed, resolve
 from trayapp.model import ResourceType, Rule
 
 NS = "default"

@@ -12,16 +12,26 @@ Where kubectl has no answer (CronJob) or picks an old pod mid-rollout, we say wh
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Protocol
 
+from trayapp.engine.pods import (
+    Obj,
+    container_port_by_name,
+    container_ports,
+    created_at,
+    is_deleting,
+    is_ready,
+    meta,
+    name_of,
+    newest_version,
+    order_pods,
+    phase_of,
+)
 from trayapp.engine.selectors import Selector, from_label_selector, from_map
 from trayapp.model import ResourceType, Rule
-
-Obj = Mapping[str, Any]  # a Kubernetes object (or part of one) as the API returns it
 
 
 class ObjectSource(Protocol):
@@ -70,7 +80,6 @@ KIND_OF: dict[ResourceType, str] = {
 
 # Labels a controller stamps on each version of its pods (Deployment -> ReplicaSet;
 # StatefulSet and DaemonSet -> ControllerRevision).
-VERSION_LABELS = ("pod-template-hash", "controller-revision-hash")
 
 
 def kinds_needed(resource_type: ResourceType) -> tuple[str, ...]:
@@ -80,87 +89,6 @@ def kinds_needed(resource_type: ResourceType) -> tuple[str, ...]:
     if resource_type is ResourceType.CRONJOB:
         return ("cronjobs", "jobs", "pods")
     return (KIND_OF[resource_type], "pods")
-
-
-# ---- small readers over raw JSON ----------------------------------------------------------------
-
-
-def _meta(obj: Obj) -> Obj:
-    return obj.get("metadata") or {}
-
-
-def _name(obj: Obj) -> str:
-    return str(_meta(obj).get("name", ""))
-
-
-def _time(text: object) -> datetime | None:
-    """RFC 3339 from the API (`2026-11-26T10:00:00Z`, maybe with fractions); None when absent."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def _created(obj: Obj) -> datetime | None:
-    return _time(_meta(obj).get("creationTimestamp"))
-
-
-def _deleting(obj: Obj) -> bool:
-    return bool(_meta(obj).get("deletionTimestamp"))
-
-
-def _phase(pod: Obj) -> str:
-    return str((pod.get("status") or {}).get("phase") or "")
-
-
-def _ready_condition(pod: Obj) -> Obj | None:
-    for cond in (pod.get("status") or {}).get("conditions") or ():
-        if cond.get("type") == "Ready":
-            return dict(cond)
-    return None
-
-
-def is_ready(pod: Obj) -> bool:
-    """podutil.IsPodReady: the Ready condition is present and "True"."""
-    cond = _ready_condition(pod)
-    return cond is not None and cond.get("status") == "True"
-
-
-def _ready_since(pod: Obj) -> datetime | None:
-    cond = _ready_condition(pod)
-    if cond is None or cond.get("status") != "True":
-        return None
-    return _time(cond.get("lastTransitionTime"))
-
-
-def _max_restarts(pod: Obj) -> int:
-    # podutils.go maxContainerRestarts: the highest restartCount of any app container.
-    counts = [
-        int(cs.get("restartCount") or 0)
-        for cs in (pod.get("status") or {}).get("containerStatuses") or ()
-    ]
-    return max(counts, default=0)
-
-
-def _container_ports(pod: Obj) -> list[Obj]:
-    """All declared ports, containers first, then initContainers (restartable sidecars)."""
-    spec = pod.get("spec") or {}
-    found: list[Obj] = []
-    for group in ("containers", "initContainers"):
-        for container in spec.get(group) or ():
-            found.extend(container.get("ports") or ())
-    return found
-
-
-def container_port_by_name(pod: Obj, name: str) -> int | None:
-    """pod_port.go / service_port.go lookupContainerPortNumberByName, plus initContainers."""
-    for port in _container_ports(pod):
-        if port.get("name") == name and port.get("containerPort"):
-            return int(port["containerPort"])
-    return None
 
 
 def _describe_ports(ports: Sequence[Obj], number_key: str) -> str:
@@ -180,94 +108,12 @@ def _numeric(port: int | str) -> int | None:
     return int(port) if port.isdigit() else None
 
 
-# ---- kubectl's pod order ----------------------------------------------------------------------
-
-
-_PHASE_ORDINAL = {"Pending": 0, "Unknown": 1, "Running": 2}  # any other phase counts as 0, as in Go
-
-
-def _later_or_zero(t1: datetime | None, t2: datetime | None) -> bool:
-    """podutils.go afterOrZero: a missing time counts as later than any real one."""
-    if t1 is None or t2 is None:
-        return t1 is None
-    return t1 > t2
-
-
-def _active_pods_less(a: Obj, b: Obj) -> bool:
-    """podutils.go ActivePods.Less: is `a` the worse pod? Steps numbered as kubectl's."""
-    node_a = (a.get("spec") or {}).get("nodeName") or ""
-    node_b = (b.get("spec") or {}).get("nodeName") or ""
-    if node_a != node_b and (not node_a or not node_b):  # 1. unassigned < assigned
-        return not node_a
-    phase_a, phase_b = _PHASE_ORDINAL.get(_phase(a), 0), _PHASE_ORDINAL.get(_phase(b), 0)
-    if phase_a != phase_b:  # 2. Pending < Unknown < Running
-        return phase_a < phase_b
-    ready_a, ready_b = is_ready(a), is_ready(b)
-    if ready_a != ready_b:  # 3. not ready < ready
-        return not ready_a
-    if ready_a and ready_b:  # 4. ready more recently (or unknown) < ready for longer
-        since_a, since_b = _ready_since(a), _ready_since(b)
-        if since_a != since_b:
-            return _later_or_zero(since_a, since_b)
-    restarts_a, restarts_b = _max_restarts(a), _max_restarts(b)
-    if restarts_a != restarts_b:  # 5. more restarts < fewer restarts
-        return restarts_a > restarts_b
-    created_a, created_b = _created(a), _created(b)
-    if created_a != created_b:  # 6. newer (or unknown) < older
-        return _later_or_zero(created_a, created_b)
-    return False
-
-
-def _best_first(a: Obj, b: Obj) -> int:
-    # sort.Reverse(ActivePods): the "greatest" pod first. Go's sort is not stable, so equal pods
-    # come out in any order; we break ties by name so the answer is the same on every event.
-    if _active_pods_less(b, a):
-        return -1
-    if _active_pods_less(a, b):
-        return 1
-    return (_name(a) > _name(b)) - (_name(a) < _name(b))
-
-
-def order_pods(pods: Sequence[Obj]) -> list[Obj]:
-    """Best pod first, as GetFirstPod picks with sort.Reverse(ActivePods) (helpers.go)."""
-    return sorted(pods, key=functools.cmp_to_key(_best_first))
-
-
-def _version_key(pod: Obj) -> tuple[str | None, str | None]:
-    owner_uid = None
-    for ref in _meta(pod).get("ownerReferences") or ():
-        if ref.get("controller"):
-            owner_uid = ref.get("uid") or f"{ref.get('kind')}/{ref.get('name')}"
-            break
-    labels = _meta(pod).get("labels") or {}
-    revision = next((labels[key] for key in VERSION_LABELS if key in labels), None)
-    return owner_uid, revision
-
-
-def newest_version(pods: Sequence[Obj]) -> list[Obj]:
-    """The pods of the newest controller version, when they span more than one (a rollout).
-
-    A version is a controller owner uid plus its pod-template-hash / controller-revision-hash;
-    the newest is the one holding the most recently created pod. Skaffold forwards services to
-    the new version so answers do not come from pods about to be replaced; kubectl would keep
-    the old, longer-ready pod.
-    """
-    groups: dict[tuple[str | None, str | None], list[Obj]] = {}
-    for pod in pods:
-        groups.setdefault(_version_key(pod), []).append(pod)
-    if len(groups) <= 1:
-        return list(pods)
-    epoch = datetime.min.replace(tzinfo=timezone.utc)
-    newest = max(pods, key=lambda p: (_created(p) or epoch, _name(p)))
-    return groups[_version_key(newest)]
-
-
 # ---- choosing among a selector's pods -----------------------------------------------------------
 
 
 def _pods_for(source: ObjectSource, namespace: str, selector: Selector) -> list[Obj]:
     return [
-        pod for pod in source.list("pods", namespace) if selector.matches(_meta(pod).get("labels"))
+        pod for pod in source.list("pods", namespace) if selector.matches(meta(pod).get("labels"))
     ]
 
 
@@ -276,8 +122,8 @@ def _no_ready_pod(what: str, pods: Sequence[Obj]) -> Unresolved:
         return Unresolved(f"{what} has no pods yet.")
     total = len(pods)
     noun = "pod" if total == 1 else "pods"
-    deleting = sum(1 for pod in pods if _deleting(pod))
-    running = sum(1 for pod in pods if not _deleting(pod) and _phase(pod) == "Running")
+    deleting = sum(1 for pod in pods if is_deleting(pod))
+    running = sum(1 for pod in pods if not is_deleting(pod) and phase_of(pod) == "Running")
     details = [f"{total} {noun}"]
     if deleting:
         details.append(f"{deleting} being deleted")
@@ -289,20 +135,20 @@ def _no_ready_pod(what: str, pods: Sequence[Obj]) -> Unresolved:
 
 def _candidates(pods: Sequence[Obj]) -> list[Obj]:
     """Pods fit to serve traffic: not being deleted, Running and Ready."""
-    return [p for p in pods if not _deleting(p) and _phase(p) == "Running" and is_ready(p)]
+    return [p for p in pods if not is_deleting(p) and phase_of(p) == "Running" and is_ready(p)]
 
 
 def _choose(candidates: Sequence[Obj], *, prefer_newest: bool, prefer: str | None) -> Obj:
     group = newest_version(candidates) if prefer_newest else list(candidates)
     if prefer is not None:
         for pod in group:
-            if _name(pod) == prefer:  # sticky: keep the pod in use while it stays a good choice
+            if name_of(pod) == prefer:  # sticky: keep the pod in use while it stays a good choice
                 return pod
     return order_pods(group)[0]
 
 
 def _target(pod: Obj, namespace: str, port: int) -> Target:
-    return Target(namespace, _name(pod), str(_meta(pod).get("uid", "")), port)
+    return Target(namespace, name_of(pod), str(meta(pod).get("uid", "")), port)
 
 
 def _port_on_pod(pod: Obj, namespace: str, port: int | str) -> Resolution:
@@ -312,8 +158,8 @@ def _port_on_pod(pod: Obj, namespace: str, port: int | str) -> Resolution:
     found = container_port_by_name(pod, str(port))
     if found is None:
         return Unresolved(
-            f'pod "{_name(pod)}" has no container port named "{port}"; its ports are '
-            f"{_describe_ports(_container_ports(pod), 'containerPort')}.",
+            f'pod "{name_of(pod)}" has no container port named "{port}"; its ports are '
+            f"{_describe_ports(container_ports(pod), 'containerPort')}.",
             permanent=True,
         )
     return _target(pod, namespace, found)
@@ -332,9 +178,9 @@ def _resolve_pod(rule: Rule, source: ObjectSource) -> Resolution:
     pod = source.get("pods", ns, name)
     if pod is None:
         return Unresolved(f'pod "{name}" in namespace "{ns}" does not exist yet.')
-    if _deleting(pod):
+    if is_deleting(pod):
         return Unresolved(f'pod "{name}" is being deleted.')
-    phase = _phase(pod)
+    phase = phase_of(pod)
     if phase in ("Succeeded", "Failed"):
         return Unresolved(
             f'pod "{name}" has finished (phase {phase}) and will not run again.', permanent=True
@@ -407,8 +253,8 @@ def _resolve_service(rule: Rule, source: ObjectSource, prefer: str | None) -> Re
             return Unresolved(
                 f'service "{name}" sends port {number} to the container port named "{target}", '
                 "but no ready pod "
-                f'has a port of that name (pod "{_name(best)}" has '
-                f"{_describe_ports(_container_ports(best), 'containerPort')}).",
+                f'has a port of that name (pod "{name_of(best)}" has '
+                f"{_describe_ports(container_ports(best), 'containerPort')}).",
                 permanent=True,
             )
         pod = _choose(named, prefer_newest=True, prefer=prefer)
@@ -454,12 +300,12 @@ def _resolve_selected(
 
 
 def _owned_by(job: Obj, cronjob: Obj) -> bool:
-    cron_uid = _meta(cronjob).get("uid")
-    for ref in _meta(job).get("ownerReferences") or ():
+    cron_uid = meta(cronjob).get("uid")
+    for ref in meta(job).get("ownerReferences") or ():
         if cron_uid and ref.get("uid"):
             if ref["uid"] == cron_uid:
                 return True
-        elif ref.get("kind") == "CronJob" and ref.get("name") == _name(cronjob):
+        elif ref.get("kind") == "CronJob" and ref.get("name") == name_of(cronjob):
             return True
     return False
 
@@ -471,13 +317,13 @@ def _resolve_cronjob(rule: Rule, source: ObjectSource, prefer: str | None) -> Re
     if cronjob is None:
         return Unresolved(f'cronjob "{name}" in namespace "{ns}" does not exist yet.')
     jobs = [
-        job for job in source.list("jobs", ns) if _owned_by(job, cronjob) and not _deleting(job)
+        job for job in source.list("jobs", ns) if _owned_by(job, cronjob) and not is_deleting(job)
     ]
     if not jobs:
         return Unresolved(f'cronjob "{name}" has not run a job yet.')
     epoch = datetime.min.replace(tzinfo=timezone.utc)
-    job = max(jobs, key=lambda j: (_created(j) or epoch, _name(j)))
-    what = f'cronjob "{name}" (its newest job "{_name(job)}")'
+    job = max(jobs, key=lambda j: (created_at(j) or epoch, name_of(j)))
+    what = f'cronjob "{name}" (its newest job "{name_of(job)}")'
     return _resolve_selected(what, ResourceType.JOB, job, rule, source, prefer)
 
 
