@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
@@ -113,7 +114,27 @@ def kubeconfig(cluster: SimCluster, tmp_path: Path) -> Path:
     return path
 
 
-Runner = Callable[[Sequence[Rule]], "asyncio.Future[tuple[ContextRun, Events]]"]
+async def start_run(
+    kubeconfig: Path, rules: Sequence[Rule], connect_timeout: float = 10.0
+) -> tuple[ContextRun, Events]:
+    """The engine on one kubeconfig's current context, its events collected."""
+    events = Events()
+    bus = EventBus()
+    bus.subscribe(events)
+    credentials = Credentials([kubeconfig], None)
+    access = await asyncio.to_thread(credentials.load)
+    run = ContextRun(access, credentials, rules, bus, connect_timeout)
+    await run.start()
+    return run, events
+
+
+@contextlib.asynccontextmanager
+async def running(kubeconfig: Path, rules: Sequence[Rule]) -> AsyncIterator[Events]:
+    run, events = await start_run(kubeconfig, rules)
+    try:
+        yield events
+    finally:
+        await run.stop()
 
 
 @pytest.fixture
@@ -121,14 +142,8 @@ async def run_rules(kubeconfig: Path) -> AsyncIterator[Callable[..., object]]:
     runs: list[ContextRun] = []
 
     async def start(rules: Sequence[Rule], connect_timeout: float = 10.0) -> tuple[ContextRun, Events]:
-        events = Events()
-        bus = EventBus()
-        bus.subscribe(events)
-        credentials = Credentials([kubeconfig], None)
-        access = await asyncio.to_thread(credentials.load)
-        run = ContextRun(access, credentials, rules, bus, connect_timeout)
+        run, events = await start_run(kubeconfig, rules, connect_timeout)
         runs.append(run)
-        await run.start()
         return run, events
 
     yield start

@@ -18,12 +18,11 @@ import trustme
 import yaml
 
 from trayapp.engine.auth import Credentials
-from trayapp.engine.runtime import ContextRun, EventBus
 from trayapp.errors import KubeconfigError
 from trayapp.model import EventKind, ResourceType, Rule
 from trayapp.sim import SimCluster, TlsConfig
 
-from .conftest import SCENARIO, Events
+from .conftest import SCENARIO, Events, running
 from .test_forwarding import http_get
 
 TOKEN = "s3cret-token"
@@ -45,20 +44,15 @@ def kubeconfig(path: Path, server: str, cluster: dict[str, Any], user: dict[str,
 
 async def forward_once(path: Path, port: int) -> tuple[Events, str]:
     """Start one service rule with this kubeconfig and make one request through it."""
-    events = Events()
-    bus = EventBus()
-    bus.subscribe(events)
-    credentials = Credentials([path], None)
-    access = await asyncio.to_thread(credentials.load)
-    run = ContextRun(access, credentials, [Rule(ResourceType.SERVICE, "web", 80, local_port=port)], bus)
-    await run.start()
-    try:
+    async with running(path, [web_rule(port)]) as events:
         forwarding = await events.wait_for(EventKind.FORWARDING)
         status, headers, _ = await http_get(port)
         assert status == 200
         return events, headers["x-pod"] if headers["x-pod"] == forwarding.pod else ""
-    finally:
-        await run.stop()
+
+
+def web_rule(port: int) -> Rule:
+    return Rule(ResourceType.SERVICE, "web", 80, local_port=port)
 
 
 @pytest.fixture(scope="module")
@@ -141,19 +135,10 @@ async def test_wrong_server_name_is_refused_not_forwarded(ca: trustme.CA, tmp_pa
     async with tls_cluster(ca, name="kubernetes.internal", token=TOKEN) as cluster:
         path = kubeconfig(tmp_path / "kc", cluster.url,
                           {"certificate-authority-data": b64(ca.cert_pem.bytes())}, {"token": TOKEN})
-        events = Events()
-        bus = EventBus()
-        bus.subscribe(events)
-        credentials = Credentials([path], None)
-        access = await asyncio.to_thread(credentials.load)
-        run = ContextRun(access, credentials, [Rule(ResourceType.SERVICE, "web", 80, local_port=unused_tcp_port)], bus)
-        await run.start()
-        try:
+        async with running(path, [web_rule(unused_tcp_port)]) as events:
             waiting = await events.wait_for(EventKind.WAITING)
             assert "certificate" in waiting.message.lower() or "could not reach" in waiting.message
             assert not events.of(EventKind.FORWARDING)
-        finally:
-            await run.stop()
 
 
 async def test_insecure_skip_tls_verify(ca: trustme.CA, tmp_path: Path, unused_tcp_port: int) -> None:
@@ -166,19 +151,10 @@ async def test_insecure_skip_tls_verify(ca: trustme.CA, tmp_path: Path, unused_t
 async def test_refused_token_names_the_context(tmp_path: Path, unused_tcp_port: int) -> None:
     async with SimCluster("auth", scenario=SCENARIO, token=TOKEN) as cluster:
         path = kubeconfig(tmp_path / "kc", cluster.url, {}, {"token": "wrong"})
-        events = Events()
-        bus = EventBus()
-        bus.subscribe(events)
-        credentials = Credentials([path], None)
-        access = await asyncio.to_thread(credentials.load)
-        run = ContextRun(access, credentials, [Rule(ResourceType.SERVICE, "web", 80, local_port=unused_tcp_port)], bus)
-        await run.start()
-        try:
+        async with running(path, [web_rule(unused_tcp_port)]) as events:
             failed = await events.wait_for(EventKind.FAILED)
             assert "'ctx'" in failed.message and "new credentials" in failed.message
             assert TOKEN not in failed.message and "wrong" not in failed.message  # never echo a token
-        finally:
-            await run.stop()
 
 
 class ConnectProxy:
@@ -263,14 +239,7 @@ async def test_rotated_exec_token_is_fetched_again_after_a_refusal(
                           {"certificate-authority-data": b64(ca.cert_pem.bytes())},
                           {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
                                     "args": [str(plugin)], "interactiveMode": "Never"}})
-        events = Events()
-        bus = EventBus()
-        bus.subscribe(events)
-        credentials = Credentials([path], None)
-        access = await asyncio.to_thread(credentials.load)
-        run = ContextRun(access, credentials, [Rule(ResourceType.SERVICE, "web", 80, local_port=unused_tcp_port)], bus)
-        await run.start()
-        try:
+        async with running(path, [web_rule(unused_tcp_port)]) as events:
             await events.wait_for(EventKind.FORWARDING)
             assert (await http_get(unused_tcp_port))[0] == 200
             cluster.set_token("second-token")  # the cluster rotates; the plugin now hands out the new one
@@ -278,5 +247,3 @@ async def test_rotated_exec_token_is_fetched_again_after_a_refusal(
             status, _, _ = await http_get(unused_tcp_port)
             assert status == 200
             assert not events.of(EventKind.FAILED)
-        finally:
-            await run.stop()
