@@ -23,6 +23,7 @@ from trayapp.engine.auth import Credentials, kubeconfig_paths
 from trayapp.engine.runtime import ContextRun, EventBus
 from trayapp.errors import KubetrayError
 from trayapp.model import Event, EventKind
+from trayapp.platform.limits import raise_open_file_limit
 
 
 def human_line(event: Event) -> str:
@@ -112,6 +113,7 @@ def run_headless(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    raise_open_file_limit()
     bus = EventBus()
     bus.subscribe(printer(args.json, sys.stdout, sys.stderr))
     if args.demo:
