@@ -108,14 +108,9 @@ def goals(b: Row, c: Row) -> list[str]:
 def notes(rows: list[Row]) -> list[str]:
     """Context a reader needs to compare the rows fairly."""
     out = []
-    a, b = rows[0], rows[1]
+    b = rows[1]
     if b.download.client_cpu_per_gib is not None and b.upload.client_cpu_per_gib is not None:
         out.append(f"(c)'s CPU includes its HTTP client (same code as the bench's); in (b) that client "
                    f"runs in the bench process and cost {b.download.client_cpu_per_gib:.2f} s/GiB down, "
                    f"{b.upload.client_cpu_per_gib:.2f} s/GiB up, not counted in (b)'s CPU.")
-    if a.keepalive.p50_ms is not None and a.keepalive.p50_ms > 20:
-        out.append(f"Keep-alive p50 is {a.keepalive.p50_ms:.0f} ms even direct (a): the simulator's "
-                   "backend sends head and body in separate writes with Nagle on (its accepted sockets "
-                   "have proto 0, so asyncio skips TCP_NODELAY) and the peer delays its ACK ~40 ms. "
-                   "That column measures the simulator, not forwarding.")
     return out

@@ -276,3 +276,27 @@ def test_privileged_port_falls_back_when_not_root(closing: list[Bound]) -> None:
 def test_module_constants_match_skaffold() -> None:
     assert ports.FALLBACK_RANGE == range(4503, 4534)
     assert ports.BACKLOG == 128
+
+
+def test_accepted_connections_get_tcp_nodelay_from_asyncio() -> None:
+    """asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP; ours must say so."""
+    import asyncio
+
+    bound = bind_listener("127.0.0.1", None)
+
+    async def main() -> int:
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=bound.sock)
+        _, writer = await asyncio.open_connection("127.0.0.1", bound.port)
+        value = await asyncio.wait_for(accepted, 5)
+        writer.close()
+        server.close()
+        return value
+
+    assert asyncio.run(main()) != 0

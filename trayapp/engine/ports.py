@@ -93,7 +93,9 @@ def normalize_address(address: str) -> tuple[str, socket.AddressFamily]:
 
 
 def _try_bind(host: str, family: socket.AddressFamily, port: int) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns on TCP_NODELAY only for sockets that say they are TCP,
+    # and accepted sockets inherit it. Without it small answers wait for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         if os.name == "nt":
             # On Windows SO_REUSEADDR lets another program steal a bound port; exclusive use

@@ -243,7 +243,8 @@ class Backends:
                 raise ValueError(f"unknown backend kind {kind!r}; use one of {', '.join(BACKEND_KINDS)}")
             # Bind now, serve a moment later: connections wait in the backlog, so the port is
             # usable as soon as the pod is Running, with no window of "connection refused".
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            # IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted sockets, as real servers do.
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             sock.bind(("127.0.0.1", 0))
             sock.listen(128)
             sock.setblocking(False)
