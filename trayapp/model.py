@@ -76,6 +76,9 @@ class Rule:
     scheme: str | None = None
     path: str = "/"
     origin: Origin | None = field(default=None, compare=False)
+    # Made by automatic discovery (auto: in the rules file), not written by the user. Its local
+    # port is remembered across restarts; a user rule for the same target replaces it.
+    auto: bool = False
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:
@@ -134,6 +137,7 @@ class Event:
     port: int | str | None = None
     pod: str | None = None
     old_pod: str | None = None
+    previous_context: str | None = None  # on `context` events: the context left behind
     label: str | None = None
     count: int = 1
 
