@@ -54,10 +54,11 @@ class Sim:
 SIM_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(4 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 
 
-def start_sim(children: Children, folder: Path, tuned: bool = True) -> Sim:
+def start_sim(children: Children, folder: Path, tuned: bool = True,
+              scenario: Path = BENCH_DIR / "scenario.yaml") -> Sim:
     kubeconfig = folder / "kubeconfig"
     child = children.start("sim", [sys.executable, "-m", "trayapp.sim", "serve",
-                                   "--scenario", str(BENCH_DIR / "scenario.yaml"),
+                                   "--scenario", str(scenario),
                                    "--kubeconfig", str(kubeconfig), "--name", "kubetray-bench"], REPO,
                            env=SIM_MALLOC_ENV if tuned else None)
     url = child.expect(lambda line: line.startswith("http://127.0.0.1:"), START_TIMEOUT)
