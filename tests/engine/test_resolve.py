@@ -127,8 +127,8 @@ def rule(kind: ResourceType, name: str = "web", port: int | str = 8080) -> Rule:
     return Rule(kind, name, port, namespace=NS)
 
 
-def target(name: str, port: int) -> Target:
-    return Target(NS, name, f"uid-{name}", port)
+def target(name: str, port: int, restarts: int = 0) -> Target:
+    return Target(NS, name, f"uid-{name}", port, restarts)
 
 
 # ---- kinds_needed ---------------------------------------------------------------------------------
@@ -472,7 +472,7 @@ def test_prefer_does_not_hold_an_old_version_during_a_rollout() -> None:
         "web-new-2", 8080
     )
     assert resolve(rule(ResourceType.SERVICE, port=80), src, prefer="web-new-1") == target(
-        "web-new-1", 8080
+        "web-new-1", 8080, restarts=1
     )
 
 

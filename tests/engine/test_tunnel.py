@@ -95,3 +95,15 @@ def test_stop_closes_everything_and_says_so() -> None:
     assert TargetChanged(None) in commands and CloseConnections("web-a") in commands
     assert commands[-1].event.kind == EventKind.STOPPED
     assert m.state == TunnelState.STOPPED
+
+
+def test_container_restart_closes_connections_and_says_so() -> None:
+    m = machine()
+    m.listening(8080, 8080, False, ())
+    m.resolved(POD_A)
+    restarted = Target(namespace="default", pod="web-a", pod_uid="uid-a", port=8080, restarts=1)
+    commands = m.resolved(restarted)
+    assert commands[0] == CloseConnections("web-a")
+    event = commands[-1].event
+    assert event.kind == EventKind.RECONNECTED and "restarted" in event.message
+    assert (event.pod, event.old_pod, event.local_port) == ("web-a", "web-a", 8080)

@@ -11,12 +11,13 @@ import asyncio
 import logging
 from collections.abc import Callable, Container
 
+from trayapp.engine.backoff import Backoff
 from trayapp.engine.cache import ClusterCache
 from trayapp.engine.ports import bind_listener
 from trayapp.engine.relay import READ_SIZE, relay
 from trayapp.engine.resolve import Target, Unresolved, kinds_needed, resolve
 from trayapp.engine.tunnel import CloseConnections, Command, Publish, TargetChanged, TunnelMachine
-from trayapp.errors import ApiError, AuthError, KubetrayError, PortError
+from trayapp.errors import ApiError, ApiUnreachable, AuthError, KubetrayError, NotFound, PortError
 from trayapp.model import Event, Rule, TunnelState
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ class Forwarder:
         self._connect_timeout = connect_timeout
         self._server: asyncio.Server | None = None
         self._server_task: asyncio.Task[None] | None = None
-        self._target_ready = asyncio.Event()
+        self._target_changed = asyncio.Event()
+        self._retry = Backoff(initial=0.1, cap=1.0)
         self._connections: dict[asyncio.Task[None], str] = {}
         self._kinds = kinds_needed(rule.resource_type)
 
@@ -103,10 +105,9 @@ class Forwarder:
             if isinstance(command, Publish):
                 self._publish(command.event)
             elif isinstance(command, TargetChanged):
-                if command.target is None:
-                    self._target_ready.clear()
-                else:
-                    self._target_ready.set()
+                # Wake every waiting connection once; later waiters wait on a fresh event.
+                self._target_changed.set()
+                self._target_changed = asyncio.Event()
             elif isinstance(command, CloseConnections):
                 for task, pod in list(self._connections.items()):
                     if pod == command.pod:
@@ -115,39 +116,64 @@ class Forwarder:
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._connect_timeout
+        avoid: Target | None = None  # a pod that just refused: wait for the cluster to move on
+        attempt = 0
         try:
-            target = await self._wait_for_target()
-            if target is None:
-                log.info("%s: closed a connection: no ready pod within %.0f s (%s)",
-                         self.rule.label, self._connect_timeout, self.machine.reason)
+            while True:
+                target = await self._wait_for_target(deadline, avoid)
+                if target is None:
+                    log.info("%s: closed a connection: no ready pod within %.0f s (%s)",
+                             self.rule.label, self._connect_timeout, self.machine.reason)
+                    return
+                self._connections[task] = target.pod
+                try:
+                    ws = await self._cache.api.dial_portforward(target.namespace, target.pod, target.port)
+                except (NotFound, ApiUnreachable) as exc:
+                    # The pod died before its watch event reached us, or the API server is
+                    # restarting: retry on the replacement (or once it answers) until the deadline.
+                    log.debug("%s: dialing %s failed (%s); retrying", self.rule.label, target.pod, exc)
+                    if isinstance(exc, NotFound) or exc.status == 400:
+                        avoid = target
+                    else:
+                        await asyncio.sleep(min(self._retry.delay(attempt), max(0.0, deadline - loop.time())))
+                    attempt += 1
+                    if loop.time() >= deadline:
+                        self._run(self.machine.connection_failed(target.pod, exc.message))
+                        return
+                    continue
+                except ApiError as exc:
+                    self._run(self.machine.connection_failed(target.pod, exc.message))
+                    return
+                except Exception as exc:  # a library error we did not translate: this connection only
+                    log.warning("%s: dialing pod %s failed", self.rule.label, target.pod, exc_info=True)
+                    self._run(self.machine.connection_failed(target.pod, f"{type(exc).__name__}: {exc}"))
+                    return
+                result = await relay(reader, writer, ws, target.port)
+                if result.error:
+                    self._run(self.machine.connection_failed(target.pod, result.error))
                 return
-            self._connections[task] = target.pod
-            try:
-                ws = await self._cache.api.dial_portforward(target.namespace, target.pod, target.port)
-            except ApiError as exc:
-                self._run(self.machine.connection_failed(target.pod, exc.message))
-                return
-            except Exception as exc:  # a library error we did not translate: this connection only
-                log.warning("%s: dialing pod %s failed", self.rule.label, target.pod, exc_info=True)
-                self._run(self.machine.connection_failed(target.pod, f"{type(exc).__name__}: {exc}"))
-                return
-            result = await relay(reader, writer, ws, target.port)
-            if result.error:
-                self._run(self.machine.connection_failed(target.pod, result.error))
         except asyncio.CancelledError:
             pass
         finally:
             self._connections.pop(task, None)
             writer.close()
 
-    async def _wait_for_target(self) -> Target | None:
-        if self.machine.target is not None:
-            return self.machine.target
-        try:
-            await asyncio.wait_for(self._target_ready.wait(), self._connect_timeout)
-        except asyncio.TimeoutError:
-            return None
-        return self.machine.target
+    async def _wait_for_target(self, deadline: float, avoid: Target | None) -> Target | None:
+        loop = asyncio.get_running_loop()
+        while True:
+            target = self.machine.target
+            if target is not None and target != avoid:
+                return target
+            changed = self._target_changed
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                return None
 
     async def stop(self) -> None:
         self._cache.unsubscribe(self)

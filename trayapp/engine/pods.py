@@ -71,7 +71,7 @@ def _ready_since(pod: Obj) -> datetime | None:
     return _time(cond.get("lastTransitionTime"))
 
 
-def _max_restarts(pod: Obj) -> int:
+def max_restarts(pod: Obj) -> int:
     # podutils.go maxContainerRestarts: the highest restartCount of any app container.
     counts = [
         int(cs.get("restartCount") or 0)
@@ -131,7 +131,7 @@ def _active_pods_less(a: Obj, b: Obj) -> bool:
         since_a, since_b = _ready_since(a), _ready_since(b)
         if since_a != since_b:
             return _later_or_zero(since_a, since_b)
-    restarts_a, restarts_b = _max_restarts(a), _max_restarts(b)
+    restarts_a, restarts_b = max_restarts(a), max_restarts(b)
     if restarts_a != restarts_b:  # 5. more restarts < fewer restarts
         return restarts_a > restarts_b
     created_a, created_b = created_at(a), created_at(b)

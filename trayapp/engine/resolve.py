@@ -24,6 +24,7 @@ from trayapp.engine.pods import (
     created_at,
     is_deleting,
     is_ready,
+    max_restarts,
     meta,
     name_of,
     newest_version,
@@ -50,6 +51,7 @@ class Target:
     pod: str
     pod_uid: str
     port: int
+    restarts: int = 0  # the pod's highest container restart count: a restart breaks open connections
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ def _choose(candidates: Sequence[Obj], *, prefer_newest: bool, prefer: str | Non
 
 
 def _target(pod: Obj, namespace: str, port: int) -> Target:
-    return Target(namespace, name_of(pod), str(meta(pod).get("uid", "")), port)
+    return Target(namespace, name_of(pod), str(meta(pod).get("uid", "")), port, max_restarts(pod))
 
 
 def _port_on_pod(pod: Obj, namespace: str, port: int | str) -> Resolution:

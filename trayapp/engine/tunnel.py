@@ -120,7 +120,15 @@ class TunnelMachine:
         self._last_pod = target.pod
         if self.local_port is None:
             return commands  # the forwarder binds the listener now and reports through listening()
-        if previous is not None and previous != target.pod:
+        if old is not None and old.pod == target.pod and target.restarts > old.restarts:
+            commands.insert(0, CloseConnections(old.pod))
+            commands.append(self._event(
+                EventKind.RECONNECTED,
+                f"The container of pod {target.pod} restarted; {self.rule.label} keeps {self.where} "
+                "and new connections reach the restarted container.",
+                old_pod=old.pod,
+            ))
+        elif previous is not None and previous != target.pod:
             commands.append(self._event(
                 EventKind.RECONNECTED,
                 f"{self.rule.label} moved from pod {previous} to pod {target.pod}; {self.where} stays the same.",
