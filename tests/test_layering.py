@@ -1,4 +1,4 @@
-"""The package's layers point one way: ui -> engine, config, platform -> model, errors.
+"""The package's layers point one way: ui -> engine, config, platform -> model, selectors, errors.
 
 Checked on the import statements themselves, so a stray import fails here before it ships.
 """
@@ -34,11 +34,13 @@ def layer_of(path: Path) -> str:
 ALLOWED = {
     "model": set(),
     "errors": set(),
-    "engine": {"model", "errors", "engine"},
-    "config": {"model", "errors", "config"},
+    # Pure label selectors, shared like model: config validates them, engine and sim match them.
+    "selectors": set(),
+    "engine": {"model", "errors", "selectors", "engine"},
+    "config": {"model", "errors", "selectors", "config"},
     "platform": {"model", "errors", "platform"},
     # The simulator may reuse the engine's codec and pure helpers in the server role.
-    "sim": {"model", "errors", "sim", "engine"},
+    "sim": {"model", "errors", "selectors", "sim", "engine"},
 }
 
 

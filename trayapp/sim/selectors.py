@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trayapp.engine.selectors import (
+from trayapp.selectors import (
     EVERYTHING,
     Selector,
     from_label_selector,

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from trayapp.engine.selectors import EVERYTHING
+from trayapp.selectors import EVERYTHING
 from trayapp.sim.objects import Kind, Obj, kind_of, stamp_new
 from trayapp.sim.selectors import FieldSelector, LabelSelector
 
