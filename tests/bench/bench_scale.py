@@ -28,7 +28,6 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from procs import Child, Children, cpu_seconds
+from procs import Child, Children, cpu_seconds, tcp_ext_counters, tcp_states
 from setup_paths import BENCH_DIR, REPO, Sim, start_sim
 
 SCENARIO = BENCH_DIR / "scenario_scale.yaml"
@@ -177,6 +176,9 @@ class Load:
     open_reading: Snapshot | None = None  # kubetray with every working connection open
     sim_reading: Snapshot | None = None  # the simulator at the same moment, for context
     stalled: str | None = None  # py-spy dump when the round did not finish in time
+    cpu: float = 0.0  # kubetray's CPU seconds from launch to the open reading
+    sim_cpu: float = 0.0
+    overflows: int = 0  # TcpExt ListenOverflows during the round: SYNs dropped by full backlogs
 
 
 async def echo_once(port: int, size: int, timeout: float) -> tuple[asyncio.StreamWriter, float]:
@@ -208,6 +210,8 @@ def _error_key(exc: BaseException) -> str:
 async def run_load(pid: int, sim_pid: int, ports: list[int], per_tunnel: int, size: int, timeout: float) -> Load:
     """All connections at once; reads kubetray while every working one is open; closes them all."""
     load = Load(len(ports) * per_tunnel)
+    cpu0, sim_cpu0 = cpu_seconds(pid), cpu_seconds(sim_pid)
+    overflows0 = tcp_ext_counters("ListenOverflows")["ListenOverflows"]
     started = time.perf_counter()
     tasks = [asyncio.create_task(echo_once(port, size, timeout), name=f"echo:{port}:{i}")
              for port in ports for i in range(per_tunnel)]
@@ -231,6 +235,9 @@ async def run_load(pid: int, sim_pid: int, ports: list[int], per_tunnel: int, si
     await asyncio.sleep(0.5)  # let kubetray settle its buffers before the reading
     load.open_reading = snapshot(pid)
     load.sim_reading = snapshot(sim_pid)
+    load.cpu = load.open_reading.cpu - cpu0
+    load.sim_cpu = load.sim_reading.cpu - sim_cpu0
+    load.overflows = tcp_ext_counters("ListenOverflows")["ListenOverflows"] - overflows0
     for writer in writers:
         writer.close()
     await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
@@ -300,6 +307,7 @@ class Result:
     load: Load
     closed_reading: Snapshot
     close_wait: float
+    closed_states: Counter[str]
     load_events: Counter[str]
     stderr: list[str]
     notes: list[str] = field(default_factory=list)
@@ -327,7 +335,7 @@ def run(args: argparse.Namespace, limit_note: str, per_tunnel: int) -> Result:
         closed, waited = settle_fds(pid, idle_reading.fds, args.close_timeout)
         events = drain_events(startup.child)
         return Result(args.tunnels, per_tunnel, args.size, args.idle_seconds, startup, idle_reading,
-                      idle, load, closed, waited, events, startup.child.stderr_lines(), [limit_note])
+                      idle, load, closed, waited, tcp_states(pid), events, startup.child.stderr_lines(), [limit_note])
 
 
 def _ms(values: list[float], q: float) -> str:
@@ -351,12 +359,16 @@ def table(r: Result) -> str:
         ("time to establish all and get every echo", f"{load.seconds:.2f} s"),
         ("per connection connect+echo p50 / p99 / max",
          f"{_ms(lat, 0.5)} / {_ms(lat, 0.99)} / {_ms(lat, 1.0)} ms" if lat else "-"),
+        ("CPU seconds during the load: kubetray / simulator", f"{load.cpu:.2f} / {load.sim_cpu:.2f}"),
+        ("listen-queue overflows during the load (TcpExt ListenOverflows)", str(load.overflows)),
         (f"kubetray with {load.ok} connections open",
          load.open_reading.text() if load.open_reading else "-"),
         ("kubetray RSS per open connection",
          f"{(load.open_reading.rss_mb - r.idle_reading.rss_mb) * 1024 / load.ok:.1f} KB"
          if load.open_reading and load.ok else "-"),
         (f"kubetray after closing them ({r.close_wait:.1f} s later)", r.closed_reading.text()),
+        ("kubetray's TCP sockets after closing, by state",
+         ", ".join(f"{n} {state}" for state, n in r.closed_states.most_common())),
         ("simulator with all open (context)", load.sim_reading.text() if load.sim_reading else "-"),
         ("kubetray events during the load", _events(r.load_events)),
         ("kubetray stderr lines (whole run)", str(len(r.stderr))),
@@ -384,12 +396,23 @@ def goals(r: Result) -> list[str]:
          + (f" ({r.load.open_reading.rss_mb:.1f} MB with every connection open)"
             if r.load.open_reading else "")),
     ]
+    kept = r.closed_reading.fds - r.idle_reading.fds
+    released = (f"(extra) kubetray lets go of closed connections within {r.close_wait:.0f} s: "
+                f"{max(0, kept)} fds more than before the load")
+    checks.append((kept <= 2, released))
     return [f"{'PASS' if ok else 'MISS'} {text}" for ok, text in checks]
 
 
 def evidence(r: Result) -> list[str]:
     """Failure details for the engine's owner: errors by kind, kubetray's stderr, a stack dump."""
     out = []
+    kept = r.closed_reading.fds - r.idle_reading.fds
+    if kept > 2:
+        out.append(f"- after every client closed its socket, kubetray still held {kept} more fds than "
+                   f"before the load ({r.closed_reading.fds} vs {r.idle_reading.fds}), {r.close_wait:.0f} s "
+                   f"later; its TCP sockets: {dict(r.closed_states)}. CLOSE_WAIT local sockets mean kubetray "
+                   "read the client's EOF but keeps the connection and its WebSocket open (an echo pod "
+                   "never ends its side).")
     for text, n in r.load.errors.most_common(8):
         out.append(f"- {n} x {text}")
     for text, n in r.startup.others.most_common(5):

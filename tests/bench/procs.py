@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -29,8 +30,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def listening_ports(pid: int) -> set[int]:
-    """The 127.0.0.1 TCP ports on which `pid` holds a listening socket."""
+def _socket_inodes(pid: int) -> set[str]:
     inodes: set[str] = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -39,6 +39,12 @@ def listening_ports(pid: int) -> set[int]:
             continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
+    return inodes
+
+
+def listening_ports(pid: int) -> set[int]:
+    """The 127.0.0.1 TCP ports on which `pid` holds a listening socket."""
+    inodes = _socket_inodes(pid)
     ports: set[int] = set()
     for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
         cols = line.split()
@@ -47,6 +53,32 @@ def listening_ports(pid: int) -> set[int]:
         if state == "0A" and inode in inodes and host == "0100007F":
             ports.add(int(port, 16))
     return ports
+
+
+_TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1",
+               "05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",
+               "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING"}
+
+
+def tcp_states(pid: int) -> Counter[str]:
+    """How many of `pid`'s IPv4 TCP sockets are in each state (ESTABLISHED, CLOSE_WAIT, ...)."""
+    inodes = _socket_inodes(pid)
+    states: Counter[str] = Counter()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        cols = line.split()
+        if cols[9] in inodes:
+            states[_TCP_STATES.get(cols[3], cols[3])] += 1
+    return states
+
+
+def tcp_ext_counters(*names: str) -> dict[str, int]:
+    """Named TcpExt counters of this network namespace (e.g. ListenOverflows), from /proc/net/netstat."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for header, values in zip(lines[::2], lines[1::2], strict=False):
+        if header.startswith("TcpExt:"):
+            table = dict(zip(header.split()[1:], (int(v) for v in values.split()[1:]), strict=False))
+            return {name: table.get(name, 0) for name in names}
+    return dict.fromkeys(names, 0)
 
 
 class Child:
