@@ -20,7 +20,8 @@ from typing import TextIO
 
 from trayapp.config.rules import RuleSet, load_rules
 from trayapp.engine.auth import Credentials, kubeconfig_paths
-from trayapp.engine.runtime import ContextRun, EventBus
+from trayapp.engine.events import EventBus
+from trayapp.engine.runtime import ContextRun
 from trayapp.errors import KubetrayError
 from trayapp.model import Event, EventKind
 from trayapp.platform.limits import raise_open_file_limit

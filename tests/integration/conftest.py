@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from trayapp.engine.auth import Credentials
-from trayapp.engine.runtime import ContextRun, EventBus
+from trayapp.engine.events import EventBus
+from trayapp.engine.runtime import ContextRun
 from trayapp.model import Event, EventKind, Rule
 from trayapp.sim import SimCluster
 

@@ -7,7 +7,7 @@ several changes in one loop iteration wake each subscriber once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from trayapp.engine.informer import Informer
@@ -21,8 +21,9 @@ class Subscriber(Protocol):
 
 
 class ClusterCache:
-    def __init__(self, api: KubeApi) -> None:
+    def __init__(self, api: KubeApi, on_error: Callable[[KubetrayError], None] | None = None) -> None:
         self.api = api
+        self._on_error = on_error
         self._informers: dict[tuple[str, str], Informer] = {}
         self._subscribers: dict[tuple[str, str], set[Subscriber]] = {}
         self._dirty: set[Subscriber] = set()
@@ -70,6 +71,8 @@ class ClusterCache:
             subscriber.cluster_changed()
 
     def _failed(self, informer: Informer, error: KubetrayError) -> None:
+        if self._on_error is not None:
+            self._on_error(error)
         for subscriber in list(self._subscribers.get((informer.kind, informer.namespace), ())):
             subscriber.cluster_failed(error)
 

@@ -94,9 +94,8 @@ class Forwarder:
         if self.machine.state == TunnelState.STOPPED:
             return
         if isinstance(error, AuthError):
-            message = (f"The cluster of context {self.machine.context!r} refused kubetray's credentials; "
-                       f"that context needs new credentials. ({error.message})")
-            self._run(self.machine.cluster_failed(message))
+            # The context run tells the user once for the whole context; the tunnel only shows it.
+            self.machine.cluster_failed(f"The cluster refused kubetray's credentials. ({error.message})")
         elif self.machine.target is None:
             self._run(self.machine.resolved(Unresolved(f"{error.message} kubetray keeps retrying.")))
 
