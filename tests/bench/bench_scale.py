@@ -384,6 +384,22 @@ def _events(events: Counter[str]) -> str:
     return "; ".join(f"{n} x {text}" for text, n in events.most_common(3)).replace("|", "/")
 
 
+def table_notes(r: Result) -> list[str]:
+    """What the reader needs to read the table right."""
+    out = []
+    if r.load.overflows:
+        out.append(f"{r.load.overflows} SYNs were dropped by a full listen backlog. kubetray's listeners "
+                   f"(backlog 128) and the pods' backends each got {r.per_tunnel} at once; the simulator's "
+                   f"API port got all {r.load.wanted} of kubetray's WebSocket dials with asyncio's default "
+                   "backlog of 100, so the drops are there (the kernel retries a dropped SYN after 1 s, "
+                   "then 3 s, ...), which adds to the time to establish.")
+    if r.load.open_reading and r.load.open_reading.threads > r.idle_reading.threads:
+        out.append(f"kubetray's threads went from {r.idle_reading.threads} to "
+                   f"{r.load.open_reading.threads} under load, for {r.load.ok} connections: a bounded "
+                   "pool (asyncio's default executor, e.g. getaddrinfo for each dial), not one per connection.")
+    return out
+
+
 def goals(r: Result) -> list[str]:
     """PASS/MISS lines for the three goals."""
     cpu_goal = IDLE_CPU_GOAL * r.idle_seconds / 60
@@ -463,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{result.size} B echo each, loopback, {time.strftime('%Y-%m-%d')}")
     print("\n".join(f"{note}" for note in result.notes) + "\n")
     print(table(result))
+    for line in table_notes(result):
+        print(f"\nNote: {line}")
     print("\nGoals:")
     for line in goals(result):
         print(f"- {line}")
