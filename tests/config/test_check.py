@@ -58,6 +58,7 @@ def test_ok_lists_the_rules_it_understood(tmp_path: Path) -> None:
         "-",
         f"{rules_file}:3",
     ]
+    assert lines[6].startswith("Automatic forwarding in the context's namespace: ")
     assert lines[5].split() == [
         "context",
         "kind-*",
@@ -71,7 +72,7 @@ def test_ok_lists_the_rules_it_understood(tmp_path: Path) -> None:
     ]
     # Columns line up: every row's resource starts where the header's does.
     column = lines[2].index("RESOURCE")
-    assert {line[column:].split()[0].split("/")[0] for line in lines[3:]} == {
+    assert {line[column:].split()[0].split("/")[0] for line in lines[3:6]} == {
         "service",
         "deployment",
         "pod",
@@ -110,11 +111,48 @@ def test_one_problem_is_singular(tmp_path: Path) -> None:
     )
 
 
+DEFAULT_AUTO = (
+    "Automatic forwarding in the context's namespace: Skaffold services and debug pods; "
+    "services and pods annotated kubetray.dev/forward.\n"
+)
+
+
 def test_missing_and_empty_files_are_ok(tmp_path: Path) -> None:
     missing = tmp_path / "config.yaml"
     assert check_report(load_rules(missing)) == (
-        f"OK\nThere is no rules file at {missing}, so there are no rules.\n",
+        f"OK\nThere is no rules file at {missing}, so there are no rules.\n{DEFAULT_AUTO}",
         0,
     )
     write(missing, "# later\n")
-    assert check_report(load_rules(missing)) == (f"OK\n{missing} has no rules.\n", 0)
+    assert check_report(load_rules(missing)) == (f"OK\n{missing} has no rules.\n{DEFAULT_AUTO}", 0)
+
+
+def test_ok_ends_with_the_auto_settings(tmp_path: Path) -> None:
+    rules_file = write(
+        tmp_path / "config.yaml",
+        """
+        portForward:
+          - {resourceType: pod, resourceName: a, port: 1}
+        auto:
+          annotation: false
+          namespace: dev
+          selectors:
+            - {kind: service, namespace: "*", selector: "app=web,tier!=db", ports: [80, 443]}
+            - {kind: pod, selector: "app=debugger"}
+    """,
+    )
+    text, status = check_report(load_rules(rules_file))
+    assert status == 0
+    assert text.splitlines()[-2:] == [
+        'Automatic forwarding in namespace "dev": Skaffold services and debug pods.',
+        (
+            'Automatic selectors: services matching "app=web,tier!=db" in every namespace '
+            '(ports 80, 443); pods matching "app=debugger" in namespace "dev" (every port).'
+        ),
+    ]
+
+
+def test_auto_off_is_one_line(tmp_path: Path) -> None:
+    rules_file = write(tmp_path / "config.yaml", "auto: {skaffold: false, annotation: false}\n")
+    text, _ = check_report(load_rules(rules_file))
+    assert text == f"OK\n{rules_file} has no rules.\nAutomatic forwarding: off.\n"

@@ -10,6 +10,7 @@ import pytest
 
 from tests.config.conftest import only, write
 from trayapp.config import Problem, RuleSet, load_rules, load_rules_text
+from trayapp.config.auto import AutoSettings
 from trayapp.model import ResourceType, Rule
 
 Load = Callable[[str], RuleSet]
@@ -24,11 +25,11 @@ def test_missing_file_is_no_rules_and_no_problems(tmp_path: Path) -> None:
 def test_empty_file_and_comment_only_file(load: Load, tmp_path: Path) -> None:
     for text in ("", "# nothing yet\n", "portForward:\ncontexts:\nskaffold:\nauto:\n"):
         rs = load(text)
-        assert (rs.path, rs.rules, rs.problems, dict(rs.auto)) == (
+        assert (rs.path, rs.rules, rs.problems, rs.auto) == (
             tmp_path / "config.yaml",
             (),
             (),
-            {},
+            AutoSettings(),
         )
 
 
@@ -293,23 +294,50 @@ def test_repeated_context_pattern(load: Load) -> None:
     assert (problem.line, problem.field) == (3, 'contexts["kind"]')
 
 
-def test_auto_is_kept_raw(load: Load) -> None:
+def test_auto_is_parsed_into_settings(load: Load) -> None:
     rs = load("""
         auto:
-          services: true
-          anything: {goes: [here]}
+          skaffold: false
+          namespace: "*"
     """)
     assert rs.problems == ()
-    assert rs.auto == {"services": True, "anything": {"goes": ["here"]}}
+    assert rs.auto == AutoSettings(skaffold=False, annotation=True, namespace="*")
+
+
+def test_auto_problems_join_the_rule_set(load: Load, tmp_path: Path) -> None:
+    rs = load("""
+        portForward:
+          - {resourceType: pod, resourceName: a, port: 1}
+        auto:
+          annotaton: false
+    """)
+    problem = only(rs.problems)
+    assert (problem.file, problem.line, problem.field) == (
+        str(tmp_path / "config.yaml"),
+        4,
+        "auto.annotaton",
+    )
+    assert rs.rules == (Rule(ResourceType.POD, "a", 1),)
 
 
 def test_auto_must_be_a_mapping(load: Load) -> None:
-    problem = only(load("auto: yes\n").problems)
+    rs = load("auto: yes\n")
+    problem = only(rs.problems)
     assert (problem.line, problem.field, problem.message) == (
         1,
         "auto",
-        '"auto" must be a mapping; found a true/false value (true).',
+        (
+            '"auto" must be a mapping; found a true/false value (true). '
+            "For example: auto: {skaffold: true, annotation: false}."
+        ),
     )
+    assert not rs.auto.enabled
+
+
+def test_auto_is_top_level_only(load: Load) -> None:
+    problem = only(load("contexts:\n  kind:\n    auto: {skaffold: false}\n").problems)
+    assert (problem.line, problem.field) == (3, 'contexts["kind"].auto')
+    assert '"auto" applies to every context; write it at the top level.' in problem.message
 
 
 def test_load_rules_text_needs_no_file(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trayapp.config.auto import ALL_NAMESPACES, AutoSettings
 from trayapp.config.rules import RuleSet
 from trayapp.model import Rule
 
@@ -34,6 +35,40 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
     ]
 
 
+def _scope(namespace: str | None) -> str:
+    if namespace is None:
+        return "the context's namespace"
+    return "every namespace" if namespace == ALL_NAMESPACES else f'namespace "{namespace}"'
+
+
+def _auto_lines(settings: AutoSettings) -> list[str]:
+    """One line for the built-in sources, a second one when there are selectors."""
+    if not settings.enabled:
+        return ["Automatic forwarding: off."]
+    sources = []
+    if settings.skaffold:
+        sources.append("Skaffold services and debug pods")
+    if settings.annotation:
+        sources.append("services and pods annotated kubetray.dev/forward")
+    scope = _scope(settings.namespace)
+    built_in = "; ".join(sources) if sources else "selectors only"
+    lines = [f"Automatic forwarding in {scope}: {built_in}."]
+    if settings.selectors:
+        described = []
+        for rule in settings.selectors:
+            ports = (
+                f"ports {', '.join(str(port) for port in rule.ports)}"
+                if rule.ports
+                else "every port"
+            )
+            namespace = _scope(rule.namespace) if rule.namespace is not None else scope
+            described.append(
+                f'{rule.kind.value}s matching "{rule.selector_text}" in {namespace} ({ports})'
+            )
+        lines.append(f"Automatic selectors: {'; '.join(described)}.")
+    return lines
+
+
 def check_report(ruleset: RuleSet) -> tuple[str, int]:
     """What `kubetray check` prints and its exit status: 1 when there are problems, else 0."""
     if ruleset.problems:
@@ -42,9 +77,11 @@ def check_report(ruleset: RuleSet) -> tuple[str, int]:
         noun = "problem" if count == 1 else "problems"
         lines.append(f"{count} {noun} found; rules with problems are ignored until they are fixed.")
         return "\n".join(lines) + "\n", 1
+    auto = _auto_lines(ruleset.auto)
     if ruleset.path is None:
         where = f" at {ruleset.searched}" if ruleset.searched else ""
-        return f"OK\nThere is no rules file{where}, so there are no rules.\n", 0
+        lines = ["OK", f"There is no rules file{where}, so there are no rules.", *auto]
+        return "\n".join(lines) + "\n", 0
     rows = [_row(GLOBAL_SCOPE, rule) for rule in ruleset.rules]
     rows += [
         _row(f"context {pattern}", rule)
@@ -52,7 +89,7 @@ def check_report(ruleset: RuleSet) -> tuple[str, int]:
         for rule in rules
     ]
     if not rows:
-        return f"OK\n{ruleset.path} has no rules.\n", 0
+        return "\n".join(["OK", f"{ruleset.path} has no rules.", *auto]) + "\n", 0
     noun = "rule" if len(rows) == 1 else "rules"
-    text = ["OK", f"{ruleset.path}: {len(rows)} {noun}.", *_table([_HEADERS, *rows])]
+    text = ["OK", f"{ruleset.path}: {len(rows)} {noun}.", *_table([_HEADERS, *rows]), *auto]
     return "\n".join(text) + "\n", 0

@@ -7,12 +7,13 @@ the rules that are fine are still returned, and a missing rules file just means 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from trayapp.config.auto import AutoSettings, parse_auto
 from trayapp.config.paths import default_rules_path
 from trayapp.config.problems import Problem, describe_type, did_you_mean
 from trayapp.config.schema import Where, parse_rule_list
@@ -31,7 +32,9 @@ class RuleSet:
     path: Path | None  # the rules file; None when there was none
     rules: tuple[Rule, ...] = ()  # for every context: the file's own, then Skaffold-imported
     context_rules: tuple[tuple[str, tuple[Rule, ...]], ...] = ()  # (glob pattern, rules)
-    auto: Mapping[str, Any] = field(default_factory=dict)  # raw; a later issue gives it meaning
+    auto: AutoSettings = field(
+        default_factory=AutoSettings
+    )  # what to forward without a rule; top level only
     problems: tuple[Problem, ...] = ()
     searched: Path | None = None  # where the rules file was looked for, even when missing
 
@@ -87,6 +90,8 @@ class _Reader:
                 continue
             text = str(key)
             hint = did_you_mean(text, allowed)
+            if text == "auto" and prefix.startswith("contexts"):
+                hint = ' "auto" applies to every context; write it at the top level.'
             if not hint and "apiVersion" in mapping and "kind" in mapping:
                 hint = ' This looks like a skaffold.yaml; list its path under "skaffold:" instead.'
             self.problem(
@@ -208,18 +213,10 @@ class _Reader:
         # A folder stands for the skaffold.yaml in it, as `skaffold dev` run there would read.
         return target / "skaffold.yaml" if target.is_dir() else target
 
-    def auto(self) -> Mapping[str, Any]:
-        section = self.root.get("auto")
-        if section is None:
-            return {}
-        if not isinstance(section, LineDict):
-            self.problem(
-                self.root.line_of("auto"),
-                "auto",
-                f'"auto" must be a mapping; found {describe_type(section)}.',
-            )
-            return {}
-        return section
+    def auto(self) -> AutoSettings:
+        settings, found = parse_auto(self.root.get("auto"), self.file, self.root.line_of("auto"))
+        self.problems.extend(found)
+        return settings
 
 
 def _merge(groups: list[RuleGroup]) -> tuple[Rule, ...]:
