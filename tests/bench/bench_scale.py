@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -155,7 +156,7 @@ def start_kubetray(children: Children, sim: Sim, rules: Path, tunnels: int, time
         if event.get("event") == "forwarding":
             ports[str(event["resourceName"])] = int(event["localPort"])
             return True
-        others[f"{event.get('event')}: {event.get('message')}"] += 1
+        others[_same_kind(f"{event.get('event')}: {event.get('message')}")] += 1
         return False
 
     while len(ports) < tunnels:
@@ -289,7 +290,7 @@ def drain_events(child: Child) -> Counter[str]:
         except ValueError:
             seen[f"(not JSON) {line[:100]}"] += 1
             continue
-        seen[f"{event.get('event')}: {event.get('message')}"] += 1
+        seen[_same_kind(f"{event.get('event')}: {event.get('message')}")] += 1
     return seen
 
 
@@ -379,9 +380,16 @@ def table(r: Result) -> str:
 
 
 def _events(events: Counter[str]) -> str:
-    if not events:
-        return "none"
-    return "; ".join(f"{n} x {text}" for text, n in events.most_common(3)).replace("|", "/")
+    """Counts by event kind only; the messages go under the table."""
+    kinds: Counter[str] = Counter()
+    for text, n in events.items():
+        kinds[text.split(":", 1)[0]] += n
+    return ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()) or "none"
+
+
+def _same_kind(text: str) -> str:
+    """An event's text with the pod number left out, so that events differing only in it group."""
+    return re.sub(r"echo-\d+", "echo-N", text)
 
 
 def table_notes(r: Result) -> list[str]:
