@@ -138,8 +138,8 @@ def target(name: str, port: int, restarts: int = 0) -> Target:
     "kind, kinds",
     [
         (ResourceType.POD, ("pods",)),
-        (ResourceType.SERVICE, ("services", "pods")),
-        (ResourceType.DEPLOYMENT, ("deployments", "pods")),
+        (ResourceType.SERVICE, ("services", "pods", "replicasets")),
+        (ResourceType.DEPLOYMENT, ("deployments", "pods", "replicasets")),
         (ResourceType.REPLICASET, ("replicasets", "pods")),
         (ResourceType.STATEFULSET, ("statefulsets", "pods")),
         (ResourceType.REPLICATIONCONTROLLER, ("replicationcontrollers", "pods")),
@@ -411,6 +411,28 @@ def rollout_pods() -> list[dict[str, Any]]:
             "web-new-3", labels=new, owner="rs-new", created=ts(50), ready=False
         ),  # newest, not ready
     ]
+
+
+def replicaset(name: str, revision: int) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}",
+                         "annotations": {"deployment.kubernetes.io/revision": str(revision)}}}
+
+
+def test_rollout_within_one_second_is_told_apart_by_the_replicaset_revision() -> None:
+    # Creation times have one-second resolution: both versions were made in the same second,
+    # and the old one's name sorts last, so only the ReplicaSet revision says which is new.
+    pods = [
+        pod("web-zz-old", labels={"app": "web", "pod-template-hash": "zz"}, owner="rs-zz", created=ts(0)),
+        pod("web-aa-new", labels={"app": "web", "pod-template-hash": "aa"}, owner="rs-aa", created=ts(0)),
+    ]
+    without = Source(("deployments", workload()), *(("pods", p) for p in pods))
+    assert resolve(rule(ResourceType.DEPLOYMENT), without).pod == "web-zz-old"  # type: ignore[union-attr]
+    src = Source(("deployments", workload()), ("replicasets", replicaset("rs-zz", 1)),
+                 ("replicasets", replicaset("rs-aa", 2)), *(("pods", p) for p in pods))
+    assert resolve(rule(ResourceType.DEPLOYMENT), src) == target("web-aa-new", 8080)
+    assert resolve(rule(ResourceType.SERVICE, port=80), Source(("services", service()), *((kind, obj) for kind, objs in src.objects.items() for obj in objs))) == target(
+        "web-aa-new", 8080
+    )
 
 
 def test_deployment_rollout_prefers_newest_version() -> None:

@@ -166,19 +166,25 @@ def _version_key(pod: Obj) -> tuple[str | None, str | None]:
     return owner_uid, revision
 
 
-def newest_version(pods: Sequence[Obj]) -> list[Obj]:
+def newest_version(pods: Sequence[Obj], revisions: Mapping[str, int] | None = None) -> list[Obj]:
     """The pods of the newest controller version, when they span more than one (a rollout).
 
-    A version is a controller owner uid plus its pod-template-hash / controller-revision-hash;
-    the newest is the one holding the most recently created pod. Skaffold forwards services to
-    the new version so answers do not come from pods about to be replaced; kubectl would keep
-    the old, longer-ready pod.
+    A version is a controller owner uid plus its pod-template-hash / controller-revision-hash.
+    The newest is the one whose owner has the highest revision in `revisions` (ReplicaSet uid ->
+    Deployment revision), then the one holding the most recently created pod. Skaffold forwards
+    services to the new version so answers do not come from pods about to be replaced; kubectl
+    would keep the old, longer-ready pod.
     """
     groups: dict[tuple[str | None, str | None], list[Obj]] = {}
     for pod in pods:
         groups.setdefault(_version_key(pod), []).append(pod)
     if len(groups) <= 1:
         return list(pods)
+    known = revisions or {}
     epoch = datetime.min.replace(tzinfo=timezone.utc)
-    newest = max(pods, key=lambda p: (created_at(p) or epoch, name_of(p)))
-    return groups[_version_key(newest)]
+
+    def rank(pod: Obj) -> tuple[int, datetime, str]:
+        owner = _version_key(pod)[0]
+        return (known.get(owner or "", -1), created_at(pod) or epoch, name_of(pod))
+
+    return groups[_version_key(max(pods, key=rank))]

@@ -90,6 +90,9 @@ def kinds_needed(resource_type: ResourceType) -> tuple[str, ...]:
         return ("pods",)
     if resource_type is ResourceType.CRONJOB:
         return ("cronjobs", "jobs", "pods")
+    if resource_type in (ResourceType.SERVICE, ResourceType.DEPLOYMENT):
+        # replicasets: which version is newest during a rollout (see _revisions)
+        return (KIND_OF[resource_type], "pods", "replicasets")
     return (KIND_OF[resource_type], "pods")
 
 
@@ -140,8 +143,21 @@ def _candidates(pods: Sequence[Obj]) -> list[Obj]:
     return [p for p in pods if not is_deleting(p) and phase_of(p) == "Running" and is_ready(p)]
 
 
-def _choose(candidates: Sequence[Obj], *, prefer_newest: bool, prefer: str | None) -> Obj:
-    group = newest_version(candidates) if prefer_newest else list(candidates)
+def _revisions(source: ObjectSource, namespace: str) -> dict[str, int]:
+    """ReplicaSet uid -> its Deployment revision: creation times have one-second resolution, so
+    pods of two versions made in the same second can only be told apart by their ReplicaSet."""
+    revisions = {}
+    for replicaset in source.list("replicasets", namespace):
+        text = (meta(replicaset).get("annotations") or {}).get("deployment.kubernetes.io/revision", "")
+        if str(text).isdigit():
+            revisions[str(meta(replicaset).get("uid", ""))] = int(text)
+    return revisions
+
+
+def _choose(
+    candidates: Sequence[Obj], *, prefer_newest: bool, prefer: str | None, source: ObjectSource, namespace: str
+) -> Obj:
+    group = newest_version(candidates, _revisions(source, namespace)) if prefer_newest else list(candidates)
     if prefer is not None:
         for pod in group:
             if name_of(pod) == prefer:  # sticky: keep the pod in use while it stays a good choice
@@ -246,7 +262,7 @@ def _resolve_service(rule: Rule, source: ObjectSource, prefer: str | None) -> Re
     if spec.get("clusterIP") == "None":
         # service_port.go: for a headless service kubectl ignores targetPort and dials the
         # service port on the pod, as clients resolving the headless DNS name would.
-        return _target(_choose(candidates, prefer_newest=True, prefer=prefer), ns, number)
+        return _target(_choose(candidates, prefer_newest=True, prefer=prefer, source=source, namespace=ns), ns, number)
     if isinstance(target, str) and target:
         # A named targetPort may differ per pod (e.g. mid-rollout); only pods declaring it qualify.
         named = [p for p in candidates if container_port_by_name(p, target) is not None]
@@ -259,11 +275,11 @@ def _resolve_service(rule: Rule, source: ObjectSource, prefer: str | None) -> Re
                 f"{_describe_ports(container_ports(best), 'containerPort')}).",
                 permanent=True,
             )
-        pod = _choose(named, prefer_newest=True, prefer=prefer)
+        pod = _choose(named, prefer_newest=True, prefer=prefer, source=source, namespace=ns)
         return _target(pod, ns, container_port_by_name(pod, target) or 0)
     # service_port.go: an int targetPort is used as is; 0 or absent means the service port.
     chosen_port = int(target) if isinstance(target, int) and target else number
-    return _target(_choose(candidates, prefer_newest=True, prefer=prefer), ns, chosen_port)
+    return _target(_choose(candidates, prefer_newest=True, prefer=prefer, source=source, namespace=ns), ns, chosen_port)
 
 
 def _workload_selector(resource_type: ResourceType, obj: Obj) -> Selector:
@@ -297,7 +313,7 @@ def _resolve_selected(
     if not candidates:
         return _no_ready_pod(what, pods)
     prefer_newest = resource_type is ResourceType.DEPLOYMENT
-    pod = _choose(candidates, prefer_newest=prefer_newest, prefer=prefer)
+    pod = _choose(candidates, prefer_newest=prefer_newest, prefer=prefer, source=source, namespace=rule.namespace)
     return _port_on_pod(pod, rule.namespace, rule.port)
 
 

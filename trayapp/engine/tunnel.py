@@ -46,7 +46,7 @@ class TunnelMachine:
         self.target: Target | None = None
         self.local_port: int | None = None
         self.reason: str | None = None
-        self._last_pod: str | None = None  # the pod forwarded to before, across a wait
+        self._last_target: Target | None = None
 
     def _event(self, kind: EventKind, message: str, **fields: object) -> Publish:
         base = Event(
@@ -113,26 +113,31 @@ class TunnelMachine:
         self.target = target
         self.reason = None
         self._set_state(TunnelState.FORWARDING)
-        commands: list[Command] = [TargetChanged(target)]
-        previous = old.pod if old else self._last_pod
-        if old is not None and old.pod != target.pod:
-            commands.insert(0, CloseConnections(old.pod))
-        self._last_pod = target.pod
+        previous = old or self._last_target  # across a wait, the pod we forwarded to before it
+        self._last_target = target
+        # A pod is the same pod only with the same uid: a StatefulSet's replacement keeps the name.
+        replaced = previous is not None and (previous.pod, previous.pod_uid) != (target.pod, target.pod_uid)
+        restarted = old is not None and not replaced and target.restarts > old.restarts
+        commands: list[Command] = []
+        if old is not None and (replaced or restarted):
+            commands.append(CloseConnections(old.pod))
+        commands.append(TargetChanged(target))
         if self.local_port is None:
             return commands  # the forwarder binds the listener now and reports through listening()
-        if old is not None and old.pod == target.pod and target.restarts > old.restarts:
-            commands.insert(0, CloseConnections(old.pod))
+        if restarted:
             commands.append(self._event(
                 EventKind.RECONNECTED,
                 f"The container of pod {target.pod} restarted; {self.rule.label} keeps {self.where} "
                 "and new connections reach the restarted container.",
-                old_pod=old.pod,
+                old_pod=target.pod,
             ))
-        elif previous is not None and previous != target.pod:
+        elif replaced and previous is not None:
+            moved = (f"moved from pod {previous.pod} to pod {target.pod}" if previous.pod != target.pod
+                     else f"moved to the new pod {target.pod} that replaced the old one")
             commands.append(self._event(
                 EventKind.RECONNECTED,
-                f"{self.rule.label} moved from pod {previous} to pod {target.pod}; {self.where} stays the same.",
-                old_pod=previous,
+                f"{self.rule.label} {moved}; {self.where} stays the same.",
+                old_pod=previous.pod,
             ))
         else:
             commands.append(self._forwarding_event())
