@@ -21,7 +21,9 @@ from trayapp.engine.kubeconfig import (
 from trayapp.errors import KubeconfigError
 
 KUBECTL = shutil.which("kubectl")
-needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on PATH; these tests compare with it")
+needs_kubectl = pytest.mark.skipif(
+    KUBECTL is None, reason="kubectl is not on PATH; these tests compare with it"
+)
 
 FIRST = """
     apiVersion: v1
@@ -67,13 +69,21 @@ def write(path: Path, text: str) -> Path:
 
 @pytest.fixture
 def two(tmp_path: Path) -> tuple[Path, Path]:
-    return write(tmp_path / "a" / "first.yaml", FIRST), write(tmp_path / "b" / "second.yaml", SECOND)
+    return write(tmp_path / "a" / "first.yaml", FIRST), write(
+        tmp_path / "b" / "second.yaml", SECOND
+    )
 
 
 def kubectl(paths: tuple[Path, ...], *args: str) -> str:
     assert KUBECTL is not None
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(paths[0].parent), "KUBECONFIG": os.pathsep.join(map(str, paths))}
-    done = subprocess.run([KUBECTL, *args], env=env, capture_output=True, text=True, timeout=60, check=True)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(paths[0].parent),
+        "KUBECONFIG": os.pathsep.join(map(str, paths)),
+    }
+    done = subprocess.run(
+        [KUBECTL, *args], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     return done.stdout
 
 
@@ -86,13 +96,17 @@ def test_paths_follow_kubectl_precedence(tmp_path: Path) -> None:
     env = {"KUBECONFIG": f"/a{sep}{sep}/b{sep}/a{sep}", "HOME": "/home/me"}
     assert kubeconfig_paths(None, env) == (Path("/a"), Path("/b"))
     assert kubeconfig_paths(None, {"HOME": str(tmp_path)}) == (tmp_path / ".kube" / "config",)
-    assert kubeconfig_paths(None, {"KUBECONFIG": "", "HOME": str(tmp_path)}) == (tmp_path / ".kube" / "config",)
+    assert kubeconfig_paths(None, {"KUBECONFIG": "", "HOME": str(tmp_path)}) == (
+        tmp_path / ".kube" / "config",
+    )
 
 
 # --- merging -------------------------------------------------------------------------------------
 
 
-def test_first_file_wins_for_entries_and_current_context_comes_from_the_first_that_sets_it(two) -> None:
+def test_first_file_wins_for_entries_and_current_context_comes_from_the_first_that_sets_it(
+    two,
+) -> None:
     first, second = two
     merged = merged_kubeconfig([first, second])
     assert merged.files == (first, second)
@@ -105,15 +119,19 @@ def test_first_file_wins_for_entries_and_current_context_comes_from_the_first_th
 
     effective = read_effective_context([first, second])
     assert (effective.name, effective.cluster, effective.user) == ("beta", "shared", "me")
-    assert effective.server == "https://first.example:6443"  # beta lives in second, its cluster in first
+    assert (
+        effective.server == "https://first.example:6443"
+    )  # beta lives in second, its cluster in first
     assert (effective.namespace, effective.source) == ("default", second)
 
     pinned = read_effective_context([first, second], pinned_context="alpha")
     assert (pinned.name, pinned.namespace, pinned.source) == ("alpha", "team-a", first)
 
 
-def test_missing_files_are_skipped_and_an_empty_file_is_an_empty_config(tmp_path: Path, two) -> None:
-    first, second = two
+def test_missing_files_are_skipped_and_an_empty_file_is_an_empty_config(
+    tmp_path: Path, two
+) -> None:
+    _, second = two
     empty = write(tmp_path / "empty.yaml", "")
     merged = merged_kubeconfig([tmp_path / "missing.yaml", empty, second])
     assert merged.files == (empty, second)
@@ -147,23 +165,33 @@ def error_for(paths: list[Path], pinned: str | None = None) -> str:
 
 def test_all_files_missing(tmp_path: Path) -> None:
     one = tmp_path / "nope.yaml"
-    assert error_for([one]) == f"The kubeconfig {one} does not exist. kubetray needs one to reach a cluster."
+    assert (
+        error_for([one])
+        == f"The kubeconfig {one} does not exist. kubetray needs one to reach a cluster."
+    )
     message = error_for([one, tmp_path / "other.yaml"])
     assert str(one) in message and str(tmp_path / "other.yaml") in message
 
 
 def test_yaml_garbage_names_file_and_line_but_not_the_text(tmp_path: Path) -> None:
-    bad = write(tmp_path / "config", "users:\n- name: me\n  user: {token: secret-token\n  oops: [\n")
+    bad = write(
+        tmp_path / "config", "users:\n- name: me\n  user: {token: secret-token\n  oops: [\n"
+    )
     message = error_for([bad])
     assert message.startswith(f"The kubeconfig {bad} is not valid YAML (line ")
 
 
 def test_not_a_mapping(tmp_path: Path) -> None:
     bad = write(tmp_path / "config", "- just\n- a list\n")
-    assert error_for([bad]) == f"The kubeconfig {bad} holds a list where a mapping of settings belongs."
+    assert (
+        error_for([bad])
+        == f"The kubeconfig {bad} holds a list where a mapping of settings belongs."
+    )
 
 
-@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root reads any file")
+@pytest.mark.skipif(
+    os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root reads any file"
+)
 def test_unreadable(two) -> None:
     first, _ = two
     first.chmod(0)
@@ -214,7 +242,9 @@ def test_missing_cluster_and_user_entries(tmp_path: Path) -> None:
 
 
 def test_duplicate_names_in_one_file_are_refused_as_kubectl_does(tmp_path: Path) -> None:
-    config = write(tmp_path / "config", "contexts:\n- {name: x, context: {}}\n- {name: x, context: {}}\n")
+    config = write(
+        tmp_path / "config", "contexts:\n- {name: x, context: {}}\n- {name: x, context: {}}\n"
+    )
     assert error_for([config]) == f"The kubeconfig {config} defines 'x' twice in 'contexts'."
 
 
@@ -249,8 +279,16 @@ def test_fingerprint_follows_what_affects_connecting(tmp_path: Path) -> None:
     assert variant("ns1}", "ns2}") != original
     assert variant("https://k.example", "https://k2.example") != original
     assert variant("secret-token-1", "secret-token-2") != original
-    assert variant("{name: other, context: {cluster: k, user: me}}", "{name: other, context: {cluster: k}}") == original
-    assert variant("current-context: work", "# a comment\ncurrent-context: work  # trailing") == original
+    assert (
+        variant(
+            "{name: other, context: {cluster: k, user: me}}", "{name: other, context: {cluster: k}}"
+        )
+        == original
+    )
+    assert (
+        variant("current-context: work", "# a comment\ncurrent-context: work  # trailing")
+        == original
+    )
     assert variant("", "") == original
 
 
@@ -270,7 +308,9 @@ def test_set_current_context_keeps_other_text_and_mode(two) -> None:
     assert [p.name for p in first.parent.iterdir()] == ["first.yaml"]  # no temp file left behind
 
 
-def test_set_current_context_writes_the_first_existing_file_even_when_a_later_one_set_it(tmp_path, two) -> None:
+def test_set_current_context_writes_the_first_existing_file_even_when_a_later_one_set_it(
+    tmp_path, two
+) -> None:
     first, second = two
     before = second.read_text()
     assert set_current_context([tmp_path / "missing", first, second], "spare") == first
@@ -336,7 +376,9 @@ def test_we_see_what_kubectl_use_context_and_set_context_wrote(tmp_path: Path, t
     first, second = two
     paths = (tmp_path / "missing.yaml", first, second)
     kubectl(paths, "config", "use-context", "alpha")
-    assert "current-context: alpha" in first.read_text()  # the first existing file, as set_current_context does
+    assert (
+        "current-context: alpha" in first.read_text()
+    )  # the first existing file, as set_current_context does
     assert "current-context: beta" in second.read_text()
     assert read_effective_context(paths).name == "alpha"
     kubectl(paths, "config", "set-context", "--current", "--namespace", "elsewhere")

@@ -76,7 +76,9 @@ def kubeconfig_paths(
         return (Path(explicit).expanduser(),)
     paths: list[Path] = []
     for entry in environ.get("KUBECONFIG", "").split(os.pathsep):
-        if entry and Path(entry).expanduser() not in paths:  # client-go drops repeats, keeping the first
+        if (
+            entry and Path(entry).expanduser() not in paths
+        ):  # client-go drops repeats, keeping the first
             paths.append(Path(entry).expanduser())
     if paths:
         return tuple(paths)
@@ -115,7 +117,9 @@ def merged_kubeconfig(paths: Sequence[Path]) -> MergedKubeconfig:
     )
 
 
-def read_effective_context(paths: Sequence[Path], pinned_context: str | None = None) -> EffectiveContext:
+def read_effective_context(
+    paths: Sequence[Path], pinned_context: str | None = None
+) -> EffectiveContext:
     """The context in effect: `pinned_context` if given, else the kubeconfig's current-context."""
     merged = merged_kubeconfig(paths)
     shown = _show(merged.files)
@@ -130,7 +134,9 @@ def read_effective_context(paths: Sequence[Path], pinned_context: str | None = N
     cluster_name = str(body.get("cluster") or "")
     user_name = str(body.get("user") or "")
     if not cluster_name:
-        raise KubeconfigError(f"The context {name!r} in the kubeconfig {context.source} names no cluster.")
+        raise KubeconfigError(
+            f"The context {name!r} in the kubeconfig {context.source} names no cluster."
+        )
     cluster = merged.clusters.get(cluster_name)
     if cluster is None:
         raise KubeconfigError(
@@ -145,7 +151,9 @@ def read_effective_context(paths: Sequence[Path], pinned_context: str | None = N
         )
     server = str(cluster.body.get("server") or "")
     if not server:
-        raise KubeconfigError(f"The cluster {cluster_name!r} in the kubeconfig {cluster.source} has no server.")
+        raise KubeconfigError(
+            f"The cluster {cluster_name!r} in the kubeconfig {cluster.source} has no server."
+        )
     namespace = str(body.get("namespace") or "") or "default"
     return EffectiveContext(
         name=name,
@@ -189,12 +197,16 @@ def _load(path: Path) -> dict[str, Any] | None:
     except UnicodeDecodeError:
         raise KubeconfigError(f"The kubeconfig {path} is not UTF-8 text.") from None
     except OSError as exc:
-        raise KubeconfigError(f"kubetray could not read the kubeconfig {path} ({exc.strerror}).") from None
+        raise KubeconfigError(
+            f"kubetray could not read the kubeconfig {path} ({exc.strerror})."
+        ) from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         # Only the position and the parser's problem: str(exc) quotes the line, which may hold a token.
-        raise KubeconfigError(f"The kubeconfig {path} is not valid YAML ({_yaml_problem(exc)}).") from None
+        raise KubeconfigError(
+            f"The kubeconfig {path} is not valid YAML ({_yaml_problem(exc)})."
+        ) from None
     if document is None:
         return {}
     if not isinstance(document, dict):
@@ -223,7 +235,9 @@ def _entries(path: Path, document: Mapping[str, Any], section: str) -> list[Name
     for index, item in enumerate(items, start=1):
         name = item.get("name") if isinstance(item, dict) else None
         if not name:
-            raise KubeconfigError(f"The kubeconfig {path} has an entry without a name in {section!r} (entry {index}).")
+            raise KubeconfigError(
+                f"The kubeconfig {path} has an entry without a name in {section!r} (entry {index})."
+            )
         name = str(name)
         if name in seen:
             # kubectl refuses such a file ("duplicate name in list"), so kubetray does as well.
@@ -231,7 +245,9 @@ def _entries(path: Path, document: Mapping[str, Any], section: str) -> list[Name
         seen.add(name)
         body = item.get(_SECTION_BODY[section]) or {}
         if not isinstance(body, dict):
-            raise KubeconfigError(f"The kubeconfig {path} has a {section!r} entry {name!r} that is not a mapping.")
+            raise KubeconfigError(
+                f"The kubeconfig {path} has a {section!r} entry {name!r} that is not a mapping."
+            )
         entries.append(NamedEntry(name=name, body=body, source=path))
     return entries
 
@@ -240,7 +256,9 @@ def _context(merged: MergedKubeconfig, name: str) -> NamedEntry:
     context = merged.contexts.get(name)
     if context is None:
         known = ", ".join(sorted(merged.contexts)) or "none"
-        raise KubeconfigError(f"The kubeconfig {_show(merged.files)} has no context named {name!r} (it has: {known}).")
+        raise KubeconfigError(
+            f"The kubeconfig {_show(merged.files)} has no context named {name!r} (it has: {known})."
+        )
     return context
 
 
@@ -281,7 +299,9 @@ def _write_current_context(path: Path, name: str) -> None:
     except FileNotFoundError:
         text, mode = "", None
     except OSError as exc:
-        raise KubeconfigError(f"kubetray could not read the kubeconfig {path} ({exc.strerror}).") from None
+        raise KubeconfigError(
+            f"kubetray could not read the kubeconfig {path} ({exc.strerror})."
+        ) from None
     new_text = _with_current_context(text, name)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".kubetray", dir=target.parent)
@@ -294,12 +314,16 @@ def _write_current_context(path: Path, name: str) -> None:
         os.replace(temp, target)
     except OSError as exc:
         Path(temp).unlink(missing_ok=True)
-        raise KubeconfigError(f"kubetray could not write the kubeconfig {path} ({exc.strerror}).") from None
+        raise KubeconfigError(
+            f"kubetray could not write the kubeconfig {path} ({exc.strerror})."
+        ) from None
 
 
 def _with_current_context(text: str, name: str) -> str:
     """The file's text with current-context set: a text splice when safe, else a full re-dump."""
-    scalar = name if _PLAIN_NAME.fullmatch(name) and yaml.safe_load(name) == name else json.dumps(name)
+    scalar = (
+        name if _PLAIN_NAME.fullmatch(name) and yaml.safe_load(name) == name else json.dumps(name)
+    )
     before = yaml.safe_load(text) if text.strip() else None
     candidate = _splice(text, scalar)
     if candidate is not None:
