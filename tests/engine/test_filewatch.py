@@ -112,6 +112,19 @@ async def test_file_in_a_directory_that_did_not_exist_yet(tmp_path: Path) -> Non
         assert read_effective_context([target]).name == "two"
 
 
+async def test_a_symlinked_file_is_followed_to_its_target(tmp_path: Path, config: Path) -> None:
+    link = tmp_path / "home" / ".kube" / "config"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(config)
+    async with FileWatcher([link]) as watcher:
+        batches = watcher.changes()
+        temp = config.with_name("config.tmp")
+        temp.write_text(config.read_text().replace("current-context: one", "current-context: two"))
+        os.replace(temp, config)  # the target changes; the link does not
+        assert await until_reported(batches, link) == {link}
+        assert read_effective_context([link]).name == "two"
+
+
 async def test_directory_deleted_and_made_again(config: Path) -> None:
     text = config.read_text()
     async with FileWatcher([config]) as watcher:

@@ -4,6 +4,8 @@ Built on `watchfiles.awatch` (Rust notify: inotify, FSEvents, ReadDirectoryChang
 of our own. The watch is on each file's parent DIRECTORY, not the file, because an editor's
 write-temp-then-rename and a delete-then-create replace the file's inode, and a watch on the old
 inode would go deaf. Directories are watched non-recursively and events are filtered to the files.
+A symlinked file (a dotfile manager's ~/.kube/config) is watched in its target's directory too and
+reported under the name it was given.
 
 A file whose directory does not exist yet (no ~/.kube on a fresh machine) is watched through its
 nearest existing ancestor, still non-recursively: recursing from $HOME would cost a watch per
@@ -68,7 +70,6 @@ class FileWatcher:
     def __init__(self, paths: Sequence[Path], debounce_ms: int = 50) -> None:
         self._paths = tuple(dict.fromkeys(Path(p).expanduser().absolute() for p in paths))
         self._debounce_ms = max(1, int(debounce_ms))
-        self._by_event_path = _event_keys(self._paths)
         self._queue: asyncio.Queue[set[Path] | BaseException] = asyncio.Queue()
         self._ready = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
@@ -134,7 +135,7 @@ class FileWatcher:
         first = True
         try:
             while not self._closing:
-                directories = _anchors(self._paths)
+                directories = _anchors(_watched_files(self._paths))
                 identities = _identities(directories)
                 signal = _StopSignal(loop, self._armed if first else self._rearmed)
                 self._signal = signal
@@ -161,6 +162,7 @@ class FileWatcher:
         signal: _StopSignal,
     ) -> bool:
         """Watch `directories` until stopped (False) or until they need re-arming (True)."""
+        by_key = _event_keys(self._paths)
         batches = awatch(
             *directories,
             watch_filter=None,  # our own filter below also needs the events about the directories
@@ -172,12 +174,13 @@ class FileWatcher:
         )
         async with contextlib.aclosing(batches):
             async for batch in batches:
-                changed = {
-                    self._by_event_path[key]
-                    for key in _keys(path for _, path in batch)
-                    if key in self._by_event_path
-                }
-                if _anchors(self._paths) != directories or _identities(directories) != identities:
+                changed = {by_key[key] for key in _keys(path for _, path in batch) if key in by_key}
+                replanned = _anchors(_watched_files(self._paths))
+                if (
+                    replanned != directories
+                    or _identities(directories) != identities
+                    or _event_keys(self._paths) != by_key
+                ):
                     if changed:
                         self._queue.put_nowait(changed)
                     return True
@@ -190,6 +193,17 @@ class FileWatcher:
 
     def _rearmed(self) -> None:
         self._queue.put_nowait(set(self._paths))
+
+
+def _watched_files(paths: Iterable[Path]) -> list[Path]:
+    """The files and, for a symlinked file (dotfile managers link ~/.kube/config), its target too."""
+    files: list[Path] = []
+    for path in paths:
+        files.append(path)
+        resolved = Path(os.path.realpath(path))
+        if resolved != path:
+            files.append(resolved)
+    return files
 
 
 def _anchors(paths: Iterable[Path]) -> tuple[Path, ...]:
@@ -221,13 +235,18 @@ def _keys(paths: Iterable[str]) -> Iterable[str]:
 
 
 def _event_keys(paths: Iterable[Path]) -> dict[str, Path]:
-    """Event path -> watched path, both as given and with the directory's symlinks resolved.
+    """Event path -> watched path: as given, with the directory's symlinks resolved, and resolved.
 
     inotify reports paths under the directory as we named it; FSEvents reports resolved paths
-    (/private/var/... for /var/...).
+    (/private/var/... for /var/...); a symlinked file changes where its target lives.
     """
     keys: dict[str, Path] = {}
     for path in paths:
-        for spelling in (str(path), os.path.join(os.path.realpath(path.parent), path.name)):
+        spellings = (
+            str(path),
+            os.path.join(os.path.realpath(path.parent), path.name),
+            os.path.realpath(path),
+        )
+        for spelling in spellings:
             keys.setdefault(next(iter(_keys([spelling]))), path)
     return keys
