@@ -1,0 +1,382 @@
+"""Automatic rules: the services and pods in the cluster that `auto:` asks to forward -> Rules.
+
+Pure: raw Kubernetes JSON objects in, `Rule(auto=True)` values and notes for the user out; the
+runtime lists and watches the objects and calls `discover` again whenever they change.
+
+Sources, in the order that decides which one wins when several name the same target:
+1. Skaffold (`skaffold`): services labelled `app.kubernetes.io/managed-by=skaffold`, every TCP
+   port, as `skaffold dev --port-forward` does; pods in Skaffold debug mode (annotation
+   `debug.cloud.google.com/config`), every debug port, as `skaffold debug` does.
+2. Annotation (`annotation`): services and pods annotated `kubetray.dev/forward: "true"` (every
+   port) or `"8080,http,9090:19090"` (those ports, each optionally with `:localPort`).
+3. Selectors: services or pods a label selector picks, optionally only some of their ports.
+
+The local port asked for is the service or container port (or the annotation's `localPort`);
+when it is busy the engine falls back, and remembers what it got (engine/portmemory.py).
+
+Deliberately simple:
+- Pods that are not Running or are being deleted still become rules; their tunnels wait.
+- A pod and the service in front of it may both be forwarded; nothing here relates them.
+- Services without a selector and ExternalName services are skipped: they have no pod to reach.
+- Only TCP ports: the port-forward protocol carries nothing else.
+- Container ports are those of `containers`, not of init containers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
+
+from trayapp.model import Origin, ResourceType, Rule
+from trayapp.selectors import Selector
+
+ALL_NAMESPACES = "*"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+DEBUG_ANNOTATION = "debug.cloud.google.com/config"
+FORWARD_ANNOTATION = "kubetray.dev/forward"
+
+Obj = Mapping[str, Any]
+
+_PORT_ITEM = re.compile(r"(?P<port>[0-9]+|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(:(?P<local>[0-9]+))?")
+
+
+class SelectorSettings(Protocol):
+    """What discovery reads from one `auto.selectors` entry (config.auto.SelectorRule)."""
+
+    @property
+    def kind(self) -> ResourceType: ...
+    @property
+    def namespace(self) -> str | None: ...
+    @property
+    def selector(self) -> Selector: ...
+    @property
+    def ports(self) -> tuple[int | str, ...]: ...
+    @property
+    def origin(self) -> Origin | None: ...
+
+
+class Settings(Protocol):
+    """What discovery reads from the `auto:` section (config.auto.AutoSettings).
+
+    A protocol rather than an import: the engine does not depend on config.
+    """
+
+    @property
+    def skaffold(self) -> bool: ...
+    @property
+    def annotation(self) -> bool: ...
+    @property
+    def namespace(self) -> str | None: ...
+    @property
+    def selectors(self) -> Sequence[SelectorSettings]: ...
+
+
+class Discovered(NamedTuple):
+    """The rules found (sorted by namespace, kind, name, port) and notes for the user."""
+
+    rules: tuple[Rule, ...]
+    notes: tuple[str, ...]
+
+
+class _Port(NamedTuple):
+    number: int
+    name: str | None
+    protocol: str
+
+
+# ---- reading objects -------------------------------------------------------------------------
+
+
+def _meta(obj: Obj) -> Obj:
+    return obj.get("metadata") or {}
+
+
+def _name(obj: Obj) -> str:
+    return str(_meta(obj).get("name") or "")
+
+
+def _namespace(obj: Obj) -> str:
+    return str(_meta(obj).get("namespace") or "default")
+
+
+def _labels(obj: Obj) -> Mapping[str, str]:
+    return _meta(obj).get("labels") or {}
+
+
+def _annotations(obj: Obj) -> Mapping[str, str]:
+    return _meta(obj).get("annotations") or {}
+
+
+def _valid_port(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 1 <= value <= 65535 else None
+
+
+def _service_ports(service: Obj) -> list[_Port]:
+    ports = []
+    for entry in (service.get("spec") or {}).get("ports") or ():
+        number = _valid_port(entry.get("port"))
+        if number is not None:
+            ports.append(_Port(number, entry.get("name"), entry.get("protocol") or "TCP"))
+    return ports
+
+
+def _container_ports(pod: Obj) -> list[_Port]:
+    ports: list[_Port] = []
+    seen: set[int] = set()
+    for container in (pod.get("spec") or {}).get("containers") or ():
+        for entry in container.get("ports") or ():
+            number = _valid_port(entry.get("containerPort"))
+            if number is not None and number not in seen:
+                seen.add(number)
+                ports.append(_Port(number, entry.get("name"), entry.get("protocol") or "TCP"))
+    return ports
+
+
+def _forwardable(service: Obj) -> bool:
+    spec = service.get("spec") or {}
+    return spec.get("type") != "ExternalName" and bool(spec.get("selector"))
+
+
+def _is_skaffold(obj: Obj) -> bool:
+    # Skaffold 1.x and later write "skaffold"; older releases wrote "skaffold-v0.x".
+    value = str(_labels(obj).get(MANAGED_BY) or "")
+    return value == "skaffold" or value.startswith("skaffold-")
+
+
+def _what(kind: ResourceType, obj: Obj) -> str:
+    noun = "Service" if kind is ResourceType.SERVICE else "Pod"
+    return f'{noun} "{_namespace(obj)}/{_name(obj)}"'
+
+
+# ---- the sources -----------------------------------------------------------------------------
+
+
+class _Collector:
+    """Builds rules, keeping the first for each target, and collects notes."""
+
+    def __init__(self, context_namespace: str) -> None:
+        self.context_namespace = context_namespace
+        self.rules: dict[tuple[str, ...], Rule] = {}
+        self.notes: list[str] = []
+
+    def add(
+        self,
+        kind: ResourceType,
+        obj: Obj,
+        port: int,
+        local_port: int | None = None,
+        origin: Origin | None = None,
+    ) -> None:
+        namespace = _namespace(obj)
+        name = _name(obj)
+        label = f"{name}:{port}"
+        if namespace != self.context_namespace:
+            label = f"{namespace}/{label}"
+        rule = Rule(
+            resource_type=kind,
+            resource_name=name,
+            port=port,
+            namespace=namespace,
+            local_port=local_port if local_port is not None else port,
+            name=label,
+            origin=origin,
+            auto=True,
+        )
+        self.rules.setdefault(rule.key, rule)
+
+
+def _skaffold(collector: _Collector, services: list[Obj], pods: list[Obj]) -> None:
+    for service in services:
+        if _is_skaffold(service) and _forwardable(service):
+            for port in _service_ports(service):
+                if port.protocol == "TCP":
+                    collector.add(ResourceType.SERVICE, service, port.number)
+    for pod in pods:
+        text = _annotations(pod).get(DEBUG_ANNOTATION)
+        if text is not None:
+            for number in _debug_ports(collector, pod, text):
+                collector.add(ResourceType.POD, pod, number)
+
+
+def _debug_ports(collector: _Collector, pod: Obj, text: str) -> list[int]:
+    what = _what(ResourceType.POD, pod)
+    try:
+        config = json.loads(text)
+    except (ValueError, TypeError):
+        collector.notes.append(
+            f"{what} has a {DEBUG_ANNOTATION} annotation that is not valid JSON; "
+            "kubetray ignores it."
+        )
+        return []
+    if not isinstance(config, dict):
+        collector.notes.append(
+            f"{what} has a {DEBUG_ANNOTATION} annotation that is not a JSON object of "
+            "containers; kubetray ignores it."
+        )
+        return []
+    numbers: list[int] = []
+    for container, entry in config.items():
+        ports = entry.get("ports") if isinstance(entry, dict) else None
+        if ports is None:
+            continue  # a container being debugged without a debug port (e.g. some runtimes)
+        if not isinstance(ports, dict):
+            collector.notes.append(
+                f'{what}: the {DEBUG_ANNOTATION} entry for container "{container}" has ports '
+                "that are not a JSON object of names to numbers; kubetray skips them."
+            )
+            continue
+        for port_name, value in ports.items():
+            number = _valid_port(value)
+            if number is None:
+                collector.notes.append(
+                    f'{what}: debug port "{port_name}" of container "{container}" is '
+                    f"{json.dumps(value)}, not a port number; kubetray skips it."
+                )
+            elif number not in numbers:
+                numbers.append(number)
+    return numbers
+
+
+def _annotated(collector: _Collector, kind: ResourceType, objects: list[Obj]) -> None:
+    for obj in objects:
+        value = _annotations(obj).get(FORWARD_ANNOTATION)
+        if value is None:
+            continue
+        what = _what(kind, obj)
+        text = str(value).strip()
+        if text.lower() == "false":
+            continue
+        if kind is ResourceType.SERVICE and not _forwardable(obj):
+            collector.notes.append(
+                f"{what} asks to be forwarded ({FORWARD_ANNOTATION}) but has no pods to forward "
+                "to (it has no selector or is an ExternalName service); kubetray skips it."
+            )
+            continue
+        declared = _service_ports(obj) if kind is ResourceType.SERVICE else _container_ports(obj)
+        if text.lower() == "true":
+            tcp = [port for port in declared if port.protocol == "TCP"]
+            if not tcp:
+                collector.notes.append(
+                    f"{what} asks to have every port forwarded ({FORWARD_ANNOTATION}) but "
+                    'declares no TCP ports; list them in the annotation, like "8080".'
+                )
+            for port in tcp:
+                collector.add(kind, obj, port.number)
+            continue
+        wanted = _parse_port_list(text)
+        if wanted is None:
+            collector.notes.append(
+                f'{what} has {FORWARD_ANNOTATION}: "{value}", which is not "true", "false" or a '
+                'list of ports like "8080,http,9090:19090"; kubetray ignores it.'
+            )
+            continue
+        for asked, local in wanted:
+            number = _match_port(asked, declared, kind)
+            if number is None:
+                collector.notes.append(
+                    f'{what} asks for port "{asked}" ({FORWARD_ANNOTATION}), which it does not '
+                    "declare as a TCP port; kubetray skips that port."
+                )
+            else:
+                collector.add(kind, obj, number, local)
+
+
+def _parse_port_list(text: str) -> list[tuple[int | str, int | None]] | None:
+    """`"8080,http,9090:19090"` -> [(8080, None), ("http", None), (9090, 19090)]; None if bad."""
+    result: list[tuple[int | str, int | None]] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue  # a trailing comma is harmless
+        match = _PORT_ITEM.fullmatch(item)
+        if match is None:
+            return None
+        port_text, local_text = match.group("port"), match.group("local")
+        port: int | str = int(port_text) if port_text.isdigit() else port_text
+        local = int(local_text) if local_text is not None else None
+        if (isinstance(port, int) and _valid_port(port) is None) or (
+            local is not None and _valid_port(local) is None
+        ):
+            return None
+        result.append((port, local))
+    return result or None
+
+
+def _match_port(wanted: int | str, declared: list[_Port], kind: ResourceType) -> int | None:
+    for port in declared:
+        if port.protocol == "TCP" and wanted in (port.number, port.name):
+            return port.number
+    # A pod can be reached on any port it listens on, declared or not; a service only on its own.
+    if kind is ResourceType.POD and isinstance(wanted, int):
+        return wanted
+    return None
+
+
+def _selected(
+    collector: _Collector,
+    rule: SelectorSettings,
+    scope: str,
+    services: list[Obj],
+    pods: list[Obj],
+) -> None:
+    namespace = rule.namespace if rule.namespace is not None else scope
+    objects = services if rule.kind is ResourceType.SERVICE else pods
+    for obj in objects:
+        if not _in_scope(_namespace(obj), namespace) or not rule.selector.matches(_labels(obj)):
+            continue
+        if rule.kind is ResourceType.SERVICE:
+            if not _forwardable(obj):
+                continue
+            declared = _service_ports(obj)
+        else:
+            declared = _container_ports(obj)
+        for port in declared:
+            # The filter picks among declared ports: one selector spans many objects, so a port
+            # that one of them lacks is not a mistake worth a note.
+            if port.protocol == "TCP" and (
+                not rule.ports or port.number in rule.ports or port.name in rule.ports
+            ):
+                collector.add(rule.kind, obj, port.number, origin=rule.origin)
+
+
+def _in_scope(namespace: str, scope: str) -> bool:
+    return scope == ALL_NAMESPACES or namespace == scope
+
+
+def _sorted(objects: Iterable[Obj]) -> list[Obj]:
+    return sorted(objects, key=lambda obj: (_namespace(obj), _name(obj)))
+
+
+def discover(
+    settings: Settings,
+    context_namespace: str,
+    services: Iterable[Obj],
+    pods: Iterable[Obj],
+) -> Discovered:
+    """The automatic rules for these services and pods, and notes about what was skipped.
+
+    `context_namespace` is the kube context's namespace, the scope when `settings.namespace` is
+    None. Selector entries with their own namespace look there instead.
+    """
+    all_services = _sorted(services)
+    all_pods = _sorted(pods)
+    scope = settings.namespace if settings.namespace is not None else context_namespace
+    in_services = [obj for obj in all_services if _in_scope(_namespace(obj), scope)]
+    in_pods = [obj for obj in all_pods if _in_scope(_namespace(obj), scope)]
+    collector = _Collector(context_namespace)
+    if settings.skaffold:
+        _skaffold(collector, in_services, in_pods)
+    if settings.annotation:
+        _annotated(collector, ResourceType.SERVICE, in_services)
+        _annotated(collector, ResourceType.POD, in_pods)
+    for rule in settings.selectors:
+        _selected(collector, rule, scope, all_services, all_pods)
+    ordered = sorted(
+        collector.rules.values(),
+        key=lambda r: (r.namespace, r.resource_type.value, r.resource_name, int(r.port)),
+    )
+    return Discovered(tuple(ordered), tuple(collector.notes))
