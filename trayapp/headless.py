@@ -14,16 +14,15 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from trayapp.config.rules import RuleSet, load_rules
-from trayapp.engine.auth import Credentials, kubeconfig_paths
 from trayapp.engine.events import EventBus
-from trayapp.engine.runtime import ContextRun
-from trayapp.errors import KubetrayError
-from trayapp.model import Event, EventKind
+from trayapp.engine.kubeconfig import EffectiveContext, kubeconfig_paths
+from trayapp.engine.supervisor import Supervisor
+from trayapp.model import Event, EventKind, Rule
 from trayapp.platform.limits import raise_open_file_limit
 
 
@@ -57,26 +56,20 @@ async def run_engine(
     stop: asyncio.Event,
     connect_timeout: float = 10.0,
 ) -> int:
+    """Follow the kubeconfig and forward until `stop` is set."""
     for event in _problems_as_events(ruleset):
         bus.publish(event)
-    credentials = Credentials(kubeconfig_paths(kubeconfig), context)
-    try:
-        access = await asyncio.to_thread(credentials.load)
-    except KubetrayError as exc:
-        bus.publish(Event(EventKind.FAILED, exc.message, context=context))
-        credentials.close()
-        return 1
-    rules = ruleset.rules_for(access.context)
-    if not rules:
-        where = ruleset.path or "the rules file"
-        bus.publish(Event(EventKind.WAITING, f"No rules apply to context {access.context!r} in {where}; "
-                          "kubetray has nothing to forward.", context=access.context))
-    run = ContextRun(access, credentials, rules, bus, connect_timeout)
-    await run.start()
-    try:
-        await stop.wait()
-    finally:
-        await run.stop()
+
+    def rules_for(effective: EffectiveContext) -> Sequence[Rule]:
+        rules = ruleset.rules_for(effective.name)
+        if not rules:
+            where = ruleset.path or "the rules file"
+            bus.publish(Event(EventKind.WAITING, f"No rules apply to context {effective.name!r} in {where}; "
+                              "kubetray has nothing to forward there.", context=effective.name))
+        return rules
+
+    supervisor = Supervisor(kubeconfig_paths(kubeconfig), bus, rules_for, context, connect_timeout)
+    await supervisor.serve(stop)
     return 0
 
 

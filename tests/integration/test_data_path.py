@@ -97,3 +97,23 @@ async def test_local_half_close_still_delivers_the_answer(
     assert answer.startswith(b"HTTP/1.1 200")
     assert forwarding.pod is not None and forwarding.pod.encode() in answer
     writer.close()
+
+
+async def test_after_the_local_eof_a_silent_pod_does_not_hold_the_connection(
+    cluster: SimCluster, run_rules, unused_tcp_port: int
+) -> None:
+    """An echo pod never ends its side; kubetray must still let go once the pod falls silent."""
+    run, events = await run_rules([Rule(ResourceType.POD, "debug-shell", 7000, local_port=unused_tcp_port)])
+    await events.wait_for(EventKind.FORWARDING)
+    reader, writer = await asyncio.open_connection("127.0.0.1", unused_tcp_port)
+    writer.write(b"last words")
+    writer.write_eof()
+    assert await reader.readexactly(10) == b"last words"  # the answer still arrives after our EOF
+    assert await asyncio.wait_for(reader.read(), 15) == b""  # then kubetray ends the connection
+    writer.close()
+    forwarder = next(iter(run.forwarders.values()))
+    for _ in range(100):  # the stream to the pod is closed right after the local socket
+        if not forwarder._connections:
+            break
+        await asyncio.sleep(0.05)
+    assert not forwarder._connections

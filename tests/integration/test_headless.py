@@ -133,14 +133,18 @@ def test_human_lines_on_stderr(sim: SimThread, tmp_path: Path, unused_tcp_port: 
             process.kill()
 
 
-def test_missing_kubeconfig_is_one_clear_failure(tmp_path: Path) -> None:
-    missing = tmp_path / "nope" / "config"
-    result = subprocess.run(
-        [sys.executable, "-m", "trayapp", "--headless", "--json", "--config", str(tmp_path / "none.yaml"),
-         "--kubeconfig", str(missing)],
-        capture_output=True, text=True, timeout=30,
-    )
-    events = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [e["event"] for e in events] == ["failed"]
-    assert str(missing) in events[0]["message"]
-    assert result.returncode == 1
+def test_missing_kubeconfig_is_one_failure_then_recovers(sim: SimThread, tmp_path: Path, unused_tcp_port: int) -> None:
+    missing = tmp_path / "not-yet" / "config"
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES.replace("WEB_PORT", str(unused_tcp_port)), encoding="utf-8")
+    app = Kubetray("--headless", "--json", "--config", str(rules), "--kubeconfig", str(missing))
+    try:
+        failed = app.wait_for(lambda e: e["event"] == "failed" and str(missing) in e["message"])
+        assert "once the file is fixed" in failed["message"]
+        sim.cluster.write_kubeconfig(missing, context="late")  # the folder did not exist either
+        web = app.wait_for(lambda e: e["event"] == "forwarding" and e["resourceName"] == "web")
+        assert web["context"] == "late"
+        assert [e for e in app.seen if e["event"] == "failed" and str(missing) in e["message"]] == [failed]
+        assert app.stop(signal.SIGTERM) == 0
+    finally:
+        app.kill()

@@ -54,15 +54,6 @@ class ClusterAccess:
         return urlsplit(self.server).scheme == "https"
 
 
-def kubeconfig_paths(explicit: str | os.PathLike[str] | None = None) -> tuple[Path, ...]:
-    """The kubeconfig files kubectl would read: --kubeconfig, else $KUBECONFIG, else ~/.kube/config."""
-    if explicit:
-        return (Path(explicit).expanduser(),)
-    env = os.environ.get("KUBECONFIG", "")
-    if env:
-        return tuple(Path(p).expanduser() for p in env.split(os.pathsep) if p)
-    return (Path.home() / ".kube" / "config",)
-
 
 class Credentials:
     """Produces the Authorization header for a context, refreshing it through the client's loader."""

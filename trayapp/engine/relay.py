@@ -2,9 +2,13 @@
 
 Both directions are bounded: a local read waits for the WebSocket's write buffer to drain, and a
 WebSocket message is written locally only after the local socket drained, so a slow side slows
-the other instead of filling memory. v4.channel.k8s.io has no half-close, so when the local peer
-shuts down its writing side kubetray stops sending and keeps delivering the pod's answer until
-the pod side ends.
+the other instead of filling memory.
+
+v4.channel.k8s.io has no half-close, and from our side a peer that shut down its writing half
+looks exactly like one that closed the socket. So after the local side's EOF kubetray keeps
+delivering the pod's answer while it flows, and ends the connection once the pod has been silent
+for HALF_CLOSE_LINGER seconds (socat's -t does the same), rather than holding closed connections,
+and a connection to the pod, forever.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from trayapp.errors import WireError
 log = logging.getLogger(__name__)
 
 READ_SIZE = 256 * 1024  # one WebSocket message per local read, at most
+HALF_CLOSE_LINGER = 2.0  # seconds of pod silence after the local EOF before the connection ends
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ async def relay(
     writer: asyncio.StreamWriter,
     ws: ClientConnection,
     port: int,
+    linger: float = HALF_CLOSE_LINGER,
 ) -> RelayResult:
     channels = ClientChannels([port])
     counts = {"sent": 0, "received": 0}
@@ -70,8 +76,13 @@ async def relay(
     down = asyncio.create_task(downstream(), name="relay:down")
     try:
         done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
-        if up in done and up.exception() is None and not down.done():
-            await down  # local half-close: keep delivering until the pod side ends
+        if up in done and up.exception() is None:
+            # Local EOF: deliver the rest of the pod's answer, until it ends or falls silent.
+            while not down.done():
+                before = counts["received"]
+                await asyncio.wait({down}, timeout=linger)
+                if not down.done() and counts["received"] == before:
+                    break
     except (ConnectionError, OSError) as exc:
         log.debug("relay ended: %s", exc)
     finally:

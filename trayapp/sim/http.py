@@ -252,8 +252,10 @@ class HttpServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         # reuse_address lets a restart bind the same port while old sockets sit in TIME_WAIT.
+        # A real API server (Go) listens with the kernel's somaxconn backlog, not asyncio's 100:
+        # with 100, a burst of port-forward dials loses SYNs and stalls for seconds.
         self._server = await loop.create_server(lambda: HttpConnection(self), self.host, self.port,
-                                                ssl=self.ssl_context, reuse_address=True)
+                                                ssl=self.ssl_context, reuse_address=True, backlog=4096)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

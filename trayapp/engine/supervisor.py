@@ -1,0 +1,137 @@
+"""Follows the kubeconfig: one ContextRun for the effective context, swapped when it changes.
+
+The kubeconfig files are watched (filewatch.py), never polled. After each change the effective
+context is read again; if its fingerprint (context, cluster, user, namespace) is unchanged nothing
+happens, otherwise the old context's tunnels stop, one `context` event is published, and the new
+context's rules start. A kubeconfig that cannot be read gives one `failed` event naming the file;
+the tunnels already running are kept, and kubetray recovers by itself when the file is fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from trayapp.engine.auth import Credentials
+from trayapp.engine.events import EventBus
+from trayapp.engine.filewatch import FileWatcher
+from trayapp.engine.kubeconfig import EffectiveContext, read_effective_context
+from trayapp.engine.runtime import ContextRun, TunnelView
+from trayapp.errors import KubetrayError
+from trayapp.model import Event, EventKind, Rule
+
+log = logging.getLogger(__name__)
+
+# What to run in a context: the rules for it (user rules, and automatic ones where the caller
+# sets discovery up through `on_run`).
+RulesFor = Callable[[EffectiveContext], Sequence[Rule]]
+
+
+class Supervisor:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        bus: EventBus,
+        rules_for: RulesFor,
+        pinned_context: str | None = None,
+        connect_timeout: float = 10.0,
+        on_run: Callable[[ContextRun, EffectiveContext], None] | None = None,
+    ) -> None:
+        self.paths = tuple(paths)
+        self.effective: EffectiveContext | None = None
+        self.run: ContextRun | None = None
+        self._bus = bus
+        self._rules_for = rules_for
+        self._pinned = pinned_context
+        self._connect_timeout = connect_timeout
+        self._on_run = on_run
+        self._lock = asyncio.Lock()
+        self._last_problem: str | None = None
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set; the kubeconfig is read once the watch is armed, so no change is lost."""
+        watcher = FileWatcher(self.paths)
+        await watcher.start()
+        follow = asyncio.get_running_loop().create_task(self._follow(watcher), name="supervisor:kubeconfig")
+        try:
+            await self.refresh()
+            await stop.wait()
+        finally:
+            follow.cancel()
+            await asyncio.gather(follow, return_exceptions=True)
+            await watcher.aclose()
+            async with self._lock:
+                await self._stop_run()
+
+    async def _follow(self, watcher: FileWatcher) -> None:
+        async for changed in watcher.changes():
+            log.debug("kubeconfig changed: %s", ", ".join(str(p) for p in sorted(changed)))
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Read the kubeconfig and switch context if the effective one changed."""
+        async with self._lock:
+            try:
+                effective = await asyncio.to_thread(read_effective_context, self.paths, self._pinned)
+            except KubetrayError as exc:
+                self._problem(exc.message, keeping=self.run is not None)
+                return
+            self._last_problem = None
+            if self.effective is not None and effective.fingerprint == self.effective.fingerprint:
+                return
+            previous = self.effective
+            stopped = len(self.run.forwarders) if self.run else 0
+            await self._stop_run()
+            self.effective = effective
+            await self._start_run(effective, previous, stopped)
+
+    def _problem(self, message: str, keeping: bool) -> None:
+        if message == self._last_problem:
+            return  # one event per problem, however often the file is rewritten meanwhile
+        self._last_problem = message
+        tail = (" kubetray keeps the current tunnels and switches once the file is fixed." if keeping
+                else " kubetray starts forwarding once the file is fixed.")
+        self._bus.publish(Event(EventKind.FAILED, message + tail,
+                                context=self.effective.name if self.effective else None))
+
+    async def _start_run(self, effective: EffectiveContext, previous: EffectiveContext | None, stopped: int) -> None:
+        credentials = Credentials(self.paths, effective.name)
+        try:
+            access = await asyncio.to_thread(credentials.load)
+        except KubetrayError as exc:
+            credentials.close()
+            self._problem(exc.message, keeping=False)
+            return
+        rules = self._rules_for(effective)
+        if previous is not None:
+            where = "" if previous.name != effective.name else " (its cluster, user or namespace changed)"
+            self._bus.publish(Event(
+                EventKind.CONTEXT,
+                f"The kubeconfig context changed from {previous.name} to {effective.name}{where}: "
+                f"kubetray stopped {stopped} tunnel{'s' if stopped != 1 else ''} and starts "
+                f"{len(rules)} for {effective.name}.",
+                context=effective.name,
+                previous_context=previous.name,
+                namespace=effective.namespace,
+            ))
+        run = ContextRun(access, credentials, rules, self._bus, self._connect_timeout)
+        self.run = run
+        await run.start()
+        if self._on_run is not None:
+            self._on_run(run, effective)
+
+    async def _stop_run(self) -> None:
+        run, self.run = self.run, None
+        if run is not None:
+            await run.stop()
+
+    async def reload_rules(self) -> None:
+        """The rules file changed: give the running context its new rules."""
+        async with self._lock:
+            if self.run is not None and self.effective is not None:
+                await self.run.apply_rules(self._rules_for(self.effective))
+
+    def views(self) -> list[TunnelView]:
+        return self.run.views() if self.run else []
