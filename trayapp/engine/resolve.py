@@ -31,8 +31,8 @@ from trayapp.engine.pods import (
     order_pods,
     phase_of,
 )
-from trayapp.engine.selectors import Selector, from_label_selector, from_map
 from trayapp.model import ResourceType, Rule
+from trayapp.selectors import Selector, from_label_selector, from_map
 
 
 class ObjectSource(Protocol):
