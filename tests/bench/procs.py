@@ -81,6 +81,17 @@ def tcp_ext_counters(*names: str) -> dict[str, int]:
     return dict.fromkeys(names, 0)
 
 
+class Line(str):
+    """A line of a child's stdout that also knows when the bench read it (`time.monotonic()`)."""
+
+    at: float
+
+    def __new__(cls, text: str, at: float) -> Line:
+        line = super().__new__(cls, text)
+        line.at = at
+        return line
+
+
 class Child:
     """One subprocess: stdout lines arrive on a queue, stderr goes to a file kept for errors."""
 
@@ -105,11 +116,12 @@ class Child:
     def _read(self, stream: IO[str] | None) -> None:
         assert stream is not None
         for line in stream:
-            self.lines.put(line.rstrip("\n"))
+            self.lines.put(Line(line.rstrip("\n"), time.monotonic()))
         self.lines.put(None)
 
     def expect(self, matches: Callable[[str], bool], timeout: float) -> str:
-        """The first stdout line for which `matches` is true; TimeoutError or EOFError otherwise."""
+        """The first stdout line for which `matches` is true; TimeoutError or EOFError otherwise.
+        It is a `Line`: its `at` is when the reader thread got it, not when it was matched."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
