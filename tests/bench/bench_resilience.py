@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+import httpload
 import yaml
 from bench_scale import Snapshot, free_base, idle_cpu, snapshot
 from procs import Child, Children
@@ -103,6 +104,7 @@ class Result:
     startup: float
     switches: list[Switch]
     reconnects: list[Reconnect]
+    at_rest: httpload.Latency  # GET / on a new connection each through the solo tunnel, no deletions
     kubectl: KubectlTimes
     idle_seconds: float
     idle_reading: Snapshot | None
@@ -191,8 +193,9 @@ def reconnect_once(sim: Sim, child: Child, watch: PodWatch, port: int, old: str)
 
 
 def measure_reconnects(children: Children, sim: Sim, folder: Path, rules: Path, count: int,
-                       verbose: bool) -> tuple[list[Reconnect], list[str]]:
-    """kubetray with the solo rule; `count` deletions of the serving pod, one after another."""
+                       verbose: bool) -> tuple[list[Reconnect], httpload.Latency, list[str]]:
+    """kubetray with the solo rule; `count` deletions of the serving pod, one after another; and
+    first, for comparison, 50 GET / on new connections through the tunnel at rest."""
     kubeconfig = write_contexts(folder / "kubeconfig-solo", sim.url, f"ctx-{SOLO}")
     child = start_kubetray(children, "kubetray-reconnect", rules, kubeconfig, verbose)
     first = events_until(child, lambda seen: bool(_forwarding(seen, f"ctx-{SOLO}")), 30)[-1]
@@ -200,6 +203,8 @@ def measure_reconnects(children: Children, sim: Sim, folder: Path, rules: Path, 
     watch = PodWatch(sim.url, SOLO)
     watch.start()
     results = []
+    at_rest = httpload.latency(lambda: httpload.tcp_connect(("127.0.0.1", port)), 50, False,
+                               time.perf_counter() + 20.0)
     try:
         for _ in range(count):
             result = reconnect_once(sim, child, watch, port, pod)
@@ -211,7 +216,7 @@ def measure_reconnects(children: Children, sim: Sim, folder: Path, rules: Path, 
         watch.close()
     stderr = child.stderr_lines()
     children.stop(child)
-    return results, stderr
+    return results, at_rest, stderr
 
 
 def measure_idle(children: Children, sim: Sim, folder: Path, rules: Path, tunnels: int,
@@ -244,14 +249,14 @@ def run(args: argparse.Namespace) -> tuple[Result, dict[str, list[str]]]:
         ports = {f"svc-{i}": switch_base + i for i in range(n)}
         startup, switches, switch_err = measure_switches(children, sim, folder, rules, ports,
                                                          args.switches, args.verbose)
-        reconnects, solo_err = measure_reconnects(children, sim, folder, rules, args.reconnects, args.verbose)
+        reconnects, at_rest, solo_err = measure_reconnects(children, sim, folder, rules, args.reconnects, args.verbose)
         _log("timing kubectl (version --client; port-forward until it exits)")
         kubectl = time_kubectl(folder / "kubeconfig-solo", f"service/{SOLO}", SOLO)
         reading, used = None, None
         if args.idle_seconds > 0:
             _log(f"idle: {2 * n} tunnels for {args.idle_seconds:.0f} s")
             reading, used = measure_idle(children, sim, folder, rules, 2 * n, args.idle_seconds)
-        result = Result(n, startup, switches, reconnects, kubectl, args.idle_seconds, reading, used)
+        result = Result(n, startup, switches, reconnects, at_rest, kubectl, args.idle_seconds, reading, used)
         return result, {"switch": switch_err, "reconnect": solo_err}
 
 
@@ -296,6 +301,8 @@ def table(r: Result) -> str:
         ["reconnect: replacement Ready -> `reconnected` event", *_stats([x.event_after_ready for x in rc])],
         ["reconnect: pod deleted -> first answer from the replacement (includes its ready delay)",
          *_stats([x.after_delete for x in rc])],
+        ["for comparison: GET / on a new connection through the same tunnel at rest (p50 / p99)",
+         f"{r.at_rest.p50_ms:.1f} ms", f"p99 {r.at_rest.p99_ms:.1f} ms", "-", str(r.at_rest.count)],
         ["reconnect: local port unchanged", f"{sum(x.same_port for x in rc)} of {len(rc)}", "-", "-", str(len(rc))],
         ["reference: kubectl port-forward", "exits when its pod dies (no reconnect)", "-", "-", "-"],
         ["reference: Skaffold: restarts kubectl after 500 ms + kubectl's start-up", *_skaffold(r.kubectl)],
@@ -381,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-port", type=int, default=23000, help="first local port (default 23000)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="run kubetray with -v for the switch and reconnect phases (debug log kept)")
+    parser.add_argument("--log-dir", type=Path,
+                        help="write each phase's kubetray stderr (with -v: its debug log) into this folder")
     args = parser.parse_args(argv)
     if args.per_context < 1 or args.switches < 1 or args.reconnects < 1 or args.idle_seconds < 0:
         parser.error("--per-context, --switches and --reconnects must be >= 1, --idle-seconds >= 0")
@@ -402,6 +411,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\nGoals:")
     print("\n".join(f"- {line}" for line in goals(result)))
     print("\n" + "\n".join(details(result, stderr)))
+    if args.log_dir is not None:
+        args.log_dir.mkdir(parents=True, exist_ok=True)
+        for phase, lines in stderr.items():
+            (args.log_dir / f"kubetray-{phase}.log").write_text("\n".join(lines) + "\n")
+        print(f"kubetray's stderr per phase: {args.log_dir}/kubetray-*.log")
     print(f"\n(run took {time.monotonic() - started:.0f} s)")
     return 0
 

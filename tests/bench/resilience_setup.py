@@ -33,21 +33,23 @@ HTTP_PORT = 8080  # container port of every http backend; services expose it as 
 
 
 def scenario(per_context: int, ready_delay: float) -> dict[str, Any]:
-    """`per_context` deployments + services svc-N in team-a and team-b, and one `solo` deployment
-    (one replica, Ready `ready_delay` s after it runs) behind a `solo` service."""
-    deployments: list[dict[str, Any]] = []
+    """`per_context` services svc-N in team-a and team-b, each selecting one bare pod svc-N (bare
+    pods: the simulator's controllers re-list every workload's objects after each object it loads,
+    so 100 deployments take minutes to load), and one `solo` deployment (one replica, Ready
+    `ready_delay` s after it runs) behind a `solo` service."""
+    pods: list[dict[str, Any]] = []
     services: list[dict[str, Any]] = []
     for ns in SWITCH_NAMESPACES.values():
         for n in range(per_context):
-            deployments.append({"name": f"svc-{n}", "namespace": ns, "replicas": 1,
-                                "ports": [{"name": "http", "containerPort": HTTP_PORT}]})
+            pods.append({"name": f"svc-{n}", "namespace": ns,
+                         "ports": [{"name": "http", "containerPort": HTTP_PORT}]})
             services.append({"name": f"svc-{n}", "namespace": ns,
                              "ports": [{"name": "http", "port": 80, "targetPort": "http"}]})
-    deployments.append({"name": SOLO, "namespace": SOLO, "replicas": 1, "readyDelay": ready_delay,
-                        "ports": [{"name": "http", "containerPort": HTTP_PORT}]})
+    deployment = {"name": SOLO, "namespace": SOLO, "replicas": 1, "readyDelay": ready_delay,
+                  "ports": [{"name": "http", "containerPort": HTTP_PORT}]}
     services.append({"name": SOLO, "namespace": SOLO,
                      "ports": [{"name": "http", "port": 80, "targetPort": "http"}]})
-    return {"deployments": deployments, "services": services}
+    return {"pods": pods, "deployments": [deployment], "services": services}
 
 
 def write_contexts(path: Path, server: str, current: str) -> Path:
