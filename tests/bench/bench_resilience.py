@@ -29,6 +29,7 @@ import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
@@ -73,7 +74,9 @@ class Switch:
     """One `kubectl config use-context` and what followed, in seconds from just before kubectl ran."""
 
     target: str
+    wall: float  # time.time() just before kubectl ran, to place kubetray's debug log lines
     kubectl: float
+    written: float  # the kubeconfig's mtime after kubectl: when kubectl wrote it
     first_stopped: float | None
     context_event: float | None
     all_forwarding: float
@@ -121,6 +124,7 @@ def switch_once(child: Child, kubeconfig: Path, target: str, ports: dict[str, in
     context from its `forwarding` event on until it answers from the new namespace."""
     namespace = SWITCH_NAMESPACES[target]
     drain(child)
+    wall = time.time()
     started, kubectl = run_timed(["kubectl", "config", "use-context", target],
                                  {**os.environ, "KUBECONFIG": str(kubeconfig)})
     deadline = started + timeout
@@ -138,7 +142,7 @@ def switch_once(child: Child, kubeconfig: Path, target: str, ports: dict[str, in
     answered = [p.answered_at for p in answers.values() if p.answered_at is not None]
     first = {kind: next((e.at - started for e in events if e.kind == kind), None)
              for kind in ("stopped", "context")}
-    return Switch(target, kubectl, first["stopped"], first["context"], forwarding[-1].at - started,
+    return Switch(target, wall, kubectl, kubeconfig.stat().st_mtime - wall, first["stopped"], first["context"], forwarding[-1].at - started,
                   max(answered) - started if len(answered) == len(ports) else None,
                   len(ports) - len(answered),
                   sum(1 for e in forwarding if ports.get(str(e.data["resourceName"])) == e.data["localPort"]),
@@ -288,6 +292,7 @@ def table(r: Result) -> str:
     n = r.per_context
     rows: list[list[str]] = [
         [f"switch: `kubectl config use-context` own run time", *_stats([s.kubectl for s in sw])],
+        ["switch: use-context -> kubeconfig written (its mtime)", *_stats([s.written for s in sw])],
         ["switch: use-context -> first `stopped` event (old tunnels)", *_stats([s.first_stopped for s in sw])],
         ["switch: use-context -> `context` event", *_stats([s.context_event for s in sw])],
         [f"switch: use-context -> {n}th `forwarding` event of the new context",
@@ -356,10 +361,13 @@ def goals(r: Result) -> list[str]:
 
 def details(r: Result, stderr: dict[str, list[str]]) -> list[str]:
     """Per-run lines for the engine's owner: each switch's steps, each reconnect's failed attempts."""
-    out = ["Switches (s from just before kubectl ran: kubectl / first stopped / context / "
-           "last forwarding / all answering):"]
+    changed = _log_times(stderr.get("switch", []), "kubeconfig changed")
+    out = ["Switches (s from just before kubectl ran: kubectl exited / file written / kubetray saw the "
+           "change (-v log) / first stopped / context / last forwarding / all answering):"]
     for s in r.switches:
-        out.append(f"- -> {s.target}: {s.kubectl:.3f} / {_s(s.first_stopped)} / {_s(s.context_event)} / "
+        seen = next((t - s.wall for t in changed if t >= s.wall), None)
+        out.append(f"- -> {s.target}: {s.kubectl:.3f} / {s.written:.3f} / {_s(seen)} / "
+                   f"{_s(s.first_stopped)} / {_s(s.context_event)} / "
                    f"{s.all_forwarding:.3f} / {_s(s.all_answering)}"
                    + (f"; {s.unanswered} silent" if s.unanswered else "")
                    + (f"; other events: {s.others[:3]}" if s.others else ""))
@@ -374,6 +382,20 @@ def details(r: Result, stderr: dict[str, list[str]]) -> list[str]:
     for phase, lines in stderr.items():
         if lines:
             out.append(f"kubetray ({phase}) stderr: {len(lines)} lines, last: {lines[-1][:200]}")
+    return out
+
+
+def _log_times(lines: list[str], needle: str) -> list[float]:
+    """Wall-clock times (time.time()) of kubetray's log lines containing `needle`; its logging
+    format starts with asctime, local time with milliseconds."""
+    out = []
+    for line in lines:
+        if needle in line:
+            try:
+                stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            except ValueError:
+                continue
+            out.append(stamp.timestamp())
     return out
 
 
