@@ -277,7 +277,7 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _stats(values: list[float | None], fmt: type = float) -> list[str]:
+def _stats(values: list[float | None]) -> list[str]:
     """median, p90, max, n ('n of m' when some are missing), in ms."""
     got = [v for v in values if v is not None]
     if not got:
@@ -291,7 +291,7 @@ def table(r: Result) -> str:
     sw, rc = r.switches, r.reconnects
     n = r.per_context
     rows: list[list[str]] = [
-        [f"switch: `kubectl config use-context` own run time", *_stats([s.kubectl for s in sw])],
+        ["switch: `kubectl config use-context` own run time", *_stats([s.kubectl for s in sw])],
         ["switch: use-context -> kubeconfig written (its mtime)", *_stats([s.written for s in sw])],
         ["switch: use-context -> first `stopped` event (old tunnels)", *_stats([s.first_stopped for s in sw])],
         ["switch: use-context -> `context` event", *_stats([s.context_event for s in sw])],
@@ -335,35 +335,35 @@ def goals(r: Result) -> list[str]:
     n = r.per_context
     fwd = [s.all_forwarding for s in r.switches]
     ans = [s.all_answering for s in r.switches]
-    checks.append((max(fwd) < SWITCH_GOAL, f"every switch: {n}th `forwarding` < {SWITCH_GOAL:.0f} s "
-                   f"(median {_ms(statistics.median(fwd))}, max {_ms(max(fwd))})"))
+    checks.append((max(fwd) < SWITCH_GOAL, (f"every switch: {n}th `forwarding` < {SWITCH_GOAL:.0f} s "
+                   f"(median {_ms(statistics.median(fwd))}, max {_ms(max(fwd))})")))
     got = [a for a in ans if a is not None]
     checks.append((len(got) == len(ans) and max(got) < SWITCH_GOAL,
-                   f"every switch: all {n} tunnels answer from the new namespace < {SWITCH_GOAL:.0f} s "
-                   f"(max {_ms(max(got)) if got else '-'}, {len(ans) - len(got)} switches with a silent tunnel)"))
+                   (f"every switch: all {n} tunnels answer from the new namespace < {SWITCH_GOAL:.0f} s "
+                   f"(max {_ms(max(got)) if got else '-'}, {len(ans) - len(got)} switches with a silent tunnel)")))
     after = [x.after_ready for x in r.reconnects]
     got = [a for a in after if a is not None]
     checks.append((len(got) == len(after) and max(got) < RECONNECT_GOAL,
-                   f"every reconnect: answer from the replacement < {RECONNECT_GOAL * 1000:.0f} ms after Ready "
+                   (f"every reconnect: answer from the replacement < {RECONNECT_GOAL * 1000:.0f} ms after Ready "
                    f"(median {_ms(statistics.median(got)) if got else '-'}, max {_ms(max(got)) if got else '-'}, "
-                   f"{len(after) - len(got)} never answered)"))
+                   f"{len(after) - len(got)} never answered)")))
     checks.append((all(x.same_port for x in r.reconnects),
-                   f"every reconnect keeps the local port ({sum(x.same_port for x in r.reconnects)} of "
-                   f"{len(r.reconnects)})"))
+                   (f"every reconnect keeps the local port ({sum(x.same_port for x in r.reconnects)} of "
+                   f"{len(r.reconnects)})")))
     if r.idle_reading is not None and r.idle_cpu is not None:
         cpu_goal = IDLE_CPU_GOAL * r.idle_seconds / 60
-        checks.append((r.idle_cpu < cpu_goal, f"idle CPU < {cpu_goal:.3f} s over {r.idle_seconds:.0f} s "
-                       f"with {2 * n} tunnels: {r.idle_cpu:.3f} s"))
-        checks.append((r.idle_reading.rss_mb < RSS_GOAL_MB, f"RSS with {2 * n} tunnels < {RSS_GOAL_MB:.0f} MB: "
-                       f"{r.idle_reading.rss_mb:.1f} MB"))
+        checks.append((r.idle_cpu < cpu_goal, (f"idle CPU < {cpu_goal:.3f} s over {r.idle_seconds:.0f} s "
+                       f"with {2 * n} tunnels: {r.idle_cpu:.3f} s")))
+        checks.append((r.idle_reading.rss_mb < RSS_GOAL_MB, (f"RSS with {2 * n} tunnels < {RSS_GOAL_MB:.0f} MB: "
+                       f"{r.idle_reading.rss_mb:.1f} MB")))
     return [f"{'PASS' if ok else 'MISS'} {text}" for ok, text in checks]
 
 
 def details(r: Result, stderr: dict[str, list[str]]) -> list[str]:
     """Per-run lines for the engine's owner: each switch's steps, each reconnect's failed attempts."""
     changed = _log_times(stderr.get("switch", []), "kubeconfig changed")
-    out = ["Switches (s from just before kubectl ran: kubectl exited / file written / kubetray saw the "
-           "change (-v log) / first stopped / context / last forwarding / all answering):"]
+    out = [("Switches (s from just before kubectl ran: kubectl exited / file written / kubetray saw the "
+           "change (with -v only) / first stopped / context / last forwarding / all answering):")]
     for s in r.switches:
         seen = next((t - s.wall for t in changed if t >= s.wall), None)
         out.append(f"- -> {s.target}: {s.kubectl:.3f} / {s.written:.3f} / {_s(seen)} / "

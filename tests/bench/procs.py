@@ -86,7 +86,7 @@ class Line(str):
 
     at: float
 
-    def __new__(cls, text: str, at: float) -> Line:
+    def __new__(cls, text: str, at: float) -> Self:
         line = super().__new__(cls, text)
         line.at = at
         return line
