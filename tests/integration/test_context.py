@@ -52,16 +52,22 @@ async def supervised(paths: list[Path], rules_for: Callable[[EffectiveContext], 
         await asyncio.wait_for(task, 15)
 
 
-def kubectl(kubeconfig: str, *args: str) -> None:
+async def kubectl(kubeconfig: str, *args: str) -> None:
+    """Run kubectl without blocking the loop: this kubectl build asks the API server (the simulator,
+    served by this very loop) for its version before it edits the file."""
     assert KUBECTL is not None
     env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/root"), "KUBECONFIG": kubeconfig}
-    subprocess.run([KUBECTL, "config", *args], env=env, check=True, capture_output=True, timeout=30)
+    process = await asyncio.create_subprocess_exec(
+        KUBECTL, "config", *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
 
 
-def use_context(path: Path, name: str) -> None:
+async def use_context(path: Path, name: str) -> None:
     """As `kubectl config use-context` does; with the real kubectl where it is installed."""
     if KUBECTL:
-        kubectl(str(path), "use-context", name)
+        await kubectl(str(path), "use-context", name)
     else:
         set_current_context([path], name)
 
@@ -79,7 +85,7 @@ async def test_use_context_switches_tunnels_on_the_same_port(
         dev = await events.wait_for(EventKind.FORWARDING)
         assert dev.context == "dev"
         assert (await http_get(unused_tcp_port))[1]["x-pod"] == dev.pod
-        use_context(path, "prod")
+        await use_context(path, "prod")
         switched = await events.wait_for(EventKind.CONTEXT)
         assert (switched.previous_context, switched.context) == ("dev", "prod")
         await events.wait_for(EventKind.STOPPED, lambda e: e.context == "dev")
@@ -98,12 +104,12 @@ async def test_set_context_namespace_restarts_and_unrelated_edits_do_not(
     two_clusters.write_kubeconfig(path, current="dev")
     async with supervised([path], web_on(unused_tcp_port)) as (supervisor, events):
         await events.wait_for(EventKind.FORWARDING)
-        kubectl(str(path), "set-context", "--current", "--namespace", "team-a")
+        await kubectl(str(path), "set-context", "--current", "--namespace", "team-a")
         changed = await events.wait_for(EventKind.CONTEXT)
         assert changed.namespace == "team-a" and changed.previous_context == changed.context == "dev"
         await events.wait_for(EventKind.FORWARDING, lambda e: len(events.of(EventKind.FORWARDING)) == 2)
         # an edit that leaves the effective context alone does nothing
-        kubectl(str(path), "set-context", "unrelated", "--cluster", "prod", "--user", "prod-user")
+        await kubectl(str(path), "set-context", "unrelated", "--cluster", "prod", "--user", "prod-user")
         await asyncio.sleep(0.5)
         assert len(events.of(EventKind.CONTEXT)) == 1
         assert supervisor.effective is not None and supervisor.effective.namespace == "team-a"
@@ -173,7 +179,7 @@ async def test_kubeconfig_variable_with_two_files(
         dev = await events.wait_for(EventKind.FORWARDING)
         assert dev.context == "dev"
         if KUBECTL:
-            kubectl(f"{first}{os.pathsep}{second}", "use-context", "prod")
+            await kubectl(f"{first}{os.pathsep}{second}", "use-context", "prod")
         else:
             set_current_context([first, second], "prod")
         assert yaml.safe_load(first.read_text())["current-context"] == "prod"  # written where it was set

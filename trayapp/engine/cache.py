@@ -21,11 +21,13 @@ class Subscriber(Protocol):
 
 
 class ClusterCache:
-    def __init__(self, api: KubeApi, on_error: Callable[[KubetrayError], None] | None = None) -> None:
+    def __init__(self, api: KubeApi, on_error: Callable[[Informer, KubetrayError], None] | None = None) -> None:
         self.api = api
         self._on_error = on_error
-        self._informers: dict[tuple[str, str], Informer] = {}
-        self._subscribers: dict[tuple[str, str], set[Subscriber]] = {}
+        # namespace None: one informer over all namespaces (automatic rules with namespace "*")
+        self._informers: dict[tuple[str, str | None], Informer] = {}
+        self._subscribers: dict[tuple[str, str | None], set[Subscriber]] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
         self._dirty: set[Subscriber] = set()
         self._flush_scheduled = False
 
@@ -34,17 +36,17 @@ class ClusterCache:
         informer = self._informers.get((kind, namespace))
         return informer.get(name) if informer else None
 
-    def list(self, kind: str, namespace: str) -> Sequence[Mapping[str, Any]]:
+    def list(self, kind: str, namespace: str | None) -> Sequence[Mapping[str, Any]]:
         informer = self._informers.get((kind, namespace))
         return list(informer.objects.values()) if informer else []
 
-    def synced(self, kinds: Sequence[str], namespace: str) -> bool:
+    def synced(self, kinds: Sequence[str], namespace: str | None) -> bool:
         return all(
             (informer := self._informers.get((kind, namespace))) is not None and informer.synced.is_set()
             for kind in kinds
         )
 
-    def subscribe(self, subscriber: Subscriber, kinds: Sequence[str], namespace: str) -> None:
+    def subscribe(self, subscriber: Subscriber, kinds: Sequence[str], namespace: str | None) -> None:
         for kind in kinds:
             key = (kind, namespace)
             self._subscribers.setdefault(key, set()).add(subscriber)
@@ -54,8 +56,16 @@ class ClusterCache:
                 informer.start()
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        for subscribers in self._subscribers.values():
+        """Forget the subscriber; an informer nobody needs any more stops watching."""
+        for key, subscribers in list(self._subscribers.items()):
             subscribers.discard(subscriber)
+            if not subscribers:
+                del self._subscribers[key]
+                informer = self._informers.pop(key, None)
+                if informer is not None:
+                    task = asyncio.get_running_loop().create_task(informer.stop(), name=f"{informer.name}:stop")
+                    self._stopping.add(task)
+                    task.add_done_callback(self._stopping.discard)
         self._dirty.discard(subscriber)
 
     def _changed(self, informer: Informer) -> None:
@@ -72,7 +82,7 @@ class ClusterCache:
 
     def _failed(self, informer: Informer, error: KubetrayError) -> None:
         if self._on_error is not None:
-            self._on_error(error)
+            self._on_error(informer, error)
         for subscriber in list(self._subscribers.get((informer.kind, informer.namespace), ())):
             subscriber.cluster_failed(error)
 
@@ -80,5 +90,5 @@ class ClusterCache:
         informers, self._informers = list(self._informers.values()), {}
         self._subscribers.clear()
         self._dirty.clear()
-        await asyncio.gather(*(informer.stop() for informer in informers))
+        await asyncio.gather(*(informer.stop() for informer in informers), *self._stopping)
 

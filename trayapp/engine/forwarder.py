@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Container
 
+from trayapp.engine.aio import deadline as time_limit
 from trayapp.engine.backoff import Backoff
 from trayapp.engine.cache import ClusterCache
 from trayapp.engine.ports import bind_listener
@@ -170,7 +171,8 @@ class Forwarder:
             if remaining <= 0:
                 return None
             try:
-                await asyncio.wait_for(changed.wait(), remaining)
+                async with time_limit(remaining):
+                    await changed.wait()
             except asyncio.TimeoutError:
                 return None
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import h11
 
+from trayapp.engine.aio import deadline
 from trayapp.engine.auth import ClusterAccess
 from trayapp.errors import ApiUnreachable
 
@@ -33,7 +34,8 @@ async def open_stream(
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """TCP (through the proxy when there is one), then TLS when the server is https."""
     try:
-        return await asyncio.wait_for(_open_stream(access), timeout)
+        async with deadline(timeout):
+            return await _open_stream(access)
     except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
         reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
         raise ApiUnreachable(f"kubetray could not reach the API server {access.server} ({reason}).") from exc

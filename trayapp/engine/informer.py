@@ -27,7 +27,7 @@ class Informer:
         self,
         api: KubeApi,
         kind: str,
-        namespace: str,
+        namespace: str | None,
         on_change: ChangeCallback,
         on_error: ErrorCallback | None = None,
         backoff: Backoff | None = None,
@@ -45,7 +45,15 @@ class Informer:
 
     @property
     def name(self) -> str:
-        return f"informer:{self.namespace}/{self.kind}"
+        return f"informer:{self.namespace or '*'}/{self.kind}"
+
+    def _key(self, obj: Mapping[str, Any]) -> str | None:
+        """Objects by name; across all namespaces names repeat, so there by namespace/name."""
+        metadata = obj.get("metadata") or {}
+        name = metadata.get("name")
+        if not name:
+            return None
+        return name if self.namespace is not None else f"{metadata.get('namespace', '')}/{name}"
 
     def start(self) -> None:
         if self._task is None:
@@ -85,7 +93,7 @@ class Informer:
 
     async def _relist(self) -> str:
         listed = await self.api.list(self.kind, self.namespace)
-        items = {item["metadata"]["name"]: item for item in listed.get("items") or []}
+        items = {key: item for item in listed.get("items") or [] if (key := self._key(item)) is not None}
         changed = items != self.objects
         first = not self.synced.is_set()
         self.objects = items
@@ -101,13 +109,13 @@ class Informer:
             resource_version = str(metadata.get("resourceVersion") or resource_version)
             if event.type == "BOOKMARK":
                 continue
-            name = metadata.get("name")
-            if not name:
+            key = self._key(event.object)
+            if key is None:
                 continue
             if event.type == "DELETED":
-                self.objects.pop(name, None)
+                self.objects.pop(key, None)
             else:
-                self.objects[name] = event.object
+                self.objects[key] = event.object
             self.last_error = None
             self._on_change(self)
         return resource_version

@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from trayapp.engine.auth import ClusterAccess, Credentials
+from trayapp.engine.autoforward import AutoForwarder
 from trayapp.engine.cache import ClusterCache
+from trayapp.engine.discovery import Settings
 from trayapp.engine.events import EventBus
 from trayapp.engine.forwarder import Forwarder
+from trayapp.engine.informer import Informer
 from trayapp.engine.kube import KubeApi
+from trayapp.engine.portmemory import PortKey, PortMemory
 from trayapp.errors import AuthError, KubetrayError
 from trayapp.model import Event, EventKind, Rule, TunnelState
 
@@ -37,30 +41,47 @@ def tunnel_id(context: str, rule: Rule) -> str:
     return f"{context}/{rule.namespace}/{rule.resource_type.short}/{rule.resource_name}:{rule.port}@{rule.address}"
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What to forward in a context: the user's rules, and the `auto:` settings if any."""
+
+    rules: tuple[Rule, ...] = ()
+    auto: Settings | None = None
+
+
 class ContextRun:
     """The tunnels of one context, sharing one API connection setup and one watch cache.
 
-    The set of rules can change while it runs (automatic rules appear and disappear, the rules
-    file is reloaded): `apply_rules` stops the forwarders whose rule is gone and starts the new
-    ones, leaving unchanged ones untouched, so their listeners and connections live on.
+    The set of rules changes while it runs (automatic rules appear and disappear, the rules file
+    is reloaded): only the forwarders whose rule changed are stopped or started, so the others
+    keep their listeners and connections. A user rule and an automatic rule for the same target
+    make one tunnel, with the user's settings. An automatic rule gets back the local port it had
+    last time (PortMemory) when that port is free.
     """
 
     def __init__(
         self,
         access: ClusterAccess,
         credentials: Credentials,
-        rules: Sequence[Rule],
+        plan: RunPlan | Sequence[Rule],
         bus: EventBus,
         connect_timeout: float = 10.0,
+        port_memory: PortMemory | None = None,
     ) -> None:
         self.access = access
         self.credentials = credentials
         self.cache = ClusterCache(KubeApi(access, credentials), on_error=self._cluster_error)
         self.forwarders: dict[str, Forwarder] = {}
         self._bus = bus
-        self._rules = tuple(rules)
+        self._plan = plan if isinstance(plan, RunPlan) else RunPlan(tuple(plan))
+        self._auto_rules: tuple[Rule, ...] = ()
+        self._desired: dict[str, Rule] = {}  # the rule each forwarder was started for, before port memory
         self._connect_timeout = connect_timeout
-        self._lock = asyncio.Lock()  # apply_rules calls run one at a time, in order
+        self._memory = port_memory
+        self._auto: AutoForwarder | None = None
+        self._lock = asyncio.Lock()  # rule changes are applied one at a time, in order
+        self._pending: asyncio.Task[None] | None = None
+        self._told_forbidden: set[tuple[str, str | None]] = set()
 
     @property
     def context(self) -> str:
@@ -73,41 +94,98 @@ class ContextRun:
         }
 
     async def start(self) -> None:
-        await self.apply_rules(self._rules)
+        await self._apply()
+        auto = self._plan.auto
+        if auto is not None and (auto.skaffold or auto.annotation or auto.selectors):
+            self._auto = AutoForwarder(
+                auto, self.context, self.access.namespace, self.cache, self._bus.publish, self._auto_changed,
+            )
+            self._auto.start()
 
-    async def apply_rules(self, rules: Sequence[Rule]) -> None:
+    async def apply_rules(self, rules: Sequence[Rule] | RunPlan) -> None:
+        """New user rules (the rules file was reloaded); automatic rules stay as discovered."""
+        plan = rules if isinstance(rules, RunPlan) else RunPlan(tuple(rules), self._plan.auto)
+        self._plan = RunPlan(plan.rules, self._plan.auto)
+        await self._apply()
+
+    def _auto_changed(self, rules: Sequence[Rule]) -> None:
+        if tuple(rules) == self._auto_rules:
+            return
+        self._auto_rules = tuple(rules)
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.get_running_loop().create_task(self._apply(), name=f"context:{self.context}:auto")
+
+    def _wanted(self) -> dict[str, Rule]:
+        wanted = {tunnel_id(self.context, rule): rule for rule in self._plan.rules}
+        user_targets = {rule.key for rule in self._plan.rules}
+        for rule in self._auto_rules:
+            if rule.key not in user_targets:  # the user's own rule for that target wins
+                wanted.setdefault(tunnel_id(self.context, rule), rule)
+        return wanted
+
+    def _remembered(self, rule: Rule) -> Rule:
+        if not rule.auto or self._memory is None:
+            return rule
+        port = self._memory.get(PortKey.of(self.context, rule))
+        return replace(rule, local_port=port) if port else rule
+
+    async def _apply(self) -> None:
         async with self._lock:
-            wanted = {tunnel_id(self.context, rule): rule for rule in rules}
-            gone = [f for tid, f in self.forwarders.items() if wanted.get(tid) != f.rule]
+            wanted = self._wanted()
+            gone = [self.forwarders[tid] for tid, rule in self._desired.items() if wanted.get(tid) != rule]
             for forwarder in gone:
                 del self.forwarders[forwarder.tunnel_id]
+                del self._desired[forwarder.tunnel_id]
             # Stop first, so a changed rule's new forwarder can have its port back.
             await asyncio.gather(*(f.stop() for f in gone), return_exceptions=True)
             for tid, rule in wanted.items():
                 if tid in self.forwarders:
                     continue
                 forwarder = Forwarder(
-                    rule, self.context, tid, self.cache, self._bus.publish, self._taken, self._connect_timeout,
+                    self._remembered(rule), self.context, tid, self.cache, self._bus.publish, self._taken,
+                    self._connect_timeout,
                 )
                 self.forwarders[tid] = forwarder
+                self._desired[tid] = rule
                 await forwarder.start()
-            self._rules = tuple(rules)
+                if rule.auto and self._memory is not None and forwarder.local_port is not None:
+                    self._memory.remember(PortKey.of(self.context, rule), forwarder.local_port)
 
-    def _cluster_error(self, error: KubetrayError) -> None:
+    def _cluster_error(self, informer: Informer, error: KubetrayError) -> None:
         """One message for the context, not one per tunnel, when the cluster refuses us."""
-        if isinstance(error, AuthError):
-            # The same words for every watch that fails, so the bus coalesces them into one event.
-            log.info("context %s: %s", self.context, error.message)
-            self._bus.publish(Event(
-                EventKind.FAILED,
-                f"The cluster of context {self.context!r} refused kubetray's credentials (HTTP {error.status}), "
-                "even after reading them again; that context needs new credentials.",
-                context=self.context,
-            ))
+        if not isinstance(error, AuthError):
+            return
+        log.info("context %s: %s", self.context, error.message)
+        if error.status == 403:
+            if informer.namespace is None:
+                return  # automatic forwarding over all namespaces falls back by itself
+            where = (informer.kind, informer.namespace)
+            if where not in self._told_forbidden:
+                self._told_forbidden.add(where)
+                self._bus.publish(Event(
+                    EventKind.FAILED,
+                    f"Context {self.context!r} may not watch {informer.kind} in namespace "
+                    f"{informer.namespace!r} (403 Forbidden); tunnels that need them wait until it may.",
+                    context=self.context, namespace=informer.namespace,
+                ))
+            return
+        # The same words for every watch that fails, so the bus coalesces them into one event.
+        self._bus.publish(Event(
+            EventKind.FAILED,
+            f"The cluster of context {self.context!r} refused kubetray's credentials (HTTP {error.status}), "
+            "even after reading them again; that context needs new credentials.",
+            context=self.context,
+        ))
 
     async def stop(self) -> None:
+        if self._auto is not None:
+            self._auto.stop()
+        if self._pending is not None:
+            self._pending.cancel()
+            await asyncio.gather(self._pending, return_exceptions=True)
         async with self._lock:
             forwarders, self.forwarders = list(self.forwarders.values()), {}
+            self._desired = {}
             await asyncio.gather(*(f.stop() for f in forwarders), return_exceptions=True)
         await self.cache.stop()
         self.credentials.close()
