@@ -14,15 +14,18 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from trayapp.config.paths import state_dir
 from trayapp.config.rules import RuleSet, load_rules
 from trayapp.engine.events import EventBus
 from trayapp.engine.kubeconfig import EffectiveContext, kubeconfig_paths
+from trayapp.engine.portmemory import PortMemory
+from trayapp.engine.runtime import RunPlan
 from trayapp.engine.supervisor import Supervisor
-from trayapp.model import Event, EventKind, Rule
+from trayapp.model import Event, EventKind
 from trayapp.platform.limits import raise_open_file_limit
 
 
@@ -60,15 +63,19 @@ async def run_engine(
     for event in _problems_as_events(ruleset):
         bus.publish(event)
 
-    def rules_for(effective: EffectiveContext) -> Sequence[Rule]:
-        rules = ruleset.rules_for(effective.name)
-        if not rules:
-            where = ruleset.path or "the rules file"
-            bus.publish(Event(EventKind.WAITING, f"No rules apply to context {effective.name!r} in {where}; "
-                              "kubetray has nothing to forward there.", context=effective.name))
-        return rules
+    auto = ruleset.auto if ruleset.auto.enabled else None
 
-    supervisor = Supervisor(kubeconfig_paths(kubeconfig), bus, rules_for, context, connect_timeout)
+    def plan_for(effective: EffectiveContext) -> RunPlan:
+        rules = ruleset.rules_for(effective.name)
+        if not rules and auto is None:
+            where = ruleset.path or "the rules file"
+            bus.publish(Event(EventKind.WAITING, f"No rules apply to context {effective.name!r} in {where} "
+                              "and automatic forwarding is off; kubetray has nothing to forward there.",
+                              context=effective.name))
+        return RunPlan(rules, auto)
+
+    memory = PortMemory(state_dir() / "ports.json")
+    supervisor = Supervisor(kubeconfig_paths(kubeconfig), bus, plan_for, context, connect_timeout, memory)
     await supervisor.serve(stop)
     return 0
 

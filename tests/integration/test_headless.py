@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import tempfile
 import sys
 import threading
 import urllib.request
@@ -29,13 +31,18 @@ def sim() -> Iterator[SimThread]:
         yield thread
 
 
+def isolated_env() -> dict[str, str]:
+    """The user's environment, but remembered ports go to a throwaway state folder."""
+    return {**os.environ, "XDG_STATE_HOME": tempfile.mkdtemp(prefix="kubetray-test-state-")}
+
+
 class Kubetray:
     """A kubetray process whose JSON events are read on a thread, one per line."""
 
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "trayapp", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated_env(),
         )
         self.events: Queue[dict] = Queue()
         self.seen: list[dict] = []
@@ -117,7 +124,7 @@ def test_human_lines_on_stderr(sim: SimThread, tmp_path: Path, unused_tcp_port: 
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "trayapp", "--headless", "--config", str(rules), "--kubeconfig", str(kubeconfig)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=isolated_env(),
     )
     try:
         assert process.stderr is not None

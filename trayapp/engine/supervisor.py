@@ -18,15 +18,15 @@ from trayapp.engine.auth import Credentials
 from trayapp.engine.events import EventBus
 from trayapp.engine.filewatch import FileWatcher
 from trayapp.engine.kubeconfig import EffectiveContext, read_effective_context
-from trayapp.engine.runtime import ContextRun, TunnelView
+from trayapp.engine.portmemory import PortMemory
+from trayapp.engine.runtime import ContextRun, RunPlan, TunnelView
 from trayapp.errors import KubetrayError
 from trayapp.model import Event, EventKind, Rule
 
 log = logging.getLogger(__name__)
 
-# What to run in a context: the rules for it (user rules, and automatic ones where the caller
-# sets discovery up through `on_run`).
-RulesFor = Callable[[EffectiveContext], Sequence[Rule]]
+# What to run in a context: the user's rules for it and the automatic-forwarding settings.
+PlanFor = Callable[[EffectiveContext], RunPlan | Sequence[Rule]]
 
 
 class Supervisor:
@@ -34,19 +34,19 @@ class Supervisor:
         self,
         paths: Sequence[Path],
         bus: EventBus,
-        rules_for: RulesFor,
+        plan_for: PlanFor,
         pinned_context: str | None = None,
         connect_timeout: float = 10.0,
-        on_run: Callable[[ContextRun, EffectiveContext], None] | None = None,
+        port_memory: PortMemory | None = None,
     ) -> None:
         self.paths = tuple(paths)
         self.effective: EffectiveContext | None = None
         self.run: ContextRun | None = None
         self._bus = bus
-        self._rules_for = rules_for
+        self._plan_for = plan_for
+        self._memory = port_memory
         self._pinned = pinned_context
         self._connect_timeout = connect_timeout
-        self._on_run = on_run
         self._lock = asyncio.Lock()
         self._last_problem: str | None = None
 
@@ -104,23 +104,26 @@ class Supervisor:
             credentials.close()
             self._problem(exc.message, keeping=False)
             return
-        rules = self._rules_for(effective)
+        plan = self._plan(effective)
         if previous is not None:
             where = "" if previous.name != effective.name else " (its cluster, user or namespace changed)"
             self._bus.publish(Event(
                 EventKind.CONTEXT,
                 f"The kubeconfig context changed from {previous.name} to {effective.name}{where}: "
                 f"kubetray stopped {stopped} tunnel{'s' if stopped != 1 else ''} and starts "
-                f"{len(rules)} for {effective.name}.",
+                f"{len(plan.rules)} for {effective.name}"
+                f"{' plus what automatic forwarding finds' if plan.auto is not None else ''}.",
                 context=effective.name,
                 previous_context=previous.name,
                 namespace=effective.namespace,
             ))
-        run = ContextRun(access, credentials, rules, self._bus, self._connect_timeout)
+        run = ContextRun(access, credentials, plan, self._bus, self._connect_timeout, self._memory)
         self.run = run
         await run.start()
-        if self._on_run is not None:
-            self._on_run(run, effective)
+
+    def _plan(self, effective: EffectiveContext) -> RunPlan:
+        plan = self._plan_for(effective)
+        return plan if isinstance(plan, RunPlan) else RunPlan(tuple(plan))
 
     async def _stop_run(self) -> None:
         run, self.run = self.run, None
@@ -131,7 +134,7 @@ class Supervisor:
         """The rules file changed: give the running context its new rules."""
         async with self._lock:
             if self.run is not None and self.effective is not None:
-                await self.run.apply_rules(self._rules_for(self.effective))
+                await self.run.apply_rules(self._plan(self.effective))
 
     def views(self) -> list[TunnelView]:
         return self.run.views() if self.run else []

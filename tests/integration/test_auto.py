@@ -1,0 +1,132 @@
+"""Automatic rules against the simulator: Skaffold's services, annotated services, selectors;
+resources appearing and disappearing; user rules winning; remembered ports across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+from trayapp.config.auto import AutoSettings, SelectorRule
+from trayapp.engine.auth import Credentials
+from trayapp.engine.events import EventBus
+from trayapp.engine.portmemory import PortMemory
+from trayapp.engine.runtime import ContextRun, RunPlan
+from trayapp.model import EventKind, ResourceType, Rule
+from trayapp.selectors import parse_selector
+from trayapp.sim import SimCluster
+
+from .conftest import Events
+from .test_forwarding import echo_roundtrip, http_get
+
+SKAFFOLD = {"app.kubernetes.io/managed-by": "skaffold"}
+
+
+async def start(kubeconfig: Path, plan: RunPlan, memory: PortMemory | None = None) -> tuple[ContextRun, Events]:
+    events = Events()
+    bus = EventBus()
+    bus.subscribe(events)
+    credentials = Credentials([kubeconfig], None)
+    access = await asyncio.to_thread(credentials.load)
+    run = ContextRun(access, credentials, plan, bus, port_memory=memory)
+    await run.start()
+    return run, events
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service(name: str, port: int, target: int | str, *, labels: dict[str, str] | None = None,
+            annotations: dict[str, str] | None = None, selector: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"kind": "Service",
+            "metadata": {"name": name, "namespace": "default", "labels": labels or {}, "annotations": annotations or {}},
+            "spec": {"type": "ClusterIP", "selector": selector or {"app": "web"},
+                     "ports": [{"name": "http", "port": port, "targetPort": target, "protocol": "TCP"}]}}
+
+
+async def test_skaffold_service_appears_forwards_and_disappears(cluster: SimCluster, kubeconfig: Path) -> None:
+    port = free_port()
+    run, events = await start(kubeconfig, RunPlan((), AutoSettings()))
+    try:
+        cluster.create(service("skaffold-web", port, 8080, labels=SKAFFOLD))
+        forwarding = await events.wait_for(EventKind.FORWARDING)
+        assert forwarding.resource_name == "skaffold-web" and forwarding.local_port == port
+        assert (await http_get(port))[0] == 200
+        cluster.remove_service("default", "skaffold-web")
+        stopped = await events.wait_for(EventKind.STOPPED)
+        assert stopped.local_port == port
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
+    finally:
+        await run.stop()
+
+
+async def test_annotation_with_a_local_port(cluster: SimCluster, kubeconfig: Path) -> None:
+    local = free_port()
+    run, events = await start(kubeconfig, RunPlan((), AutoSettings()))
+    try:
+        cluster.create(service("opted-in", 80, 8080, annotations={"kubetray.dev/forward": f"80:{local}"}))
+        forwarding = await events.wait_for(EventKind.FORWARDING)
+        assert (forwarding.resource_name, forwarding.local_port) == ("opted-in", local)
+        assert (await http_get(local))[0] == 200
+    finally:
+        await run.stop()
+
+
+async def test_selector_rule_on_pods(cluster: SimCluster, kubeconfig: Path) -> None:
+    selector = SelectorRule(ResourceType.POD, None, parse_selector("app=debug"), "app=debug", (7000,))
+    with socket.socket() as probe:
+        busy_7000 = probe.connect_ex(("127.0.0.1", 7000)) == 0
+    run, events = await start(kubeconfig, RunPlan((), AutoSettings(skaffold=False, annotation=False, selectors=(selector,))))
+    try:
+        forwarding = await events.wait_for(EventKind.FORWARDING)
+        assert forwarding.resource_name == "debug-shell"
+        assert forwarding.local_port == 7000 or busy_7000
+        assert forwarding.local_port is not None
+        assert await echo_roundtrip(forwarding.local_port, b"auto") == b"auto"
+    finally:
+        await run.stop()
+
+
+async def test_a_user_rule_and_an_automatic_rule_make_one_tunnel(cluster: SimCluster, kubeconfig: Path) -> None:
+    port, user_port = free_port(), free_port()
+    cluster.create(service("both", port, 8080, labels=SKAFFOLD))
+    user = Rule(ResourceType.SERVICE, "both", port, local_port=user_port, name="mine")
+    run, events = await start(kubeconfig, RunPlan((user,), AutoSettings()))
+    try:
+        await events.wait_for(EventKind.FORWARDING)
+        await asyncio.sleep(0.3)  # let discovery run on the watched services
+        assert len(run.forwarders) == 1
+        (only,) = run.forwarders.values()
+        assert (only.rule.name, only.local_port, only.rule.auto) == ("mine", user_port, False)
+    finally:
+        await run.stop()
+
+
+async def test_remembered_port_comes_back_after_a_restart(cluster: SimCluster, kubeconfig: Path, tmp_path: Path) -> None:
+    port = free_port()
+    cluster.create(service("remember", port, 8080, labels=SKAFFOLD))
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", port))
+    blocker.listen()
+    memory_file = tmp_path / "state" / "ports.json"
+    run, events = await start(kubeconfig, RunPlan((), AutoSettings()), PortMemory(memory_file))
+    try:
+        fallback = await events.wait_for(EventKind.FALLBACK)
+        got = fallback.local_port
+        assert got is not None and got != port
+    finally:
+        await run.stop()
+    blocker.close()  # the service's own port is free again, but the bookmark is on the fallback
+    run, events = await start(kubeconfig, RunPlan((), AutoSettings()), PortMemory(memory_file))
+    try:
+        again = await events.wait_for(EventKind.FORWARDING)
+        assert again.local_port == got
+        assert not events.of(EventKind.FALLBACK)
+        assert (await http_get(got))[0] == 200
+    finally:
+        await run.stop()
