@@ -130,3 +130,22 @@ async def test_remembered_port_comes_back_after_a_restart(cluster: SimCluster, k
         assert (await http_get(got))[0] == 200
     finally:
         await run.stop()
+
+
+async def test_all_namespaces_forbidden_falls_back_to_the_context_namespace(
+    cluster: SimCluster, kubeconfig: Path
+) -> None:
+    cluster.settings.forbid_all_namespaces = True  # the user has Roles, no ClusterRole to list everything
+    port = free_port()
+    cluster.create(service("skaffold-web", port, 8080, labels=SKAFFOLD))
+    run, events = await start(kubeconfig, RunPlan((), AutoSettings(namespace="*")))
+    try:
+        told = await events.wait_for(EventKind.WAITING, lambda e: "all namespaces" in e.message)
+        assert "'default'" in told.message
+        forwarding = await events.wait_for(EventKind.FORWARDING)
+        assert (forwarding.resource_name, forwarding.local_port) == ("skaffold-web", port)
+        await asyncio.sleep(0.5)
+        assert len([e for e in events.seen if "all namespaces" in e.message]) == 1
+        assert not events.of(EventKind.FAILED)  # a 403 on "*" is not a credentials problem
+    finally:
+        await run.stop()

@@ -37,6 +37,8 @@ class ApiError(Exception):
 class ApiSettings:
     token: str | None = None
     bookmark_interval: float = 5.0
+    # RBAC stand-in: a user bound to namespaced Roles only may not list across all namespaces.
+    forbid_all_namespaces: bool = False
 
 
 def _resource_list(group_version: str, kinds: list[Kind]) -> Obj:
@@ -114,6 +116,10 @@ class ApiHandler(Handler):
                 self._portforward(request, conn, namespace, rest[1])
                 return
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if kind.namespaced and namespace is None and self.settings.forbid_all_namespaces:
+            raise ApiError(403, "Forbidden",
+                           f'{kind.plural} is forbidden: User "sim-user" cannot list resource "{kind.plural}" '
+                           f'in API group "{group}" at the cluster scope')
         if request.method != "GET":
             raise ApiError(405, "MethodNotAllowed",
                            f"the simulator serves only get, list and watch on {kind.plural}")
