@@ -28,7 +28,7 @@ from types import FrameType
 import httpload
 from kubectl_probe import probe_kubectl
 from paths import ForwardPath, StockPath, TcpPath
-from procs import Children, cpu_seconds
+from procs import Children, cpu_seconds, run_bench
 from report import GIB, LatencyResult, Row, TransferResult, goals, notes, table
 from setup_paths import (
     DEPLOYMENT,
@@ -197,8 +197,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; every subprocess was stopped", file=sys.stderr)
-        sys.exit(130)
+    run_bench(main)

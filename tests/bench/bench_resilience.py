@@ -36,7 +36,7 @@ from types import FrameType
 import httpload
 import yaml
 from bench_scale import Snapshot, free_base, idle_cpu, snapshot
-from procs import Child, Children
+from procs import Child, Children, run_bench
 from resilience_setup import (
     IDLE_CONTEXT,
     SOLO,
@@ -443,8 +443,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; every subprocess was stopped", file=sys.stderr)
-        sys.exit(130)
+    run_bench(main)

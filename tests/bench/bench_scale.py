@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from procs import Child, Children, cpu_seconds, tcp_ext_counters, tcp_states
+from procs import Child, Children, cpu_seconds, run_bench, tcp_ext_counters, tcp_states
 from setup_paths import BENCH_DIR, REPO, Sim, start_sim
 
 SCENARIO = BENCH_DIR / "scenario_scale.yaml"
@@ -501,8 +501,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; every subprocess was stopped", file=sys.stderr)
-        sys.exit(130)
+    run_bench(main)

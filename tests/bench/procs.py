@@ -10,6 +10,7 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -17,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, NoReturn, Self
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -194,3 +195,12 @@ class Children:
             except Exception:  # noqa: BLE001 - keep stopping the others
                 child.proc.kill()
         self._children.clear()
+
+
+def run_bench(main: Callable[[], int]) -> NoReturn:
+    """Run a benchmark's main(): Ctrl-C ends it with 130 once Children stopped every subprocess."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; every subprocess was stopped", file=sys.stderr)
+        sys.exit(130)
