@@ -149,3 +149,27 @@ async def test_all_namespaces_forbidden_falls_back_to_the_context_namespace(
         assert not events.of(EventKind.FAILED)  # a 403 on "*" is not a credentials problem
     finally:
         await run.stop()
+
+
+def debug_pod(name: str, annotations: dict[str, str]) -> dict[str, Any]:
+    return {"kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": name}, "annotations": annotations},
+            "spec": {"containers": [{"name": "app", "image": "app:debug",
+                                     "ports": [{"name": "dlv", "containerPort": 8080, "protocol": "TCP"}]}]}}
+
+
+async def test_debug_pod_and_annotated_pod_appear_and_disappear(cluster: SimCluster, kubeconfig: Path) -> None:
+    run, events = await start(kubeconfig, RunPlan((), AutoSettings()))
+    try:
+        cluster.create(debug_pod("debuggee", {"debug.cloud.google.com/config": '{"app":{"runtime":"go","ports":{"dlv":8080}}}'}))
+        debug = await events.wait_for(EventKind.FORWARDING, lambda e: e.resource_name == "debuggee")
+        assert debug.resource_type == ResourceType.POD and debug.port == 8080
+        assert debug.local_port is not None and (await http_get(debug.local_port))[1]["x-pod"] == "debuggee"
+        cluster.create(debug_pod("opted", {"kubetray.dev/forward": "true"}))
+        opted = await events.wait_for(EventKind.FORWARDING, lambda e: e.resource_name == "opted")
+        assert opted.local_port is not None and (await http_get(opted.local_port))[1]["x-pod"] == "opted"
+        cluster.delete("pods", "default", "debuggee")
+        await events.wait_for(EventKind.STOPPED, lambda e: e.resource_name == "debuggee")
+        assert not [e for e in events.of(EventKind.STOPPED) if e.resource_name == "opted"]
+    finally:
+        await run.stop()
