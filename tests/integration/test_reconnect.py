@@ -117,3 +117,23 @@ async def test_expired_watch_lists_again(cluster: SimCluster, run_rules, unused_
     cluster.delete_pod("default", "api-0")
     await events.wait_for(EventKind.RECONNECTED)
     assert await serving_pod(unused_tcp_port) == "api-0"
+
+
+async def test_moving_on_after_a_wait_closes_connections_left_on_the_old_pod(
+    cluster: SimCluster, run_rules, unused_tcp_port: int
+) -> None:
+    cluster.scale("deployments", "default", "web", 1)
+    _, events = await run_rules([Rule(ResourceType.DEPLOYMENT, "web", 8080, local_port=unused_tcp_port)])
+    first = await events.wait_for(EventKind.FORWARDING)
+    reader, writer = await asyncio.open_connection("127.0.0.1", unused_tcp_port)  # kept alive on the old pod
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readuntil(b"\r\n\r\n")
+    cluster.set_ready("default", first.pod, False)  # no pod ready: the tunnel waits
+    await events.wait_for(EventKind.WAITING, lambda e: e.old_pod == first.pod)
+    cluster.scale("deployments", "default", "web", 2)  # another pod becomes ready
+    moved = await events.wait_for(EventKind.RECONNECTED)
+    assert moved.old_pod == first.pod and moved.pod != first.pod
+    while await asyncio.wait_for(reader.read(65536), 10):  # the old connection is ended, not left there
+        pass
+    writer.close()
+    assert await serving_pod(unused_tcp_port) == moved.pod

@@ -120,6 +120,7 @@ class Forwarder:
         deadline = loop.time() + self._connect_timeout
         avoid: Target | None = None  # a pod that just refused: wait for the cluster to move on
         attempt = 0
+        self._connections[task] = ""  # known from the start, so stop() also ends a waiting connection
         try:
             while True:
                 target = await self._wait_for_target(deadline, avoid)
@@ -163,6 +164,8 @@ class Forwarder:
     async def _wait_for_target(self, deadline: float, avoid: Target | None) -> Target | None:
         loop = asyncio.get_running_loop()
         while True:
+            if self.machine.state == TunnelState.STOPPED:
+                return None
             target = self.machine.target
             if target is not None and target != avoid:
                 return target

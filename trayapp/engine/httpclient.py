@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import h11
 
@@ -49,12 +50,24 @@ async def _open_stream(access: ClusterAccess) -> tuple[asyncio.StreamReader, asy
             access.host, access.port, ssl=tls, server_hostname=sni if tls else None, limit=_READ_SIZE * 4
         )
     proxy = urlsplit(access.proxy)
+    shown = f"{proxy.hostname}:{proxy.port or 80}"  # never the user:password part of the URL
     if proxy.scheme not in ("http", ""):
         raise ApiUnreachable(
-            f"The kubeconfig's proxy-url {access.proxy} uses {proxy.scheme}://, which kubetray does not speak yet; "
+            f"The kubeconfig's proxy-url {proxy.scheme}://{shown} uses {proxy.scheme}://, which kubetray does not speak yet; "
             "use an http:// proxy."
         )
     reader, writer = await asyncio.open_connection(proxy.hostname, proxy.port or 80, limit=_READ_SIZE * 4)
+    try:
+        return await _through_proxy(reader, writer, access, proxy, shown, tls, sni)
+    except BaseException:
+        writer.close()
+        raise
+
+
+async def _through_proxy(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, access: ClusterAccess, proxy: SplitResult,
+    shown: str, tls: ssl.SSLContext | None, sni: str,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     authority = f"{access.host}:{access.port}"
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
     if proxy.username:
@@ -65,7 +78,7 @@ async def _open_stream(access: ClusterAccess) -> tuple[asyncio.StreamReader, asy
     status = head.split(b" ", 2)[1:2]
     if status != [b"200"]:
         writer.close()
-        raise ApiUnreachable(f"The proxy {access.proxy} refused to connect to {authority}: {head.splitlines()[0]!r}.")
+        raise ApiUnreachable(f"The proxy {shown} refused to connect to {authority}: {head.splitlines()[0]!r}.")
     if tls:
         await writer.start_tls(tls, server_hostname=sni)
     return reader, writer

@@ -94,7 +94,8 @@ class Informer:
     async def _relist(self) -> str:
         listed = await self.api.list(self.kind, self.namespace)
         items = {key: item for item in listed.get("items") or [] if (key := self._key(item)) is not None}
-        changed = items != self.objects
+        # After a failure, tell subscribers even if nothing changed: they may be showing it.
+        changed = items != self.objects or self.last_error is not None
         first = not self.synced.is_set()
         self.objects = items
         self.last_error = None

@@ -81,6 +81,7 @@ class ContextRun:
         self._auto: AutoForwarder | None = None
         self._lock = asyncio.Lock()  # rule changes are applied one at a time, in order
         self._pending: asyncio.Task[None] | None = None
+        self._stopped = False
         self._told_forbidden: set[tuple[str, str | None]] = set()
 
     @property
@@ -112,8 +113,16 @@ class ContextRun:
         if tuple(rules) == self._auto_rules:
             return
         self._auto_rules = tuple(rules)
-        if self._pending is None or self._pending.done():
-            self._pending = asyncio.get_running_loop().create_task(self._apply(), name=f"context:{self.context}:auto")
+        # A new task each time (the lock keeps them in order): one already past _wanted() would
+        # miss this change.
+        previous = self._pending
+        self._pending = asyncio.get_running_loop().create_task(
+            self._apply_after(previous), name=f"context:{self.context}:auto")
+
+    async def _apply_after(self, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        await self._apply()
 
     def _wanted(self) -> dict[str, Rule]:
         wanted = {tunnel_id(self.context, rule): rule for rule in self._plan.rules}
@@ -131,13 +140,16 @@ class ContextRun:
 
     async def _apply(self) -> None:
         async with self._lock:
+            if self._stopped:
+                return  # a change queued behind stop(): nothing to start any more
             wanted = self._wanted()
             gone = [self.forwarders[tid] for tid, rule in self._desired.items() if wanted.get(tid) != rule]
+            # Stop first, so a changed rule's new forwarder can have its port back; until they
+            # are stopped, _taken() still counts their ports.
+            await asyncio.gather(*(f.stop() for f in gone), return_exceptions=True)
             for forwarder in gone:
                 del self.forwarders[forwarder.tunnel_id]
                 del self._desired[forwarder.tunnel_id]
-            # Stop first, so a changed rule's new forwarder can have its port back.
-            await asyncio.gather(*(f.stop() for f in gone), return_exceptions=True)
             for tid, rule in wanted.items():
                 if tid in self.forwarders:
                     continue
@@ -180,12 +192,13 @@ class ContextRun:
     async def stop(self) -> None:
         if self._auto is not None:
             self._auto.stop()
-        if self._pending is not None:
-            self._pending.cancel()
-            await asyncio.gather(self._pending, return_exceptions=True)
         async with self._lock:
+            self._stopped = True
+            if self._pending is not None:  # waiting on the lock: cancelling it interrupts nothing
+                self._pending.cancel()
             forwarders, self.forwarders = list(self.forwarders.values()), {}
             self._desired = {}
+            self._auto_rules = ()
             await asyncio.gather(*(f.stop() for f in forwarders), return_exceptions=True)
         await self.cache.stop()
         self.credentials.close()

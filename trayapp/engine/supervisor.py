@@ -59,16 +59,22 @@ class Supervisor:
             await self.refresh()
             await stop.wait()
         finally:
-            follow.cancel()
-            await asyncio.gather(follow, return_exceptions=True)
-            await watcher.aclose()
+            # Under the lock, so the cancel never lands in the middle of a context switch.
             async with self._lock:
+                follow.cancel()
+                await asyncio.gather(follow, return_exceptions=True)
+                await watcher.aclose()
                 await self._stop_run()
 
     async def _follow(self, watcher: FileWatcher) -> None:
         async for changed in watcher.changes():
             log.debug("kubeconfig changed: %s", ", ".join(str(p) for p in sorted(changed)))
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception as exc:  # following must outlive any one bad reading
+                log.exception("following the kubeconfig failed")
+                self._bus.publish(Event(EventKind.FAILED, f"kubetray could not apply a kubeconfig change: {exc}. "
+                                        "It keeps watching the file."))
 
     async def refresh(self) -> None:
         """Read the kubeconfig and switch context if the effective one changed."""
@@ -79,7 +85,8 @@ class Supervisor:
                 self._problem(exc.message, keeping=self.run is not None)
                 return
             self._last_problem = None
-            if self.effective is not None and effective.fingerprint == self.effective.fingerprint:
+            if (self.run is not None and self.effective is not None
+                    and effective.fingerprint == self.effective.fingerprint):
                 return
             previous = self.effective
             stopped = len(self.run.forwarders) if self.run else 0

@@ -117,10 +117,11 @@ class TunnelMachine:
         self._last_target = target
         # A pod is the same pod only with the same uid: a StatefulSet's replacement keeps the name.
         replaced = previous is not None and (previous.pod, previous.pod_uid) != (target.pod, target.pod_uid)
-        restarted = old is not None and not replaced and target.restarts > old.restarts
+        restarted = previous is not None and not replaced and target.restarts > previous.restarts
         commands: list[Command] = []
-        if old is not None and (replaced or restarted):
-            commands.append(CloseConnections(old.pod))
+        if previous is not None and (replaced or restarted):
+            # Also across a wait: a connection still open on the pod we left must not linger there.
+            commands.append(CloseConnections(previous.pod))
         commands.append(TargetChanged(target))
         if self.local_port is None:
             return commands  # the forwarder binds the listener now and reports through listening()
