@@ -84,7 +84,9 @@ class KubeApi:
     async def _get(self, path: str, query: Mapping[str, str], what: str) -> HttpStream:
         try:
             return await self._get_once(path, query, what)
-        except AuthError:
+        except AuthError as exc:
+            if exc.status != 401:
+                raise  # 403 is RBAC saying no; fresh credentials would not change its mind
             # An expired exec-plugin token or a rotated token file: ask for fresh credentials once.
             self.credentials.invalidate()
             return await self._get_once(path, query, what)
@@ -146,7 +148,9 @@ class KubeApi:
         """A WebSocket carrying one TCP connection to the pod's port (v4.channel.k8s.io)."""
         try:
             return await self._dial_once(namespace, pod, port, timeout)
-        except AuthError:
+        except AuthError as exc:
+            if exc.status != 401:
+                raise
             self.credentials.invalidate()
             return await self._dial_once(namespace, pod, port, timeout)
 
