@@ -1,4 +1,4 @@
-"""The `kubetray` command: argument parsing and the choice between tray, headless, demo and check."""
+"""The `kubetray` command: argument parsing and the choice between tray, headless, demo, check and autostart."""
 
 from __future__ import annotations
 
@@ -31,7 +31,36 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser("check", help="validate the rules file and print the rules it holds")
     check.add_argument("--config", type=Path, metavar="PATH", dest="check_config", help="rules file")
+    autostart = commands.add_parser("autostart", help="start kubetray at login: on, off or status")
+    autostart.add_argument("action", choices=("on", "off", "status"))
     return parser
+
+
+def run_autostart(action: str) -> int:
+    from trayapp.platform.autostart import AutostartError, for_platform, installed_command
+
+    backend = for_platform()
+    try:
+        if action == "on":
+            where = backend.enable(installed_command())
+            print(f"kubetray will start at login; the entry is {where}.")
+        elif action == "off":
+            was_on = backend.enabled()
+            backend.disable()
+            if was_on:
+                print(f"kubetray will no longer start at login; removed {backend.location}.")
+            else:
+                print("kubetray was not set to start at login; nothing changed.")
+        elif backend.enabled():
+            print(f"Start at login is on; the entry is {backend.location}.")
+        elif backend.location:
+            print(f"Start at login is off; turning it on writes {backend.location}.")
+        else:
+            print("Start at login is off, and this system does not support it.")
+    except AutostartError as exc:
+        print(f"{exc.title}: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         text, status = check_report(load_rules(args.check_config or args.config))
         print(text)
         return status
+    if args.command == "autostart":
+        return run_autostart(args.action)
     if args.headless or args.json:
         from trayapp.headless import run_headless
 
