@@ -7,6 +7,7 @@ import plistlib
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,8 @@ def test_command_with_a_line_break_is_refused(tmp_path):
 @pytest.mark.parametrize("command", [COMMAND, ["/home/Jo Doe/$x/py\\thon", "-m", "trayapp", "100%"]])
 def test_entry_passes_desktop_file_validate(tmp_path, command):
     path = for_platform("linux", environ={}, home=tmp_path).enable(command)
-    result = subprocess.run(["desktop-file-validate", str(path)], capture_output=True, text=True)
+    result = subprocess.run(["desktop-file-validate", str(path)], check=False,
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     # Hints are allowed: the brief's Categories=Development;Network; names two main categories,
     # which only matters for application menus, not autostart. Errors and warnings are not.
@@ -158,6 +160,9 @@ def test_windows_backend_imports_everywhere():
     backend = for_platform("win32", environ={})
     assert isinstance(backend, RegistryAutostart)
     assert backend.location.endswith(r"CurrentVersion\Run\kubetray")
+    if sys.platform != "win32":
+        with pytest.raises(AutostartError, match="only be used on Windows"):
+            backend.enabled()
 
 
 @pytest.mark.skipif(sys.platform != "win32", reason="the Run key exists only on Windows")
@@ -190,11 +195,35 @@ def test_installed_command_is_absolute_and_runnable():
         assert command[1:] == ["-m", "trayapp"]
 
 
+def test_installed_command_prefers_the_script_on_path_and_keeps_symlinks(tmp_path, monkeypatch):
+    real = tmp_path / "Cellar" / "kubetray" / "1.0" / "bin" / "kubetray"
+    real.parent.mkdir(parents=True)
+    real.write_text("#!/bin/sh\n")
+    real.chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubetray").symlink_to(real)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    # tmp_path is under the temporary folder, which installed_command refuses; move that aside.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    assert installed_command() == [str(bin_dir / "kubetray")]
+
+
+def test_installed_command_ignores_a_script_in_a_temporary_tree(tmp_path, monkeypatch):
+    script = tmp_path / "build" / "kubetray"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(script.parent))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert installed_command() == [str(Path(sys.executable).absolute()), "-m", "trayapp"]
+
+
 def run_cli(tmp_path, *args):
     env = {k: v for k, v in os.environ.items() if k not in ("XDG_CONFIG_HOME",)}
     env.update(HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "cfg"), PYTHONPATH=str(REPO))
     return subprocess.run([sys.executable, "-m", "trayapp", "autostart", *args],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+                          check=False, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="checks the XDG file the CLI writes")

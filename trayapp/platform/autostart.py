@@ -59,16 +59,18 @@ class Autostart(Protocol):
 def installed_command() -> list[str]:
     """The command the user installed, to be started at login.
 
-    Prefer the `kubetray` script on PATH, as an absolute path (the login session's PATH may lack
-    ~/.local/bin). Without one, run this interpreter with `-m trayapp`: that is the environment
-    kubetray is installed in. Either way a candidate under the temporary folder (a build or test
-    tree that will disappear) is not used.
+    Prefer the `kubetray` script on PATH, made absolute (the login session's PATH may lack
+    ~/.local/bin) but with symlinks kept: ~/.local/bin/kubetray or /opt/homebrew/bin/kubetray
+    survive upgrades, while the versioned folder they point into does not. Without a script on
+    PATH, run this interpreter with `-m trayapp`; sys.executable is kept unresolved too, so a
+    virtual environment's python stays the one with kubetray installed. A script under the
+    temporary folder (a build or test tree that will disappear) is never used.
     """
     temp = Path(tempfile.gettempdir()).resolve()
     found = shutil.which(APP_NAME)
     if found:
-        script = Path(found).resolve()
-        if not script.is_relative_to(temp):
+        script = Path(found).absolute()
+        if not script.resolve().is_relative_to(temp):
             return [str(script)]
     return [str(Path(sys.executable).absolute()), "-m", "trayapp"]
 
@@ -159,13 +161,11 @@ class XdgAutostart:
             return False
         except OSError as exc:
             raise AutostartError(f"Could not read {self.path}: {exc.strerror}.") from exc
-        for line in text.splitlines():
-            key, _, value = line.partition("=")
-            if key.strip() in ("Hidden", "X-GNOME-Autostart-enabled"):
-                off = value.strip() == ("true" if key.strip() == "Hidden" else "false")
-                if off:
-                    return False
-        return True
+        fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        # A desktop's own settings dialog may keep the file and switch it off with either key.
+        hidden = fields.get("Hidden", "").strip() == "true"
+        switched_off = fields.get("X-GNOME-Autostart-enabled", "").strip() == "false"
+        return not (hidden or switched_off)
 
     def enable(self, command: Sequence[str]) -> Path:
         entry = desktop_entry(_check_command(command))
@@ -234,6 +234,8 @@ class RegistryAutostart:
         return f"HKEY_CURRENT_USER\\{RUN_KEY}\\{APP_NAME}"
 
     def enabled(self) -> bool:
+        if sys.platform != "win32":
+            raise AutostartError("The Windows Run key can only be used on Windows.")
         import winreg
 
         try:
@@ -246,6 +248,8 @@ class RegistryAutostart:
         return True
 
     def enable(self, command: Sequence[str]) -> str:
+        if sys.platform != "win32":
+            raise AutostartError("The Windows Run key can only be used on Windows.")
         import winreg
 
         line = subprocess.list2cmdline(_check_command(command))
@@ -257,6 +261,8 @@ class RegistryAutostart:
         return self.location
 
     def disable(self) -> None:
+        if sys.platform != "win32":
+            raise AutostartError("The Windows Run key can only be used on Windows.")
         import winreg
 
         try:
