@@ -33,7 +33,34 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", type=Path, metavar="PATH", dest="check_config", help="rules file")
     autostart = commands.add_parser("autostart", help="start kubetray at login: on, off or status")
     autostart.add_argument("action", choices=("on", "off", "status"))
+    token = commands.add_parser(
+        "token", help="store (read from stdin) or delete a context's bearer token in the OS keyring")
+    token.add_argument("action", choices=("set", "delete"))
+    token.add_argument("token_context", metavar="CONTEXT")
     return parser
+
+
+def run_token(action: str, context: str) -> int:
+    from trayapp.platform.secrets import SecretStore, SecretsUnavailable
+
+    store = SecretStore()
+    try:
+        if action == "set":
+            token = sys.stdin.read().strip()
+            if not token:
+                print("No token on standard input; nothing was stored.", file=sys.stderr)
+                return 1
+            store.set_token(context, token)
+            print(f"Stored the token for context {context!r} in the OS keyring; kubetray uses it when "
+                  "that context's kubeconfig user has no credentials.")
+        elif store.delete_token(context):
+            print(f"Deleted the token for context {context!r} from the OS keyring.")
+        else:
+            print(f"The OS keyring held no token for context {context!r}; nothing changed.")
+    except SecretsUnavailable as exc:
+        print(f"{exc.title}: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run_autostart(action: str) -> int:
@@ -72,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         text, status = check_report(load_rules(args.check_config or args.config))
         print(text)
         return status
+    if args.command == "token":
+        return run_token(args.action, args.token_context)
     if args.command == "autostart":
         return run_autostart(args.action)
     if args.headless or args.json:

@@ -27,6 +27,7 @@ from trayapp.engine.runtime import RunPlan
 from trayapp.engine.supervisor import Supervisor
 from trayapp.model import Event, EventKind
 from trayapp.platform.limits import raise_open_file_limit
+from trayapp.platform.secrets import SecretStore
 
 
 def human_line(event: Event) -> str:
@@ -75,7 +76,8 @@ async def run_engine(
         return RunPlan(rules, auto)
 
     memory = PortMemory(state_dir() / "ports.json")
-    supervisor = Supervisor(kubeconfig_paths(kubeconfig), bus, plan_for, context, connect_timeout, memory)
+    supervisor = Supervisor(kubeconfig_paths(kubeconfig), bus, plan_for, context, connect_timeout, memory,
+                            stored_token=SecretStore().get_token)
     await supervisor.serve(stop)
     return 0
 

@@ -18,6 +18,8 @@ import trustme
 import yaml
 
 from trayapp.engine.auth import Credentials
+from trayapp.engine.events import EventBus
+from trayapp.engine.runtime import ContextRun
 from trayapp.errors import KubeconfigError
 from trayapp.model import EventKind, ResourceType, Rule
 from trayapp.sim import SimCluster, TlsConfig
@@ -247,3 +249,29 @@ async def test_rotated_exec_token_is_fetched_again_after_a_refusal(
             status, _, _ = await http_get(unused_tcp_port)
             assert status == 200
             assert not events.of(EventKind.FAILED)
+
+
+async def test_a_stored_token_serves_a_kubeconfig_user_without_credentials(
+    tmp_path: Path, unused_tcp_port: int
+) -> None:
+    async with SimCluster("keyring", scenario=SCENARIO, token=TOKEN) as cluster:
+        path = kubeconfig(tmp_path / "kc", cluster.url, {}, {})
+        asked: list[str] = []
+
+        def stored(context: str) -> str | None:
+            asked.append(context)
+            return TOKEN if context == "ctx" else None
+
+        events = Events()
+        bus = EventBus()
+        bus.subscribe(events)
+        credentials = Credentials([path], "ctx", stored)
+        access = await asyncio.to_thread(credentials.load)
+        run = ContextRun(access, credentials, [web_rule(unused_tcp_port)], bus)
+        await run.start()
+        try:
+            await events.wait_for(EventKind.FORWARDING)
+            assert (await http_get(unused_tcp_port))[0] == 200
+            assert set(asked) == {"ctx"}
+        finally:
+            await run.stop()

@@ -9,16 +9,19 @@ insecure-skip-tls-verify, tls-server-name and proxy-url.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import ssl
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from trayapp.errors import KubeconfigError
+from trayapp.errors import KubeconfigError, KubetrayError
+
+log = logging.getLogger(__name__)
 
 _TOKEN_TTL = 10.0  # seconds a fetched header is reused before asking the loader again
 
@@ -58,9 +61,17 @@ class ClusterAccess:
 class Credentials:
     """Produces the Authorization header for a context, refreshing it through the client's loader."""
 
-    def __init__(self, paths: Sequence[Path], context: str | None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        context: str | None,
+        stored_token: Callable[[str], str | None] | None = None,
+    ) -> None:
         self._paths = tuple(Path(p) for p in paths)
         self._context = context
+        # For a kubeconfig user with no credentials: a token the user stored (the OS keyring).
+        # Called from a worker thread, as keyrings block.
+        self._stored_token = stored_token
         self._configuration = None
         self._header: str | None = None
         self._fetched = False
@@ -120,6 +131,13 @@ class Credentials:
         settings = configuration.auth_settings()  # runs the loader's refresh hook (exec plugins)
         bearer = settings.get("BearerToken") or {}
         value = bearer.get("value")
+        if not value and not getattr(configuration, "cert_file", None) and self._stored_token and self._context:
+            try:
+                stored = self._stored_token(self._context)
+            except KubetrayError as exc:
+                log.warning("%s", exc.message)
+                stored = None
+            value = f"Bearer {stored}" if stored else None
         # client-go trims token files; a trailing newline would also be an illegal header value.
         return value.strip() if value else None
 

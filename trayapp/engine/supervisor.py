@@ -38,6 +38,7 @@ class Supervisor:
         pinned_context: str | None = None,
         connect_timeout: float = 10.0,
         port_memory: PortMemory | None = None,
+        stored_token: Callable[[str], str | None] | None = None,
     ) -> None:
         self.paths = tuple(paths)
         self.effective: EffectiveContext | None = None
@@ -45,6 +46,7 @@ class Supervisor:
         self._bus = bus
         self._plan_for = plan_for
         self._memory = port_memory
+        self._stored_token = stored_token
         self._pinned = pinned_context
         self._connect_timeout = connect_timeout
         self._lock = asyncio.Lock()
@@ -104,7 +106,7 @@ class Supervisor:
                                 context=self.effective.name if self.effective else None))
 
     async def _start_run(self, effective: EffectiveContext, previous: EffectiveContext | None, stopped: int) -> None:
-        credentials = Credentials(self.paths, effective.name)
+        credentials = Credentials(self.paths, effective.name, self._stored_token)
         try:
             access = await asyncio.to_thread(credentials.load)
         except KubetrayError as exc:
