@@ -72,6 +72,9 @@ class Credentials:
         # For a kubeconfig user with no credentials: a token the user stored (the OS keyring).
         # Called from a worker thread, as keyrings block.
         self._stored_token = stored_token
+        self._told_keyring = False
+        self._stored_asked = False
+        self._stored_value: str | None = None
         self._configuration = None
         self._header: str | None = None
         self._fetched = False
@@ -112,6 +115,7 @@ class Credentials:
             raise KubeconfigError(f"kubetray could not use the kubeconfig {shown}: {exc}") from exc
         self._configuration = configuration
         self._fetched = False
+        self._stored_asked = False  # a new reading (e.g. after a 401) asks the keyring again
         details = chosen.get("context") or {}
         return ClusterAccess(
             context=name,
@@ -132,14 +136,26 @@ class Credentials:
         bearer = settings.get("BearerToken") or {}
         value = bearer.get("value")
         if not value and not getattr(configuration, "cert_file", None) and self._stored_token and self._context:
+            value = self._stored_header()
+        # client-go trims token files; a trailing newline would also be an illegal header value.
+        return value.strip() if value else None
+
+    def _stored_header(self) -> str | None:
+        """Asked once per kubeconfig reading: a locked keyring may ask the user to unlock it."""
+        if not self._stored_asked:
+            self._stored_asked = True
+            assert self._stored_token is not None and self._context is not None
             try:
                 stored = self._stored_token(self._context)
             except KubetrayError as exc:
-                log.warning("%s", exc.message)
+                # Most users without credentials in the kubeconfig need none (a local cluster, the
+                # demo): say it once, for -v; `kubetray token set` shows it to whoever uses it.
+                if not self._told_keyring:
+                    self._told_keyring = True
+                    log.info("%s", exc.message)
                 stored = None
-            value = f"Bearer {stored}" if stored else None
-        # client-go trims token files; a trailing newline would also be an illegal header value.
-        return value.strip() if value else None
+            self._stored_value = f"Bearer {stored}" if stored else None
+        return self._stored_value
 
     async def authorization(self) -> str | None:
         """The Authorization header value, or None when the context uses client certificates only."""
