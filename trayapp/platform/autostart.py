@@ -144,15 +144,34 @@ def xdg_config_home(environ: Mapping[str, str], home: Path) -> Path:
     return home / ".config"
 
 
-class XdgAutostart:
-    """An XDG autostart entry, read by GNOME, KDE, Xfce and the other desktops that follow the spec."""
+class _FileAutostart:
+    """A backend that is one file: on when it is there (and says so), off when it is gone."""
 
-    def __init__(self, environ: Mapping[str, str], home: Path) -> None:
-        self.path = xdg_config_home(environ, home) / "autostart" / f"{APP_NAME}.desktop"
+    path: Path
 
     @property
     def location(self) -> str:
         return str(self.path)
+
+    def _write(self, content: bytes) -> Path:
+        try:
+            _atomic_write(self.path, content)
+        except OSError as exc:
+            raise AutostartError(f"Could not write {self.path}: {exc.strerror}.") from exc
+        return self.path
+
+    def disable(self) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise AutostartError(f"Could not remove {self.path}: {exc.strerror}.") from exc
+
+
+class XdgAutostart(_FileAutostart):
+    """An XDG autostart entry, read by GNOME, KDE, Xfce and the other desktops that follow the spec."""
+
+    def __init__(self, environ: Mapping[str, str], home: Path) -> None:
+        self.path = xdg_config_home(environ, home) / "autostart" / f"{APP_NAME}.desktop"
 
     def enabled(self) -> bool:
         try:
@@ -168,31 +187,16 @@ class XdgAutostart:
         return not (hidden or switched_off)
 
     def enable(self, command: Sequence[str]) -> Path:
-        entry = desktop_entry(_check_command(command))
-        try:
-            _atomic_write(self.path, entry.encode("utf-8"))
-        except OSError as exc:
-            raise AutostartError(f"Could not write {self.path}: {exc.strerror}.") from exc
-        return self.path
-
-    def disable(self) -> None:
-        try:
-            self.path.unlink(missing_ok=True)
-        except OSError as exc:
-            raise AutostartError(f"Could not remove {self.path}: {exc.strerror}.") from exc
+        return self._write(desktop_entry(_check_command(command)).encode("utf-8"))
 
 
 # --- macOS -------------------------------------------------------------------------------------
 
-class LaunchAgentAutostart:
+class LaunchAgentAutostart(_FileAutostart):
     """A per-user LaunchAgent that launchd loads at login."""
 
     def __init__(self, home: Path) -> None:
         self.path = home / "Library" / "LaunchAgents" / f"{LAUNCHD_LABEL}.plist"
-
-    @property
-    def location(self) -> str:
-        return str(self.path)
 
     def enabled(self) -> bool:
         try:
@@ -211,17 +215,7 @@ class LaunchAgentAutostart:
             "RunAtLoad": True,
             "ProcessType": "Interactive",
         }
-        try:
-            _atomic_write(self.path, plistlib.dumps(data, fmt=plistlib.FMT_XML))
-        except OSError as exc:
-            raise AutostartError(f"Could not write {self.path}: {exc.strerror}.") from exc
-        return self.path
-
-    def disable(self) -> None:
-        try:
-            self.path.unlink(missing_ok=True)
-        except OSError as exc:
-            raise AutostartError(f"Could not remove {self.path}: {exc.strerror}.") from exc
+        return self._write(plistlib.dumps(data, fmt=plistlib.FMT_XML))
 
 
 # --- Windows -----------------------------------------------------------------------------------
