@@ -157,3 +157,27 @@ class Event:
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One desktop notification, as the UI decided to show it (after coalescing)."""
+
+    title: str
+    body: str
+    # Errors stay until the user dismisses them; information goes away by itself.
+    sticky: bool = False
+    # Opened when the notification is clicked, where the platform supports that.
+    url: str | None = None
+    tunnel_id: str | None = None
+
+
+def local_url(rule: Rule, local_port: int) -> str:
+    """The URL a forwarded tunnel answers on: scheme and path from the rule, http by default."""
+    host = rule.address
+    if host in ("127.0.0.1", "0.0.0.0", "::", "::1"):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    path = rule.path if rule.path.startswith("/") else "/" + rule.path
+    return f"{rule.url_scheme(local_port)}://{host}:{local_port}{path}"
