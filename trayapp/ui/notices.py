@@ -1,0 +1,238 @@
+"""Which engine events become desktop notifications, and how many: the policy, with no I/O.
+
+The engine tells everything; a person wants to hear only what changes their work, and not as
+a storm. Events are gathered for a short window so that what happens at once is told at once:
+more than a few notices become one summary, a context switch and the tunnels it starts become
+one notice, and each tunnel speaks at most once per half minute (a failure after good news
+still gets through once, because errors matter more).
+
+No Qt here: the UI asks `deadline()` when to call `flush()` and arms one single-shot timer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from trayapp.model import Event, EventKind, Notice
+
+GATHER = 1.0  # seconds: events this close together are told together
+PER_TUNNEL = 30.0  # seconds: at most one notice per tunnel in this window (a failure excepted once)
+MAX_SEPARATE = 3  # more notices than this at once become one summary
+SUMMARY_LABELS = 3  # tunnel labels named in a summary before "and N more"
+
+_TOLD = frozenset({EventKind.FALLBACK, EventKind.RECONNECTED, EventKind.FAILED, EventKind.CONTEXT})
+_FOLDABLE = frozenset({EventKind.FALLBACK, EventKind.RECONNECTED, EventKind.FAILED})
+
+# How each kind is counted in summaries: (one, many).
+_COUNTED = {
+    EventKind.FALLBACK: ("{n} tunnel fell back to another port", "{n} tunnels fell back to other ports"),
+    EventKind.RECONNECTED: ("{n} tunnel moved to a new pod", "{n} tunnels moved to new pods"),
+    EventKind.FAILED: ("{n} failed", "{n} failed"),
+}
+_COUNTED_IN_CONTEXT = {
+    **_COUNTED,
+    EventKind.FAILED: ("{n} tunnel failed", "{n} tunnels failed"),
+}
+
+
+@dataclass(frozen=True)
+class _Pending:
+    event: Event
+    url: str | None
+    at: float
+
+
+@dataclass(frozen=True)
+class _Told:
+    at: float
+    error: bool
+
+
+class NoticePolicy:
+    """Turns engine events into notices: gathered, limited per tunnel, summarised."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, gather: float = GATHER,
+                 per_tunnel: float = PER_TUNNEL, max_separate: int = MAX_SEPARATE) -> None:
+        self._clock = clock
+        self.gather = gather
+        self.per_tunnel = per_tunnel
+        self.max_separate = max_separate
+        self._enabled = True
+        self._pending: list[_Pending] = []
+        self._due: float | None = None
+        self._told: dict[str, _Told] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = value
+        if not value:
+            # Turning notices off also silences what was about to be shown.
+            self._pending.clear()
+            self._due = None
+
+    def admit(self, event: Event, url: str | None = None) -> None:
+        """Queue an event; `url` is what clicking its notice opens (the tunnel's local URL)."""
+        if not self._enabled or event.kind not in _TOLD:
+            return
+        now = self._clock()
+        if event.tunnel_id is not None and not self._may_tell(event.tunnel_id, event.kind == EventKind.FAILED, now):
+            return
+        self._pending.append(_Pending(event, url, now))
+        if self._due is None:
+            self._due = now + self.gather
+        if event.kind == EventKind.CONTEXT:
+            # The tunnels of the new context start right after the switch: wait for them so
+            # that they fold into the one notice about the switch.
+            self._due = max(self._due, now + self.gather)
+
+    def deadline(self) -> float | None:
+        """When `flush()` has something to return, on the policy's clock; None when nothing waits."""
+        return self._due
+
+    def flush(self) -> list[Notice]:
+        """The notices due now, in order; empty before the deadline."""
+        if self._due is None or self._clock() < self._due:
+            return []
+        pending, self._pending, self._due = self._pending, [], None
+        return self._render(pending)
+
+    def _may_tell(self, tunnel_id: str, error: bool, now: float) -> bool:
+        self._forget(now)
+        told = self._told.get(tunnel_id)
+        if told is not None and now - told.at < self.per_tunnel and (told.error or not error):
+            return False
+        # Either the first word in the window, or a failure after good news: that failure is
+        # told once and holds the tunnel's slot from now on.
+        self._told[tunnel_id] = _Told(now, error)
+        return True
+
+    def _forget(self, now: float) -> None:
+        # Keeps the table as small as the set of tunnels that spoke in the last window.
+        stale = [tid for tid, told in self._told.items() if now - told.at >= self.per_tunnel]
+        for tid in stale:
+            del self._told[tid]
+
+    def _render(self, pending: list[_Pending]) -> list[Notice]:
+        switch, folded, rest = _split(pending, self.gather)
+        notices: list[Notice] = []
+        if switch is not None:
+            notices.append(_context_notice(switch, folded))
+        separate = [_notice(p) for p in rest]
+        if len(notices) + len(separate) > self.max_separate:
+            notices.append(_summary(rest))
+        else:
+            notices.extend(separate)
+        return notices
+
+
+def _split(pending: list[_Pending], gather: float) -> tuple[_Pending | None, list[_Pending], list[_Pending]]:
+    """(the last context switch, the tunnel events that fold into it, everything else)."""
+    switches = [p for p in pending if p.event.kind == EventKind.CONTEXT]
+    if not switches:
+        return None, [], pending
+    switch = switches[-1]
+    # Earlier switches in the same moment are superseded: their tunnels are already gone again.
+    left_behind = {p.event.context for p in switches[:-1]} - {switch.event.context}
+    folded: list[_Pending] = []
+    rest: list[_Pending] = []
+    for p in pending:
+        event = p.event
+        if event.kind == EventKind.CONTEXT:
+            continue
+        if (event.tunnel_id is not None and event.kind in _FOLDABLE
+                and event.context == switch.event.context and 0 <= p.at - switch.at <= gather):
+            folded.append(p)
+        elif event.tunnel_id is not None and event.context in left_behind:
+            continue
+        else:
+            rest.append(p)
+    return switch, folded, rest
+
+
+def _label(event: Event) -> str:
+    return event.label or event.tunnel_id or "a tunnel"
+
+
+def _notice(pending: _Pending) -> Notice:
+    event = pending.event
+    label = _label(event)
+    if event.kind == EventKind.FALLBACK:
+        title = f"{label} wanted {event.requested_local_port} (busy); it is on {event.local_port}"
+    elif event.kind == EventKind.RECONNECTED:
+        if event.pod is not None and event.old_pod == event.pod:
+            title = f"{label}: pod {event.pod} restarted"
+        else:
+            title = f"{label} moved to pod {event.pod}" if event.pod else f"{label} reconnected"
+    else:
+        title = f"{label} failed" if event.tunnel_id is not None else "kubetray: a problem"
+    return Notice(title, event.message, sticky=event.kind == EventKind.FAILED, url=pending.url,
+                  tunnel_id=event.tunnel_id)
+
+
+def _counts(pendings: list[_Pending], wording: dict[EventKind, tuple[str, str]]) -> list[str]:
+    parts = []
+    for kind in (EventKind.FALLBACK, EventKind.RECONNECTED, EventKind.FAILED):
+        n = sum(1 for p in pendings if p.event.kind == kind)
+        if n:
+            one, many = wording[kind]
+            parts.append((one if n == 1 else many).format(n=n))
+    return parts
+
+
+def _joined(parts: list[str]) -> str:
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _labels(pendings: list[_Pending]) -> str:
+    labels = list(dict.fromkeys(_label(p.event) for p in pendings if p.event.tunnel_id is not None))
+    shown = labels[:SUMMARY_LABELS]
+    more = len(labels) - len(shown)
+    return _joined(shown + ([f"{more} more"] if more else []))
+
+
+def _single_tunnel(pendings: list[_Pending]) -> tuple[str | None, str | None]:
+    """(url, tunnel id) when every event is about one tunnel; a summary of many opens nothing."""
+    tunnels = {p.event.tunnel_id for p in pendings}
+    if len(tunnels) != 1 or None in tunnels:
+        return None, None
+    urls = [p.url for p in pendings if p.url]
+    return (urls[-1] if urls else None), pendings[0].event.tunnel_id
+
+
+def _context_notice(switch: _Pending, folded: list[_Pending]) -> Notice:
+    body = switch.event.message
+    counts = _counts(folded, _COUNTED_IN_CONTEXT)
+    if counts:
+        body += f" Since then {_joined(counts)}: {_labels(folded)}."
+    url, tunnel = _single_tunnel(folded)
+    return Notice(f"Switched to {switch.event.context}", body,
+                  sticky=any(p.event.kind == EventKind.FAILED for p in folded), url=url, tunnel_id=tunnel)
+
+
+def _summary(pendings: list[_Pending]) -> Notice:
+    about_tunnels = [p for p in pendings if p.event.tunnel_id is not None]
+    tunnels = len({p.event.tunnel_id for p in about_tunnels})
+    others = len(pendings) - len(about_tunnels)
+    counts = _counts(about_tunnels, _COUNTED)
+    if others:
+        counts.append(f"{others} other problem{'s' if others != 1 else ''}")
+    if not others:
+        title = f"kubetray: {tunnels} tunnel{'s' if tunnels != 1 else ''} changed"
+    else:
+        title = f"kubetray: {len(pendings)} changes and problems"
+    body = _joined(counts)
+    body = body[0].upper() + body[1:] + "."
+    labels = _labels(pendings)
+    if labels:
+        body += f" Tunnels: {labels}."
+    url, tunnel = _single_tunnel(pendings)
+    return Notice(title, body, sticky=any(p.event.kind == EventKind.FAILED for p in pendings),
+                  url=url, tunnel_id=tunnel)
