@@ -69,4 +69,4 @@ def test_only_the_demo_reaches_the_simulator() -> None:
             continue
         sim_imports = {n for n in imports_of(path) if n.startswith("trayapp.sim")}
         if sim_imports:
-            assert path.name == "headless.py", f"{path.relative_to(PACKAGE)} imports {sim_imports}"
+            assert path.name == "demo.py", f"{path.relative_to(PACKAGE)} imports {sim_imports}"

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", type=Path, metavar="PATH", dest="check_config", help="rules file")
     autostart = commands.add_parser("autostart", help="start kubetray at login: on, off or status")
     autostart.add_argument("action", choices=("on", "off", "status"))
+    status = commands.add_parser("status", help="print the running kubetray's tunnels")
+    status.add_argument("--json", action="store_true", dest="status_json", help="as one JSON object")
     token = commands.add_parser(
         "token", help="store (read from stdin) or delete a context's bearer token in the OS keyring")
     token.add_argument("action", choices=("set", "delete"))
@@ -99,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         text, status = check_report(load_rules(args.check_config or args.config))
         print(text)
         return status
+    if args.command == "status":
+        from trayapp.status import run_status
+
+        return run_status(args.status_json or args.json)
     if args.command == "token":
         return run_token(args.action, args.token_context)
     if args.command == "autostart":

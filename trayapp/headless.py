@@ -14,18 +14,18 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from trayapp.config.paths import state_dir
-from trayapp.config.rules import RuleSet, load_rules
+from trayapp.control import Controller, EngineOptions
 from trayapp.engine.events import EventBus
-from trayapp.engine.kubeconfig import EffectiveContext, kubeconfig_paths
+from trayapp.engine.kubeconfig import kubeconfig_paths
 from trayapp.engine.portmemory import PortMemory
-from trayapp.engine.runtime import RunPlan
-from trayapp.engine.supervisor import Supervisor
-from trayapp.model import Event, EventKind
+from trayapp.errors import KubetrayError
+from trayapp.model import Event
+from trayapp.platform.instance import AlreadyRunning, InstanceServer, ask
 from trayapp.platform.limits import raise_open_file_limit
 from trayapp.platform.secrets import SecretStore
 
@@ -47,67 +47,57 @@ def printer(json_mode: bool, out: TextIO, err: TextIO) -> Callable[[Event], None
     return show
 
 
-def _problems_as_events(ruleset: RuleSet) -> Iterator[Event]:
-    for problem in ruleset.problems:
-        yield Event(EventKind.FAILED, f"{problem} kubetray skipped that rule; the others work.")
+def engine_options(args: argparse.Namespace, rules: Path | None, kubeconfig: str | None) -> EngineOptions:
+    """What the engine needs from the command line, for the tray and the terminal alike."""
+    store = SecretStore()
+    return EngineOptions(
+        kubeconfig_paths=tuple(kubeconfig_paths(kubeconfig)),
+        rules_path=rules,
+        pinned_context=args.context,
+        connect_timeout=args.connect_timeout,
+        port_memory=PortMemory(state_dir() / "ports.json"),
+        stored_token=store.get_token,
+        store_token=store.set_token,
+    )
 
 
-async def run_engine(
-    ruleset: RuleSet,
-    kubeconfig: str | None,
-    context: str | None,
-    bus: EventBus,
-    stop: asyncio.Event,
-    connect_timeout: float = 10.0,
-) -> int:
-    """Follow the kubeconfig and forward until `stop` is set."""
-    for event in _problems_as_events(ruleset):
-        bus.publish(event)
-
-    auto = ruleset.auto if ruleset.auto.enabled else None
-
-    def plan_for(effective: EffectiveContext) -> RunPlan:
-        rules = ruleset.rules_for(effective.name)
-        if not rules and auto is None:
-            where = ruleset.path or "the rules file"
-            bus.publish(Event(EventKind.WAITING, f"No rules apply to context {effective.name!r} in {where} "
-                              "and automatic forwarding is off; kubetray has nothing to forward there.",
-                              context=effective.name))
-        return RunPlan(rules, auto)
-
-    memory = PortMemory(state_dir() / "ports.json")
-    supervisor = Supervisor(kubeconfig_paths(kubeconfig), bus, plan_for, context, connect_timeout, memory,
-                            stored_token=SecretStore().get_token)
-    await supervisor.serve(stop)
+async def serve_with_instance(controller: Controller, stop: asyncio.Event) -> int:
+    """Run the controller and answer `kubetray status`; 1 when another kubetray already runs."""
+    server = InstanceServer(controller.answer)
+    try:
+        await server.start()
+    except AlreadyRunning:
+        sys.stderr.write(already_running_text())
+        return 1
+    except KubetrayError as exc:
+        logging.getLogger(__name__).warning("%s `kubetray status` will not reach this one.", exc.message)
+        server = None
+    try:
+        await controller.serve(stop)
+    finally:
+        if server is not None:
+            await server.close()
     return 0
 
 
-@contextlib.contextmanager
-def _demo_environment() -> Iterator[tuple[Path, Path]]:
-    """Start the simulated cluster in its own thread; yield (rules file, kubeconfig)."""
-    import tempfile
+def already_running_text() -> str:
+    from trayapp.status import status_text
 
-    # Only --demo reaches the simulator; the engine below does not know it is one.
-    from trayapp.sim import SimCluster
-    from trayapp.sim.demo import DEMO_RULES, demo_scenario_path
-    from trayapp.sim.runner import run_in_thread
-
-    with tempfile.TemporaryDirectory(prefix="kubetray-demo-") as folder:
-        rules = Path(folder) / "rules.yaml"
-        rules.write_text(DEMO_RULES, encoding="utf-8")
-        kubeconfig = Path(folder) / "kubeconfig"
-        with run_in_thread(SimCluster("demo", scenario=demo_scenario_path())) as sim:
-            sim.cluster.write_kubeconfig(kubeconfig, context="kubetray-demo")
-            yield rules, kubeconfig
+    answer = ask({"request": "status"})
+    if answer is None:
+        return "Another kubetray is starting for this user; this one exits.\n"
+    return (f"kubetray is already running (process {answer.get('pid')}, {answer.get('mode')}); this one exits. "
+            "Its tunnels:\n" + status_text(answer))
 
 
-async def _main(args: argparse.Namespace, ruleset: RuleSet, kubeconfig: str | None, bus: EventBus) -> int:
+async def _main(args: argparse.Namespace, rules: Path | None, kubeconfig: str | None, bus: EventBus) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
-    return await run_engine(ruleset, kubeconfig, args.context, bus, stop, args.connect_timeout)
+    controller = Controller(engine_options(args, rules, kubeconfig), bus)
+    return await serve_with_instance(controller, stop)
 
 
 def run_headless(args: argparse.Namespace) -> int:
@@ -119,15 +109,18 @@ def run_headless(args: argparse.Namespace) -> int:
     raise_open_file_limit()
     bus = EventBus()
     bus.subscribe(printer(args.json, sys.stdout, sys.stderr))
+    if ask({"request": "ping"}, 2.0) is not None:
+        sys.stderr.write(already_running_text())
+        return 1
     if args.demo:
-        with _demo_environment() as (rules_path, kubeconfig_path):
+        from trayapp.demo import demo_environment
+
+        with demo_environment() as demo:
             if not args.json:
                 sys.stderr.write(
                     "kubetray demo: a simulated cluster is running on this machine (kubeconfig: "
-                    f"{kubeconfig_path}). Try `curl http://127.0.0.1:8080/` once web is forwarding; "
+                    f"{demo.kubeconfig}). Try `curl http://127.0.0.1:8080/` once web is forwarding; "
                     "Ctrl-C stops.\n"
                 )
-            ruleset = load_rules(args.config or rules_path)
-            return asyncio.run(_main(args, ruleset, str(kubeconfig_path), bus))
-    ruleset = load_rules(args.config)
-    return asyncio.run(_main(args, ruleset, args.kubeconfig, bus))
+            return asyncio.run(_main(args, args.config or demo.rules, str(demo.kubeconfig), bus))
+    return asyncio.run(_main(args, args.config, args.kubeconfig, bus))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from trayapp.engine.auth import ClusterAccess, Credentials
 from trayapp.engine.autoforward import AutoForwarder
@@ -41,6 +41,21 @@ def tunnel_id(context: str, rule: Rule) -> str:
     return f"{context}/{rule.namespace}/{rule.resource_type.short}/{rule.resource_name}:{rule.port}@{rule.address}"
 
 
+@dataclass
+class Switches:
+    """What the user turned off from the tray, shared by every ContextRun of one Supervisor.
+
+    Tunnel ids name their context, so a tunnel stopped in one context stays stopped when the
+    user comes back to it, and "Pause all" outlives a context switch.
+    """
+
+    paused: bool = False
+    disabled: set[str] = field(default_factory=set)
+
+    def enabled(self, tid: str) -> bool:
+        return not self.paused and tid not in self.disabled
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """What to forward in a context: the user's rules, and the `auto:` settings if any."""
@@ -67,6 +82,7 @@ class ContextRun:
         bus: EventBus,
         connect_timeout: float = 10.0,
         port_memory: PortMemory | None = None,
+        switches: Switches | None = None,
     ) -> None:
         self.access = access
         self.credentials = credentials
@@ -83,6 +99,9 @@ class ContextRun:
         self._pending: asyncio.Task[None] | None = None
         self._stopped = False
         self._told_forbidden: set[tuple[str, str | None]] = set()
+        self.switches = switches or Switches()
+        self._switched_off: dict[str, Rule] = {}  # wanted, but stopped or paused by the user
+        self._keep_port: dict[str, int] = {}  # a restarted tunnel gets its local port back
 
     @property
     def context(self) -> str:
@@ -142,7 +161,9 @@ class ContextRun:
         async with self._lock:
             if self._stopped:
                 return  # a change queued behind stop(): nothing to start any more
-            wanted = self._wanted()
+            everything = self._wanted()
+            wanted = {tid: rule for tid, rule in everything.items() if self.switches.enabled(tid)}
+            self._switched_off = {tid: rule for tid, rule in everything.items() if tid not in wanted}
             gone = [self.forwarders[tid] for tid, rule in self._desired.items() if wanted.get(tid) != rule]
             # Stop first, so a changed rule's new forwarder can have its port back; until they
             # are stopped, _taken() still counts their ports.
@@ -153,8 +174,11 @@ class ContextRun:
             for tid, rule in wanted.items():
                 if tid in self.forwarders:
                     continue
+                start_rule = self._remembered(rule)
+                if tid in self._keep_port:
+                    start_rule = replace(start_rule, local_port=self._keep_port.pop(tid))
                 forwarder = Forwarder(
-                    self._remembered(rule), self.context, tid, self.cache, self._bus.publish, self._taken,
+                    start_rule, self.context, tid, self.cache, self._bus.publish, self._taken,
                     self._connect_timeout,
                 )
                 self.forwarders[tid] = forwarder
@@ -162,6 +186,23 @@ class ContextRun:
                 await forwarder.start()
                 if rule.auto and self._memory is not None and forwarder.local_port is not None:
                     self._memory.remember(PortKey.of(self.context, rule), forwarder.local_port)
+
+    async def switches_changed(self) -> None:
+        """The user paused, resumed, stopped or started tunnels: start and stop to match."""
+        await self._apply()
+
+    async def restart(self, tid: str) -> bool:
+        """Stop a tunnel and start it again on the same local port; False if there is no such tunnel."""
+        async with self._lock:
+            forwarder = self.forwarders.pop(tid, None)
+            if forwarder is None:
+                return False
+            del self._desired[tid]
+            if forwarder.local_port is not None:
+                self._keep_port[tid] = forwarder.local_port
+            await forwarder.stop()
+        await self._apply()
+        return True
 
     def _cluster_error(self, informer: Informer, error: KubetrayError) -> None:
         """One message for the context, not one per tunnel, when the cluster refuses us."""
@@ -199,15 +240,22 @@ class ContextRun:
             forwarders, self.forwarders = list(self.forwarders.values()), {}
             self._desired = {}
             self._auto_rules = ()
+            self._switched_off = {}
             await asyncio.gather(*(f.stop() for f in forwarders), return_exceptions=True)
         await self.cache.stop()
         self.credentials.close()
 
     def views(self) -> list[TunnelView]:
-        return [
-            TunnelView(
+        """Every tunnel of the context, in rule order, including those the user switched off."""
+        views = {
+            f.tunnel_id: TunnelView(
                 f.tunnel_id, f.rule, f.state, f.local_port,
                 f.machine.target.pod if f.machine.target else None, f.machine.reason,
             )
             for f in self.forwarders.values()
-        ]
+        }
+        reason = "Paused from the tray." if self.switches.paused else "Stopped from the tray."
+        for tid, rule in self._switched_off.items():
+            views[tid] = TunnelView(tid, rule, TunnelState.STOPPED, None, None, reason)
+        order = {tid: position for position, tid in enumerate(self._wanted())}
+        return sorted(views.values(), key=lambda v: order.get(v.tunnel_id, len(order)))

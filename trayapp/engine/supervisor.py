@@ -17,9 +17,9 @@ from pathlib import Path
 from trayapp.engine.auth import Credentials
 from trayapp.engine.events import EventBus
 from trayapp.engine.filewatch import FileWatcher
-from trayapp.engine.kubeconfig import EffectiveContext, read_effective_context
+from trayapp.engine.kubeconfig import EffectiveContext, merged_kubeconfig, read_effective_context
 from trayapp.engine.portmemory import PortMemory
-from trayapp.engine.runtime import ContextRun, RunPlan, TunnelView
+from trayapp.engine.runtime import ContextRun, RunPlan, Switches, TunnelView
 from trayapp.errors import KubetrayError
 from trayapp.model import Event, EventKind, Rule
 
@@ -39,6 +39,7 @@ class Supervisor:
         connect_timeout: float = 10.0,
         port_memory: PortMemory | None = None,
         stored_token: Callable[[str], str | None] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.paths = tuple(paths)
         self.effective: EffectiveContext | None = None
@@ -51,6 +52,10 @@ class Supervisor:
         self._connect_timeout = connect_timeout
         self._lock = asyncio.Lock()
         self._last_problem: str | None = None
+        self._on_change = on_change or (lambda: None)
+        self.switches = Switches()
+        self.contexts: tuple[str, ...] = ()  # every context in the kubeconfig, for the tray's switch menu
+        self.problem: str | None = None  # why the kubeconfig cannot be used right now, if it cannot
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; the kubeconfig is read once the watch is armed, so no change is lost."""
@@ -78,25 +83,40 @@ class Supervisor:
                 self._bus.publish(Event(EventKind.FAILED, f"kubetray could not apply a kubeconfig change: {exc}. "
                                         "It keeps watching the file."))
 
-    async def refresh(self) -> None:
-        """Read the kubeconfig and switch context if the effective one changed."""
-        async with self._lock:
-            try:
-                effective = await asyncio.to_thread(read_effective_context, self.paths, self._pinned)
-            except KubetrayError as exc:
-                self._problem(exc.message, keeping=self.run is not None)
-                return
-            self._last_problem = None
-            if (self.run is not None and self.effective is not None
-                    and effective.fingerprint == self.effective.fingerprint):
-                return
-            previous = self.effective
-            stopped = len(self.run.forwarders) if self.run else 0
-            await self._stop_run()
-            self.effective = effective
-            await self._start_run(effective, previous, stopped)
+    async def refresh(self, force: bool = False) -> None:
+        """Read the kubeconfig and switch context if the effective one changed (or when forced)."""
+        try:
+            async with self._lock:
+                await self._refresh(force)
+        finally:
+            self._on_change()
+
+    async def _refresh(self, force: bool) -> None:
+        try:
+            effective = await asyncio.to_thread(self._read)
+        except KubetrayError as exc:
+            self._problem(exc.message, keeping=self.run is not None)
+            return
+        self._last_problem = self.problem = None
+        if (not force and self.run is not None and self.effective is not None
+                and effective.fingerprint == self.effective.fingerprint):
+            return
+        previous = self.effective
+        stopped = len(self.run.forwarders) if self.run else 0
+        await self._stop_run()
+        self.effective = effective
+        await self._start_run(effective, previous, stopped)
+
+    def _read(self) -> EffectiveContext:
+        """In a worker thread: the effective context, and every context's name on the way."""
+        try:
+            self.contexts = tuple(sorted(merged_kubeconfig(self.paths).contexts))
+        except KubetrayError:
+            pass  # read_effective_context reports the same problem, with its file
+        return read_effective_context(self.paths, self._pinned)
 
     def _problem(self, message: str, keeping: bool) -> None:
+        self.problem = message
         if message == self._last_problem:
             return  # one event per problem, however often the file is rewritten meanwhile
         self._last_problem = message
@@ -114,7 +134,7 @@ class Supervisor:
             self._problem(exc.message, keeping=False)
             return
         plan = self._plan(effective)
-        if previous is not None:
+        if previous is not None and previous.fingerprint != effective.fingerprint:
             where = "" if previous.name != effective.name else " (its cluster, user or namespace changed)"
             self._bus.publish(Event(
                 EventKind.CONTEXT,
@@ -126,7 +146,7 @@ class Supervisor:
                 previous_context=previous.name,
                 namespace=effective.namespace,
             ))
-        run = ContextRun(access, credentials, plan, self._bus, self._connect_timeout, self._memory)
+        run = ContextRun(access, credentials, plan, self._bus, self._connect_timeout, self._memory, self.switches)
         self.run = run
         await run.start()
 
@@ -144,6 +164,27 @@ class Supervisor:
         async with self._lock:
             if self.run is not None and self.effective is not None:
                 await self.run.apply_rules(self._plan(self.effective))
+
+    async def set_paused(self, paused: bool) -> None:
+        """Pause all (listeners closed, ports freed) or resume all; kept across context switches."""
+        async with self._lock:
+            self.switches.paused = paused
+            if self.run is not None:
+                await self.run.switches_changed()
+
+    async def set_enabled(self, tid: str, enabled: bool) -> None:
+        """Stop or start one tunnel; it stays stopped until started again, in this context."""
+        async with self._lock:
+            if enabled:
+                self.switches.disabled.discard(tid)
+            else:
+                self.switches.disabled.add(tid)
+            if self.run is not None:
+                await self.run.switches_changed()
+
+    async def restart(self, tid: str) -> bool:
+        async with self._lock:
+            return self.run is not None and await self.run.restart(tid)
 
     def views(self) -> list[TunnelView]:
         return self.run.views() if self.run else []

@@ -1,0 +1,56 @@
+"""`kubetray status` and the single instance, between real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from trayapp.sim.runner import SimThread
+
+from .test_headless import Kubetray, sim  # noqa: F401  (the sim fixture)
+
+
+def kubetray(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_STATE_HOME": tempfile.mkdtemp(prefix="kubetray-test-state-")}
+    return subprocess.run([sys.executable, "-m", "trayapp", *args], capture_output=True, text=True,
+                          env=env, timeout=30)
+
+
+def test_status_and_a_second_instance(sim: SimThread, tmp_path: Path, unused_tcp_port: int) -> None:  # noqa: F811
+    kubeconfig = tmp_path / "kubeconfig"
+    sim.cluster.write_kubeconfig(kubeconfig, context="sim-ctx")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(f"portForward:\n  - {{resourceType: service, resourceName: web, port: 80, "
+                     f"localPort: {unused_tcp_port}, name: web}}\n", encoding="utf-8")
+    nothing = kubetray("status")
+    assert nothing.returncode == 3 and "not running" in nothing.stderr
+
+    app = Kubetray("--headless", "--json", "--config", str(rules), "--kubeconfig", str(kubeconfig))
+    try:
+        web = app.wait_for(lambda e: e["event"] == "forwarding")
+        answer = json.loads(kubetray("status", "--json").stdout)
+        assert answer["pid"] == app.process.pid and answer["mode"] == "headless"
+        assert answer["context"] == "sim-ctx" and answer["contexts"] == ["sim-ctx"]
+        (tunnel,) = answer["tunnels"]
+        assert tunnel["state"] == "forwarding" and tunnel["rule"] == "web"
+        assert tunnel["url"] == f"http://localhost:{unused_tcp_port}/" and tunnel["pod"] == web["pod"]
+        assert tunnel["context"] == "sim-ctx" and tunnel["localPort"] == unused_tcp_port
+
+        text = kubetray("status")
+        assert text.returncode == 0
+        assert f"process {app.process.pid}, headless" in text.stdout
+        assert f"forwarding   web  http://localhost:{unused_tcp_port}/  pod {web['pod']}" in text.stdout
+
+        second = kubetray("--headless", "--config", str(rules), "--kubeconfig", str(kubeconfig))
+        assert second.returncode == 1
+        assert f"kubetray is already running (process {app.process.pid}, headless)" in second.stderr
+        assert f"http://localhost:{unused_tcp_port}/" in second.stderr
+        assert app.stop(signal.SIGTERM) == 0
+    finally:
+        app.kill()
+    assert kubetray("status").returncode == 3

@@ -1,0 +1,245 @@
+"""The app without its face: one object that runs the engine for the tray and the terminal.
+
+`Controller.serve()` loads the rules, follows the kubeconfig (Supervisor) and the rules file, and
+runs until stopped. Its commands (pause, stop or restart a tunnel, switch context, reload, store a
+token) are coroutines on the engine's loop; the tray calls them through `EngineThread.submit`.
+After anything changes it hands a fresh `Snapshot` to `on_snapshot`, at most once per loop turn,
+so the UI renders state it is given and never asks the engine while a menu is opening.
+
+It joins config, engine and platform, so it sits above them, beside `headless`; it imports no Qt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trayapp.config.rules import RuleSet, load_rules
+from trayapp.engine.events import EventBus
+from trayapp.engine.filewatch import FileWatcher
+from trayapp.engine.kubeconfig import EffectiveContext, set_current_context
+from trayapp.engine.portmemory import PortMemory
+from trayapp.engine.runtime import RunPlan, TunnelView
+from trayapp.engine.supervisor import Supervisor
+from trayapp.errors import KubetrayError
+from trayapp.model import Event, EventKind, local_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    kubeconfig_paths: tuple[Path, ...]
+    rules_path: Path | None = None  # None: the per-user rules file
+    pinned_context: str | None = None  # --context: follow no kubeconfig switches
+    connect_timeout: float = 10.0
+    port_memory: PortMemory | None = None
+    stored_token: Callable[[str], str | None] | None = None
+    store_token: Callable[[str, str], None] | None = None
+    watch_rules: bool = True
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the tray shows, as of one moment."""
+
+    context: str | None = None
+    namespace: str | None = None
+    contexts: tuple[str, ...] = ()
+    pinned: bool = False  # the context was given on the command line; switching is not offered
+    tunnels: tuple[TunnelView, ...] = ()
+    paused: bool = False
+    problem: str | None = None  # why the kubeconfig cannot be used, when it cannot
+    rules_path: Path | None = None
+    recent: tuple[Event, ...] = field(default=(), compare=False)
+
+
+class Controller:
+    def __init__(
+        self,
+        options: EngineOptions,
+        bus: EventBus,
+        on_snapshot: Callable[[Snapshot], None] | None = None,
+    ) -> None:
+        self.options = options
+        self.bus = bus
+        self._on_snapshot = on_snapshot
+        self.ruleset: RuleSet = RuleSet(path=None)
+        self.supervisor = Supervisor(
+            options.kubeconfig_paths, bus, self._plan_for, options.pinned_context, options.connect_timeout,
+            options.port_memory, options.stored_token, on_change=self.changed,
+        )
+        self._push_scheduled = False
+        self.mode = "headless"
+        # The tray answers what only it knows (show the menu, what the menu holds).
+        self.ui_requests: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        bus.subscribe(lambda _event: self.changed())
+
+    # Running
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._load_rules()
+        watcher = None
+        watching = None
+        if self.options.watch_rules and self.rules_path is not None:
+            watcher = FileWatcher([self.rules_path])
+            await watcher.start()
+            watching = self._loop.create_task(self._follow_rules(watcher), name="controller:rules")
+        try:
+            await self.supervisor.serve(stop)
+        finally:
+            if watching is not None:
+                watching.cancel()
+                await asyncio.gather(watching, return_exceptions=True)
+            if watcher is not None:
+                await watcher.aclose()
+
+    @property
+    def rules_path(self) -> Path | None:
+        return self.ruleset.path or self.ruleset.searched or self.options.rules_path
+
+    def _load_rules(self) -> None:
+        self.ruleset = load_rules(self.options.rules_path)
+        for problem in self.ruleset.problems:
+            self.bus.publish(Event(EventKind.FAILED, f"{problem} kubetray skipped that rule; the others work."))
+
+    def _plan_for(self, effective: EffectiveContext) -> RunPlan:
+        auto = self.ruleset.auto if self.ruleset.auto.enabled else None
+        rules = self.ruleset.rules_for(effective.name)
+        if not rules and auto is None:
+            where = self.ruleset.path or self.ruleset.searched or "the rules file"
+            self.bus.publish(Event(
+                EventKind.WAITING, f"No rules apply to context {effective.name!r} in {where} "
+                "and automatic forwarding is off; kubetray has nothing to forward there.",
+                context=effective.name))
+        return RunPlan(rules, auto)
+
+    async def _follow_rules(self, watcher: FileWatcher) -> None:
+        async for _changed in watcher.changes():
+            try:
+                await self.reload_rules()
+            except Exception:  # following must outlive any one bad reading
+                log.exception("applying the changed rules file failed")
+
+    # Commands (coroutines on the engine loop)
+
+    async def reload_rules(self) -> None:
+        self._load_rules()
+        await self.supervisor.reload_rules()
+        self.changed()
+
+    async def pause_all(self) -> None:
+        await self.supervisor.set_paused(True)
+        self.changed()
+
+    async def resume_all(self) -> None:
+        await self.supervisor.set_paused(False)
+        self.changed()
+
+    async def set_enabled(self, tunnel_id: str, enabled: bool) -> None:
+        await self.supervisor.set_enabled(tunnel_id, enabled)
+        self.changed()
+
+    async def restart(self, tunnel_id: str) -> None:
+        await self.supervisor.restart(tunnel_id)
+        self.changed()
+
+    async def switch_context(self, name: str) -> Path:
+        """Write current-context as `kubectl config use-context` does; the file watch does the rest."""
+        try:
+            return await asyncio.to_thread(set_current_context, self.options.kubeconfig_paths, name)
+        except KubetrayError as exc:
+            self.bus.publish(Event(EventKind.FAILED, f"kubetray could not switch to context {name!r}: "
+                                   f"{exc.message}", context=name))
+            raise
+
+    async def set_token(self, context: str, token: str) -> None:
+        """Store a context's token in the OS keyring and reconnect that context with it."""
+        if self.options.store_token is None:
+            raise KubetrayError("This kubetray has no keyring to store tokens in.")
+        await asyncio.to_thread(self.options.store_token, context, token)
+        if self.supervisor.effective is not None and self.supervisor.effective.name == context:
+            await self.supervisor.refresh(force=True)
+
+    async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A request from another kubetray process (platform/instance.py)."""
+        if request.get("request") == "status":
+            return {"pid": os.getpid(), "mode": self.mode, **snapshot_json(self.snapshot())}
+        if self.ui_requests is not None:
+            return await self.ui_requests(request)
+        return {"error": f"unknown request {request.get('request')!r}"}
+
+    # State
+
+    def changed(self) -> None:
+        """Something changed: push one snapshot at the end of this loop turn, however many changes came."""
+        if self._on_snapshot is None or self._push_scheduled:
+            return
+        loop = self._loop
+        if loop is None:
+            with contextlib.suppress(RuntimeError):
+                loop = asyncio.get_running_loop()
+        if loop is None:
+            return
+        self._push_scheduled = True
+        loop.call_soon(self._push)
+
+    def _push(self) -> None:
+        self._push_scheduled = False
+        if self._on_snapshot is not None:
+            self._on_snapshot(self.snapshot())
+
+    def snapshot(self) -> Snapshot:
+        effective = self.supervisor.effective
+        return Snapshot(
+            context=effective.name if effective else None,
+            namespace=effective.namespace if effective else None,
+            contexts=self.supervisor.contexts,
+            pinned=self.options.pinned_context is not None,
+            tunnels=tuple(self.supervisor.views()),
+            paused=self.supervisor.switches.paused,
+            problem=self.supervisor.problem,
+            rules_path=self.rules_path,
+            recent=tuple(self.bus.history[-50:]),
+        )
+
+
+def tunnel_json(view: TunnelView, context: str | None) -> dict[str, Any]:
+    rule = view.rule
+    return {
+        "id": view.tunnel_id,
+        "context": context,
+        "namespace": rule.namespace,
+        "rule": rule.label,
+        "resourceType": rule.resource_type.value,
+        "resourceName": rule.resource_name,
+        "port": rule.port,
+        "address": rule.address,
+        "state": view.state.value,
+        "localPort": view.local_port,
+        "url": local_url(rule, view.local_port) if view.local_port is not None else None,
+        "pod": view.pod,
+        "reason": view.reason,
+        "auto": rule.auto,
+    }
+
+
+def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
+    """`kubetray status --json`: camelCase like the headless events."""
+    return {
+        "context": snapshot.context,
+        "namespace": snapshot.namespace,
+        "contexts": list(snapshot.contexts),
+        "paused": snapshot.paused,
+        "problem": snapshot.problem,
+        "rulesPath": str(snapshot.rules_path) if snapshot.rules_path else None,
+        "tunnels": [tunnel_json(view, snapshot.context) for view in snapshot.tunnels],
+    }

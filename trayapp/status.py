@@ -1,0 +1,49 @@
+"""`kubetray status [--json]`: the running kubetray's tunnels, asked for over its instance socket."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from trayapp.platform.instance import ask
+
+_MARKS = {"forwarding": "ok", "waiting": "..", "reconnecting": "~~", "failed": "!!", "stopped": "--"}
+
+
+def status_text(answer: dict[str, Any]) -> str:
+    lines = []
+    context = answer.get("context") or "(no context)"
+    namespace = answer.get("namespace")
+    head = f"context {context}" + (f", namespace {namespace}" if namespace else "")
+    if answer.get("paused"):
+        head += " (paused)"
+    lines.append(head)
+    if answer.get("problem"):
+        lines.append(f"  problem: {answer['problem']}")
+    tunnels = answer.get("tunnels") or []
+    if not tunnels:
+        lines.append("  no tunnels")
+    width = max((len(str(t.get("rule"))) for t in tunnels), default=0)
+    for tunnel in tunnels:
+        state = str(tunnel.get("state"))
+        where = tunnel.get("url") or "no local port yet"
+        pod = f"  pod {tunnel['pod']}" if tunnel.get("pod") else ""
+        line = f"  {_MARKS.get(state, '  ')} {state:<12} {str(tunnel.get('rule')):<{width}}  {where}{pod}"
+        if tunnel.get("reason") and state != "forwarding":
+            line += f"\n       {tunnel['reason']}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def run_status(as_json: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    answer = ask({"request": "status"})
+    if answer is None:
+        err.write("kubetray is not running for this user; start it with `kubetray` (or `kubetray --headless`).\n")
+        return 3
+    if as_json:
+        out.write(json.dumps(answer, indent=2) + "\n")
+    else:
+        out.write(f"kubetray is running (process {answer.get('pid')}, {answer.get('mode')}).\n")
+        out.write(status_text(answer))
+    return 0
