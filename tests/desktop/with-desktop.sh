@@ -59,11 +59,17 @@ trap 'exit 143' TERM
 trap 'exit 130' INT
 trap 'exit 129' HUP
 
-# start NAME COMMAND...: run a service in the background, its output in logs/NAME.log.
+# start NAME [--input FILE] COMMAND...: run a service in the background, its output in
+# logs/NAME.log. The input redirection has to sit on the background command itself: bash gives
+# a background job of a script /dev/null as stdin unless that command redirects it.
 start() {
-    local name="$1"
+    local name="$1" input=/dev/null
     shift
-    "$@" >"$LOGS/$name.log" 2>&1 &
+    if [ "$1" = --input ]; then
+        input="$2"
+        shift 2
+    fi
+    "$@" <"$input" >"$LOGS/$name.log" 2>&1 &
     SERVICE_PIDS+=("$!")
     SERVICE_NAMES+=("$name")
 }
@@ -110,8 +116,8 @@ start dunst dunst
 # From a file, not a pipe: a pipeline would make the recorded PID a shell, and stopping that
 # shell would leave the daemon running.
 printf %s "${TEST_KEYRING_PASSWORD:-test}" >"$SESSION_DIR/keyring-password"
-start keyring gnome-keyring-daemon --foreground --unlock --components=secrets \
-    <"$SESSION_DIR/keyring-password"
+start keyring --input "$SESSION_DIR/keyring-password" \
+    gnome-keyring-daemon --foreground --unlock --components=secrets
 
 bus_has() {
     # ListNames, unlike a call to the name itself, never starts a service by D-Bus activation.
@@ -124,6 +130,10 @@ tray_panel_shown() {
 wait_until "the trayer panel" tray_panel_shown
 wait_until "dunst (org.freedesktop.Notifications)" bus_has org.freedesktop.Notifications
 wait_until "gnome-keyring (org.freedesktop.secrets)" bus_has org.freedesktop.secrets
+# The login keyring file appears once the password was read and the keyring created unlocked;
+# without it, the first secret a test stores would open a password prompt and hang.
+wait_until "gnome-keyring's unlocked login keyring" test -s "$XDG_DATA_HOME/keyrings/login.keyring"
+rm -f "$SESSION_DIR/keyring-password"
 
 # Not `exec`: this shell has to outlive the command to stop the services afterwards.
 status=0
