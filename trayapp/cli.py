@@ -113,10 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from trayapp.headless import run_headless
 
         return run_headless(args)
-    # The tray lands with the desktop issue; until then every run is headless.
-    from trayapp.headless import run_headless
+    from trayapp.ui.app import run_tray
 
-    return run_headless(args)
+    return run_tray(args)
 
 
 if __name__ == "__main__":

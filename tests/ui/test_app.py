@@ -1,0 +1,165 @@
+"""The tray app offscreen, on the real engine and a simulated cluster over real sockets."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QObject, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import QApplication
+
+from trayapp.config.settings import load_settings
+from trayapp.model import Event, EventKind, TunnelState
+from trayapp.platform.instance import ask
+from trayapp.sim import SimCluster
+from trayapp.sim.runner import SimThread, run_in_thread
+from trayapp.ui.app import TrayApp
+from trayapp.ui.menu_model import CopyText, OpenUrl, SetEnabled, SetNotifications, SetPaused, Simple
+
+SCENARIO = """
+deployments:
+  - name: web
+    replicas: 1
+    labels: {app: web}
+    ports: [{name: http, containerPort: 8080}]
+services:
+  - name: web
+    selector: {app: web}
+    ports: [{name: http, port: 80, targetPort: http}]
+"""
+
+
+class UrlCatcher(QObject):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    @Slot(QUrl)
+    def catch(self, url: QUrl) -> None:
+        self.urls.append(url.toString())
+
+
+@pytest.fixture
+def sim() -> Iterator[SimThread]:
+    with run_in_thread(SimCluster("ui", scenario=SCENARIO)) as thread:
+        yield thread
+
+
+@pytest.fixture
+def app(qapp: QApplication, sim: SimThread, tmp_path: Path, unused_tcp_port: int) -> Iterator[TrayApp]:
+    kubeconfig = tmp_path / "kubeconfig"
+    sim.cluster.write_kubeconfig(kubeconfig, context="sim-ctx")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(f"portForward:\n  - {{resourceType: service, resourceName: web, port: 80, "
+                     f"localPort: {unused_tcp_port}, name: web}}\n", encoding="utf-8")
+    args = argparse.Namespace(context=None, connect_timeout=5.0, verbose=False)
+    tray_app = TrayApp(qapp, args, rules, str(kubeconfig))
+    tray_app.start()
+    yield tray_app
+    tray_app.shutdown()
+    assert not tray_app.engine.running
+    if tray_app.status_window is not None:
+        tray_app.status_window.deleteLater()
+
+
+def ask_from_another_thread(qtbot, request: dict) -> dict:
+    """As `kubetray status` asks: blocking, but off the GUI thread, which must stay free to answer."""
+    answers: list[dict | None] = []
+    threading.Thread(target=lambda: answers.append(ask(request)), daemon=True).start()
+    qtbot.waitUntil(lambda: bool(answers), timeout=5000)
+    assert answers[0] is not None
+    return answers[0]
+
+
+def forwarding(app: TrayApp) -> bool:
+    return any(t.state == TunnelState.FORWARDING for t in app.tray.snapshot.tunnels)
+
+
+def wait_forwarding(qtbot, app: TrayApp) -> None:
+    try:
+        qtbot.waitUntil(lambda: forwarding(app), timeout=10000)
+    except Exception:
+        raise AssertionError(f"not forwarding: the tray shows {app.tray.snapshot}, the engine has "
+                             f"{app.controller.snapshot()}; events: {app.bus.history}") from None
+
+
+def test_the_tray_app_forwards_and_obeys_its_menu(qtbot, app: TrayApp, unused_tcp_port: int) -> None:
+    wait_forwarding(qtbot, app)
+    # Offscreen there is no tray: the status window stands in, saying why.
+    assert app.status_window is not None and app.status_window.isVisible()
+    assert app.status_window.list.count() == 1
+    assert app.tray.icon.toolTip() == "sim-ctx: 1 tunnel"
+    with urllib.request.urlopen(f"http://127.0.0.1:{unused_tcp_port}/", timeout=10) as answer:
+        assert answer.status == 200
+
+    # Another process asks: `kubetray status` and the tray's own view.
+    status = ask_from_another_thread(qtbot, {"request": "status"})
+    assert status["mode"] == "tray" and status["tunnels"][0]["state"] == "forwarding"
+    ui = ask_from_another_thread(qtbot, {"request": "ui"})
+    assert ui is not None and ui["trayAvailable"] is False and ui["statusWindow"] is True
+
+    catcher = UrlCatcher()
+    QDesktopServices.setUrlHandler("http", catcher, "catch")
+    try:
+        app.run_command(OpenUrl(f"http://localhost:{unused_tcp_port}/"))
+        assert catcher.urls == [f"http://localhost:{unused_tcp_port}/"]
+    finally:
+        QDesktopServices.unsetUrlHandler("http")
+    app.run_command(CopyText(str(unused_tcp_port)))
+    assert QGuiApplication.clipboard().text() == str(unused_tcp_port)
+
+    app.run_command(SetPaused(True))
+    qtbot.waitUntil(lambda: app.tray.snapshot.paused and not forwarding(app), timeout=5000)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", unused_tcp_port), timeout=2).close()
+    app.run_command(SetPaused(False))
+    wait_forwarding(qtbot, app)
+
+    tid = app.tray.snapshot.tunnels[0].tunnel_id
+    app.run_command(SetEnabled(tid, False))
+    qtbot.waitUntil(lambda: app.tray.snapshot.tunnels[0].state == TunnelState.STOPPED, timeout=5000)
+    app.run_command(SetEnabled(tid, True))
+    wait_forwarding(qtbot, app)
+
+
+def test_notifications_fall_back_to_the_tray_and_can_be_turned_off(qtbot, app: TrayApp) -> None:
+    wait_forwarding(qtbot, app)
+    failure = Event(EventKind.FAILED, "Something broke; kubetray keeps trying.", context="sim-ctx")
+    # No notification service on this bus: the notice comes back for the tray's own balloon.
+    with qtbot.waitSignal(app.bridge.notice_fallback, timeout=5000) as caught:
+        app.bus.publish(failure)
+    notice = caught.args[0]
+    assert notice.sticky and notice.body == "Something broke; kubetray keeps trying."
+
+    app.run_command(SetNotifications(False))
+    assert load_settings().notifications is False
+    with qtbot.assertNotEmitted(app.bridge.notice_fallback, wait=1500):
+        app.bus.publish(Event(EventKind.FAILED, "Another thing broke.", context="sim-ctx"))
+
+
+def test_open_rules_file_creates_a_commented_example(qtbot, app: TrayApp, tmp_path: Path) -> None:
+    rules = app.controller.rules_path
+    assert rules is not None
+    rules.unlink()
+    catcher = UrlCatcher()
+    QDesktopServices.setUrlHandler("file", catcher, "catch")
+    try:
+        app.run_command(Simple.OPEN_RULES)
+    finally:
+        QDesktopServices.unsetUrlHandler("file")
+    assert catcher.urls == [QUrl.fromLocalFile(str(rules)).toString()]
+    assert rules.read_text(encoding="utf-8").startswith("# kubetray rules.")
+
+
+def test_show_log_lists_recent_events(qtbot, app: TrayApp) -> None:
+    wait_forwarding(qtbot, app)
+    app.run_command(Simple.SHOW_LOG)
+    assert app.log_window is not None and app.log_window.isVisible()
+    qtbot.waitUntil(lambda: " forwarding " in app.log_window.toPlainText(), timeout=5000)
+    app.log_window.close()

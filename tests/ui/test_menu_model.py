@@ -1,0 +1,135 @@
+"""The menu, icon state and tooltip for every tunnel state, without Qt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trayapp.control import Snapshot
+from trayapp.engine.runtime import TunnelView
+from trayapp.model import ResourceType, Rule, TunnelState
+from trayapp.ui.menu_model import (
+    CopyText, Item, Mark, OpenUrl, Prefs, Restart, SetAutostart, SetEnabled, SetNotifications, SetPaused, SetToken,
+    Simple, SwitchContext, build_menu, overall, tooltip,
+)
+
+WEB = Rule(ResourceType.SERVICE, "web", 80, local_port=8080, name="web")
+API = Rule(ResourceType.STATEFULSET, "api", "grpc", local_port=9090)
+TLS = Rule(ResourceType.DEPLOYMENT, "gateway", 8443, namespace="edge")
+
+
+def view(rule: Rule, state: TunnelState, port: int | None = None, pod: str | None = None,
+         reason: str | None = None) -> TunnelView:
+    return TunnelView(f"ctx/{rule.resource_name}", rule, state, port, pod, reason)
+
+
+def snap(*tunnels: TunnelView, **kw) -> Snapshot:
+    base = dict(context="kind-dev", namespace="default", contexts=("kind-dev", "prod"), tunnels=tunnels,
+                rules_path=Path("/home/jo/.config/kubetray/config.yaml"))
+    base.update(kw)
+    return Snapshot(**base)
+
+
+def texts(items: list[Item] | tuple[Item, ...]) -> list[str]:
+    return [i.text for i in items if not i.separator]
+
+
+def find(items: list[Item] | tuple[Item, ...], start: str) -> Item:
+    return next(i for i in items if i.text.startswith(start))
+
+
+def test_overall_state_and_tooltip() -> None:
+    ok = view(WEB, TunnelState.FORWARDING, 8080, "web-1")
+    waiting = view(API, TunnelState.WAITING, 9090)
+    failed = view(TLS, TunnelState.FAILED, reason="No pod matches.")
+    assert overall(snap()) == Mark.IDLE
+    assert overall(snap(ok)) == Mark.OK
+    assert overall(snap(ok, waiting)) == Mark.BUSY
+    assert overall(snap(ok, view(API, TunnelState.RECONNECTING, 9090))) == Mark.BUSY
+    assert overall(snap(ok, waiting, failed)) == Mark.FAILED
+    assert overall(snap(ok, problem="The kubeconfig is broken.")) == Mark.FAILED
+    assert tooltip(snap(ok, waiting, failed)) == "kind-dev: 3 tunnels, 1 waiting, 1 failed"
+    assert tooltip(snap(ok)) == "kind-dev: 1 tunnel"
+    assert tooltip(snap(paused=True)) == "kind-dev: 0 tunnels, paused"
+    assert tooltip(Snapshot(problem="No kubeconfig was found.")) == "kubetray: No kubeconfig was found."
+
+
+def test_header_and_context_switching() -> None:
+    items = build_menu(snap(), Prefs())
+    assert items[0].text == "kind-dev  \u00b7  namespace default" and items[0].heading
+    switch = find(items, "Switch context")
+    assert [(c.text, c.checked, c.command) for c in switch.children] == [
+        ("kind-dev", True, SwitchContext("kind-dev")), ("prod", False, SwitchContext("prod"))]
+    pinned = find(build_menu(snap(pinned=True), Prefs()), "Switch context")
+    assert not pinned.enabled and "--context" in pinned.tooltip
+    broken = build_menu(snap(problem="The kubeconfig /k is not YAML."), Prefs())
+    assert find(broken, "\u26a0").tooltip == "The kubeconfig /k is not YAML."
+
+
+def test_tunnel_entries_for_each_state() -> None:
+    items = build_menu(snap(
+        view(WEB, TunnelState.FORWARDING, 8080, "web-7d9-x2k"),
+        view(API, TunnelState.WAITING, 9090, reason="No pod of statefulset api is ready yet."),
+        view(Rule(ResourceType.POD, "db", 5432), TunnelState.RECONNECTING, 5432, "db"),
+        view(Rule(ResourceType.POD, "gone", 7000), TunnelState.FAILED, None, reason="Pod gone was deleted."),
+        view(Rule(ResourceType.POD, "off", 7001), TunnelState.STOPPED, None, reason="Stopped from the tray."),
+    ), Prefs())
+    web = find(items, "web")
+    assert web.text == "web  \u2192 localhost:8080  web-7d9-x2k" and web.mark == Mark.OK
+    assert web.command == OpenUrl("http://localhost:8080/")
+    assert "Click to open http://localhost:8080/" in web.tooltip and "pod web-7d9-x2k" in web.tooltip
+    assert [(c.text, c.command, c.enabled) for c in web.children if not c.separator] == [
+        ("Open", OpenUrl("http://localhost:8080/"), True),
+        ("Copy URL", CopyText("http://localhost:8080/"), True),
+        ("Copy port", CopyText("8080"), True),
+        ("Restart", Restart("ctx/web"), True),
+        ("Stop", SetEnabled("ctx/web", False), True),
+    ]
+    api = find(items, "sts/api")
+    assert api.text == "sts/api :grpc  \u2192 localhost:9090  (waiting)" and api.mark == Mark.BUSY
+    assert api.command is None  # nothing to open until it forwards
+    assert api.children[0].text == "No pod of statefulset api is ready yet." and api.children[0].heading
+    assert find(items, "pod/db").mark == Mark.BUSY
+    failed = find(items, "pod/gone")
+    assert failed.text == "pod/gone :7000  \u2192 (no port yet)  (failed)" and failed.mark == Mark.FAILED
+    assert "Pod gone was deleted." in failed.tooltip
+    stopped = find(items, "pod/off")
+    assert stopped.mark == Mark.STOPPED
+    assert [c.command for c in stopped.children if c.text == "Start"] == [SetEnabled("ctx/off", True)]
+    assert not next(c for c in stopped.children if c.text == "Restart").enabled
+
+
+def test_https_and_scheme_from_the_rule() -> None:
+    gateway = find(build_menu(snap(view(TLS, TunnelState.FORWARDING, 8443, "gw")), Prefs()), "deploy/gateway")
+    assert gateway.command == OpenUrl("https://localhost:8443/")
+    custom = Rule(ResourceType.SERVICE, "grafana", 3000, scheme="http", path="/login", name="grafana")
+    item = find(build_menu(snap(view(custom, TunnelState.FORWARDING, 3001, "g")), Prefs()), "grafana")
+    assert item.command == OpenUrl("http://localhost:3001/login")
+
+
+def test_tunnels_grouped_by_namespace() -> None:
+    items = build_menu(snap(view(WEB, TunnelState.FORWARDING, 8080, "w"), view(TLS, TunnelState.FORWARDING, 8443, "g")),
+                       Prefs())
+    names = texts(items)
+    assert names.index("namespace default") < names.index("web  \u2192 localhost:8080  w")
+    assert names.index("namespace edge") < names.index("deploy/gateway :8443  \u2192 localhost:8443  g")
+    # One namespace, the context's own: no heading needed.
+    assert "namespace default" not in texts(build_menu(snap(view(WEB, TunnelState.FORWARDING, 8080, "w")), Prefs()))
+
+
+def test_actions() -> None:
+    items = build_menu(snap(view(WEB, TunnelState.FORWARDING, 8080, "w")), Prefs(autostart=True, notifications=False))
+    assert find(items, "Pause all").command == SetPaused(True)
+    assert find(items, "Open rules file").command is Simple.OPEN_RULES
+    assert find(items, "Open rules file").tooltip == "/home/jo/.config/kubetray/config.yaml"
+    assert find(items, "Reload rules").command is Simple.RELOAD_RULES
+    assert find(items, "Show log").command is Simple.SHOW_LOG
+    assert find(items, "Set token for this context").command == SetToken("kind-dev")
+    login = find(items, "Start at login")
+    assert (login.checked, login.command) == (True, SetAutostart(False))
+    notes = find(items, "Notifications")
+    assert (notes.checked, notes.command) == (False, SetNotifications(True))
+    assert items[-1].command is Simple.QUIT
+    paused = build_menu(snap(paused=True), Prefs())
+    assert find(paused, "Resume all").command == SetPaused(False)
+    assert "No tunnels (paused)" in texts(paused)
+    assert not find(build_menu(snap(), Prefs(autostart_supported=False)), "Start at login").enabled

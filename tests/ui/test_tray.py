@@ -1,0 +1,110 @@
+"""The tray's Qt menu, offscreen: entries, commands, the click on a tunnel, the icon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QMenu
+
+from trayapp.model import TunnelState
+from trayapp.ui.menu_model import Command, Mark, OpenUrl, Prefs, SetEnabled, SetPaused, Simple
+from trayapp.ui.tray import Tray
+
+from .test_menu_model import API, TLS, WEB, snap, view
+
+
+def make_tray(qtbot, commands: list[Command]) -> Tray:
+    tray = Tray(commands.append, lambda: Prefs(autostart=False))
+    qtbot.addWidget(tray.menu)
+    return tray
+
+
+def action(menu: QMenu, start: str):
+    return next(a for a in menu.actions() if a.text().startswith(start))
+
+
+def full_snapshot():
+    return snap(
+        view(WEB, TunnelState.FORWARDING, 8080, "web-7d9-x2k"),
+        view(API, TunnelState.WAITING, 9090, reason="No pod of statefulset api is ready yet."),
+        view(TLS, TunnelState.FAILED, reason="The cluster refused the port-forward."),
+    )
+
+
+def test_menu_is_built_when_it_opens(qtbot, artifacts: Path) -> None:
+    commands: list[Command] = []
+    tray = make_tray(qtbot, commands)
+    tray.update(full_snapshot())
+    assert tray.menu.actions() == []  # nothing is built until the menu opens
+    tray.menu.popup(QPoint(10, 10))
+    qtbot.waitUntil(tray.menu.isVisible)
+    names = [a.text() for a in tray.menu.actions() if not a.isSeparator()]
+    assert names[:2] == ["kind-dev  \u00b7  namespace default", "Switch context"]
+    assert "web  \u2192 localhost:8080  web-7d9-x2k" in names
+    assert names[-3:] == ["Start at login", "Notifications", "Quit kubetray"]
+    web = action(tray.menu, "web")
+    assert [a.text() for a in web.menu().actions() if not a.isSeparator()] == [
+        "Open", "Copy URL", "Copy port", "Restart", "Stop"]
+    failed = action(tray.menu, "deploy/gateway")
+    assert "The cluster refused the port-forward." in failed.toolTip()
+    assert tray.menu.toolTipsVisible()
+    assert not action(tray.menu, "kind-dev").isEnabled()
+    login = action(tray.menu, "Start at login")
+    assert login.isCheckable() and not login.isChecked()
+    tray.menu.grab().save(str(artifacts / "menu-offscreen.png"))
+
+    action(tray.menu, "Pause all").trigger()
+    action(web.menu(), "Stop").trigger()
+    action(tray.menu, "Quit").trigger()
+    assert commands == [SetPaused(True), SetEnabled("ctx/web", False), Simple.QUIT]
+
+
+def test_clicking_a_tunnel_opens_it_and_enter_does_too(qtbot) -> None:
+    commands: list[Command] = []
+    tray = make_tray(qtbot, commands)
+    tray.update(full_snapshot())
+    tray.menu.popup(QPoint(10, 10))
+    qtbot.waitUntil(tray.menu.isVisible)
+    web = action(tray.menu, "web")
+    QTest.mouseClick(tray.menu, Qt.MouseButton.LeftButton, pos=tray.menu.actionGeometry(web).center())
+    assert commands == [OpenUrl("http://localhost:8080/")]
+    assert not tray.menu.isVisible()
+
+    tray.menu.popup(QPoint(10, 10))
+    qtbot.waitUntil(tray.menu.isVisible)
+    tray.menu.setActiveAction(action(tray.menu, "web"))
+    QTest.keyClick(tray.menu, Qt.Key.Key_Return)
+    assert commands[-1] == OpenUrl("http://localhost:8080/")
+
+    # A waiting tunnel has nothing to open: the click only shows its submenu.
+    tray.menu.popup(QPoint(10, 10))
+    qtbot.waitUntil(tray.menu.isVisible)
+    waiting = action(tray.menu, "sts/api")
+    QTest.mouseClick(tray.menu, Qt.MouseButton.LeftButton, pos=tray.menu.actionGeometry(waiting).center())
+    assert len(commands) == 2
+
+
+def test_icon_follows_the_overall_state(qtbot) -> None:
+    tray = make_tray(qtbot, [])
+    key = lambda: tray.icon.icon().cacheKey()  # noqa: E731
+    assert key() == tray.icons.tray[Mark.IDLE].cacheKey()
+    tray.update(snap(view(WEB, TunnelState.FORWARDING, 8080, "w")))
+    assert key() == tray.icons.tray[Mark.OK].cacheKey()
+    assert tray.icon.toolTip() == "kind-dev: 1 tunnel"
+    tray.update(snap(view(WEB, TunnelState.RECONNECTING, 8080, "w")))
+    assert key() == tray.icons.tray[Mark.BUSY].cacheKey()
+    tray.update(snap(view(WEB, TunnelState.FAILED, None, reason="x")))
+    assert key() == tray.icons.tray[Mark.FAILED].cacheKey()
+    assert not tray.icons.tray[Mark.FAILED].isNull()
+
+
+def test_an_open_menu_follows_new_state(qtbot) -> None:
+    tray = make_tray(qtbot, [])
+    tray.update(snap(view(WEB, TunnelState.WAITING, 8080)))
+    tray.menu.popup(QPoint(10, 10))
+    qtbot.waitUntil(tray.menu.isVisible)
+    assert action(tray.menu, "web").text().endswith("(waiting)")
+    tray.update(snap(view(WEB, TunnelState.FORWARDING, 8080, "web-1")))
+    assert action(tray.menu, "web").text() == "web  \u2192 localhost:8080  web-1"

@@ -1,0 +1,381 @@
+"""`kubetray` with no subcommand: the tray app.
+
+The GUI thread owns Qt; the engine (Controller) runs on its own asyncio loop in EngineThread.
+Engine callbacks reach the GUI through Bridge signals; menu commands go back as coroutines
+submitted to the engine loop. Notifications: the pure NoticePolicy decides, DesktopNotices sends
+them through the platform's service on the engine loop, and the tray's own balloon is used only
+when there is no such service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import logging
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QSocketNotifier, QTimer, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import QApplication, QInputDialog, QLineEdit, QSystemTrayIcon
+
+from trayapp.config.example import ensure_rules_file
+from trayapp.config.paths import default_rules_path
+from trayapp.config.settings import UiSettings, load_settings, save_settings
+from trayapp.control import Controller, Snapshot
+from trayapp.engine.background import EngineThread
+from trayapp.engine.events import EventBus
+from trayapp.errors import KubetrayError
+from trayapp.headless import engine_options, serve_with_instance
+from trayapp.model import Event, Notice, TunnelState, local_url
+from trayapp.platform.autostart import AutostartError, for_platform, installed_command
+from trayapp.platform.notify import DesktopNotices
+from trayapp.ui.bridge import Bridge
+from trayapp.ui.menu_model import (
+    Command, CopyText, OpenUrl, Prefs, Restart, SetAutostart, SetEnabled, SetNotifications, SetPaused,
+    SetToken, Simple, SwitchContext,
+)
+from trayapp.ui.notices import NoticePolicy
+from trayapp.ui.tray import Tray, icon_path
+from trayapp.ui.windows import LogWindow, StatusWindow
+
+log = logging.getLogger(__name__)
+
+NO_TRAY_TEXT = ("No system tray was found on this desktop, so kubetray shows a small status window instead; "
+                "it keeps forwarding while that window is open or minimised.")
+
+
+class TrayApp(QObject):
+    # A QObject living on the GUI thread, so the Bridge's signals, emitted on the engine thread,
+    # are queued to this thread's loop; with plain callables PySide may run them elsewhere.
+
+    def __init__(self, app: QApplication, args: argparse.Namespace, rules: Path | None, kubeconfig: str | None,
+                 extra_status: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.qt = app
+        self.started = time.monotonic()
+        self.bridge = Bridge()
+        self.settings = load_settings()
+        self.autostart = for_platform()
+        self.engine = EngineThread()
+        self.bus = EventBus()
+        self.controller = Controller(engine_options(args, rules, kubeconfig), self.bus,
+                                     on_snapshot=self.bridge.push_snapshot)
+        self.controller.mode = "tray"
+        self.controller.ui_requests = self.bridge.ask_ui
+        self.extra_status = extra_status or {}
+        self.bus.subscribe(self.bridge.push_event)
+        self.policy = NoticePolicy()
+        self.policy.enabled = self.settings.notifications
+        self.notices = DesktopNotices(app_icon=icon_path("kubetray"), on_clicked=self.bridge.clicked)
+        self.flush_timer = QTimer()
+        self.flush_timer.setSingleShot(True)
+        self.flush_timer.timeout.connect(self._flush_notices)
+        self.tray = Tray(self.run_command, self.prefs)
+        self.status_window: StatusWindow | None = None
+        self.log_window: LogWindow | None = None
+        self.exit_status = 0
+        self._shutting_down = False
+        self.first_forwarding_at: float | None = None
+
+        self.bridge.snapshot.connect(self._snapshot)
+        self.bridge.engine_event.connect(self._event)
+        self.bridge.request.connect(self._request)
+        self.bridge.notice_fallback.connect(self._balloon)
+        self.bridge.notice_clicked.connect(self._notice_clicked)
+        self.bridge.engine_finished.connect(self._engine_finished)
+
+    # Start and stop
+
+    def start(self) -> None:
+        self.tray.show()
+        if not QSystemTrayIcon.isSystemTrayAvailable():
+            sys.stderr.write(NO_TRAY_TEXT + "\n")  # once, at start: a tray that appears later is used
+            self.status_window = StatusWindow(self.tray, self.run_command)
+            self.status_window.show()
+        self.engine.start(self._engine_main)
+        self.engine.finished.add_done_callback(self._finished_in_engine)
+
+    async def _engine_main(self, stop: Any) -> int:
+        try:
+            return await serve_with_instance(self.controller, stop)
+        finally:
+            await self.notices.close()
+
+    def _finished_in_engine(self, future: concurrent.futures.Future[object]) -> None:
+        self.bridge.later(self.bridge.engine_finished, future.exception() or future.result())
+
+    @Slot(object)
+    def _engine_finished(self, outcome: object) -> None:
+        if self._shutting_down:
+            return  # we stopped it ourselves
+        if isinstance(outcome, BaseException):
+            sys.stderr.write(f"kubetray's engine stopped with an error: {outcome}\n")
+            self.exit_status = 2
+        elif isinstance(outcome, int):
+            self.exit_status = outcome
+        self.tray.hide()
+        self.qt.exit(self.exit_status)
+
+    def shutdown(self) -> None:
+        """Stop the engine (listeners closed) and hide the tray; the Qt loop keeps running."""
+        self._shutting_down = True
+        self.tray.hide()
+        if not self.engine.stop():
+            log.warning("the engine did not stop within 10 s; quitting anyway")
+
+    def quit(self) -> None:
+        self.shutdown()
+        self.qt.exit(self.exit_status)
+
+    # Engine -> UI
+
+    @Slot(object)
+    def _snapshot(self, snapshot: Snapshot) -> None:
+        if self.first_forwarding_at is None and any(t.state == TunnelState.FORWARDING for t in snapshot.tunnels):
+            self.first_forwarding_at = time.monotonic()
+        self.tray.update(snapshot)
+        if self.status_window is not None:
+            self.status_window.update(snapshot)
+
+    @Slot(object)
+    def _event(self, event: Event) -> None:
+        if self.log_window is not None:
+            self.log_window.add(event)
+        self.policy.admit(event, self._url_for(event))
+        self._schedule_flush()
+
+    def _url_for(self, event: Event) -> str | None:
+        if event.local_port is None or event.tunnel_id is None:
+            return None
+        for view in self.tray.snapshot.tunnels:
+            if view.tunnel_id == event.tunnel_id:
+                return local_url(view.rule, event.local_port)
+        return f"http://localhost:{event.local_port}/"
+
+    def _schedule_flush(self) -> None:
+        due = self.policy.deadline()
+        if due is None:
+            return
+        wait_ms = max(0, int((due - time.monotonic()) * 1000) + 1)
+        if not self.flush_timer.isActive() or self.flush_timer.remainingTime() > wait_ms:
+            self.flush_timer.start(wait_ms)
+
+    def _flush_notices(self) -> None:
+        for notice in self.policy.flush():
+            self.tell(notice)
+        self._schedule_flush()
+
+    def tell(self, notice: Notice) -> None:
+        """Show a notice through the platform's service, else through the tray's own balloon."""
+        future = self.engine.submit(self.notices.send(notice))
+
+        def sent(done: concurrent.futures.Future[bool]) -> None:
+            if done.cancelled() or done.exception() is not None or not done.result():
+                self.bridge.later(self.bridge.notice_fallback, notice)
+
+        future.add_done_callback(sent)
+
+    @Slot(object)
+    def _balloon(self, notice: Notice) -> None:
+        kind = QSystemTrayIcon.MessageIcon.Critical if notice.sticky else QSystemTrayIcon.MessageIcon.Information
+        self.tray.icon.showMessage(notice.title, notice.body, kind, 0 if notice.sticky else 8000)
+
+    @Slot(object)
+    def _notice_clicked(self, notice: Notice) -> None:
+        if notice.url:
+            self.open_url(notice.url)
+
+    @Slot(object, object)
+    def _request(self, request: dict[str, Any], answer: concurrent.futures.Future[dict[str, Any]]) -> None:
+        try:
+            answer.set_result(self.answer(request))
+        except Exception as exc:  # the asking process gets the reason instead of a timeout
+            answer.set_result({"error": str(exc)})
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        kind = request.get("request")
+        if kind == "show":
+            if self.status_window is not None:
+                self.status_window.showNormal()
+                self.status_window.raise_()
+                self.status_window.activateWindow()
+            else:
+                self.tray.popup()
+            return {"shown": True}
+        if kind == "ui":
+            geometry = self.tray.icon.geometry()
+            return {
+                "trayAvailable": QSystemTrayIcon.isSystemTrayAvailable(),
+                "trayGeometry": [geometry.x(), geometry.y(), geometry.width(), geometry.height()],
+                "statusWindow": self.status_window is not None and self.status_window.isVisible(),
+                "menuVisible": self.tray.menu.isVisible(),
+                "entries": self.tray.entries() if self.tray.menu.isVisible() else [],
+                "tooltip": self.tray.icon.toolTip(),
+                "notifications": self.policy.enabled,
+                "firstForwardingSeconds": (self.first_forwarding_at - self.started
+                                           if self.first_forwarding_at else None),
+                **self.extra_status,
+            }
+        return {"error": f"unknown request {kind!r}"}
+
+    # UI -> engine
+
+    def prefs(self) -> Prefs:
+        return Prefs(
+            autostart=self._autostart_enabled(),
+            autostart_supported=bool(self.autostart.location),
+            notifications=self.policy.enabled,
+        )
+
+    def _autostart_enabled(self) -> bool:
+        try:
+            return self.autostart.enabled()
+        except AutostartError:
+            return False
+
+    def run_command(self, command: Command) -> None:
+        c = self.controller
+        if isinstance(command, OpenUrl):
+            self.open_url(command.url)
+        elif isinstance(command, CopyText):
+            QGuiApplication.clipboard().setText(command.text)
+        elif isinstance(command, Restart):
+            self._submit(c.restart(command.tunnel_id), "restart that tunnel")
+        elif isinstance(command, SetEnabled):
+            self._submit(c.set_enabled(command.tunnel_id, command.enabled),
+                         "start that tunnel" if command.enabled else "stop that tunnel")
+        elif isinstance(command, SetPaused):
+            self._submit(c.pause_all() if command.paused else c.resume_all(),
+                         "pause the tunnels" if command.paused else "resume the tunnels")
+        elif isinstance(command, SwitchContext):
+            self._submit(c.switch_context(command.name), f"switch to context {command.name}")
+        elif isinstance(command, SetToken):
+            self._ask_token(command.context)
+        elif isinstance(command, SetAutostart):
+            self._set_autostart(command.enabled)
+        elif isinstance(command, SetNotifications):
+            self.policy.enabled = command.enabled
+            self.settings = UiSettings(notifications=command.enabled)
+            save_settings(self.settings)
+        elif command is Simple.OPEN_RULES:
+            self._open_rules()
+        elif command is Simple.RELOAD_RULES:
+            self._submit(c.reload_rules(), "reload the rules")
+        elif command is Simple.SHOW_LOG:
+            self._show_log()
+        elif command is Simple.QUIT:
+            self.quit()
+
+    def _submit(self, coro: Any, what: str) -> None:
+        future = self.engine.submit(coro)
+
+        def done(result: concurrent.futures.Future[object]) -> None:
+            exc = result.exception()
+            if exc is not None:
+                reason = exc.message if isinstance(exc, KubetrayError) else str(exc)
+                self.bridge.later(self.bridge.notice_fallback, Notice(f"kubetray could not {what}", reason, sticky=True))
+
+        future.add_done_callback(done)
+
+    def open_url(self, url: str) -> None:
+        if not QDesktopServices.openUrl(QUrl(url)):
+            self.tell(Notice("kubetray could not open a browser",
+                             f"No program to open {url} was found; the address is copied to the clipboard.",
+                             sticky=True))
+            QGuiApplication.clipboard().setText(url)
+
+    def _open_rules(self) -> None:
+        path = self.controller.rules_path or default_rules_path()
+        if ensure_rules_file(path):
+            log.info("created %s with a commented example", path)
+        self.open_url(QUrl.fromLocalFile(str(path)).toString())
+
+    def _set_autostart(self, enabled: bool) -> None:
+        try:
+            if enabled:
+                self.autostart.enable(installed_command())
+            else:
+                self.autostart.disable()
+        except AutostartError as exc:
+            self.tell(Notice(exc.title, exc.message, sticky=True))
+
+    def _ask_token(self, context: str) -> None:
+        token, ok = QInputDialog.getText(
+            None, "kubetray: set token", f"Bearer token for context {context}\n(stored in the OS keyring):",
+            QLineEdit.EchoMode.Password)
+        if ok and token.strip():
+            self._submit(self.controller.set_token(context, token.strip()),
+                         f"store the token for context {context}")
+
+    def _show_log(self) -> None:
+        if self.log_window is None:
+            self.log_window = LogWindow()
+            for event in self.tray.snapshot.recent:
+                self.log_window.add(event)
+        self.log_window.show()
+        self.log_window.raise_()
+
+
+def _quit_on_signals(app: TrayApp) -> QSocketNotifier | None:
+    """SIGINT/SIGTERM quit cleanly: Python's wakeup fd wakes Qt's loop, no timer polling."""
+    if sys.platform == "win32":
+        return None
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno())
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)  # the handler runs once Qt's loop wakes
+    notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Type.Read)
+
+    def woke() -> None:
+        try:
+            reader.recv(64)
+        except BlockingIOError:
+            return
+        app.quit()
+
+    notifier.activated.connect(woke)
+    notifier._sockets = (reader, writer)  # type: ignore[attr-defined]  # kept alive with the notifier
+    return notifier
+
+
+def run_tray(args: argparse.Namespace) -> int:
+    from trayapp.platform.instance import ask
+    from trayapp.platform.limits import raise_open_file_limit
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if ask({"request": "show"}, 3.0) is not None:
+        print("kubetray is already running; it shows its menu now.")
+        return 0
+    raise_open_file_limit()
+    qt = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(qt, QApplication)
+    qt.setApplicationName("kubetray")
+    qt.setDesktopFileName("kubetray")
+    qt.setQuitOnLastWindowClosed(False)
+    if args.demo:
+        from trayapp.demo import demo_environment
+
+        with demo_environment() as demo:
+            app = TrayApp(qt, args, args.config or demo.rules, str(demo.kubeconfig),
+                          {"demo": {"server": demo.control_url, "kubeconfig": str(demo.kubeconfig)}})
+            return _run(qt, app)
+    return _run(qt, TrayApp(qt, args, args.config, args.kubeconfig))
+
+
+def _run(qt: QApplication, app: TrayApp) -> int:
+    notifier = _quit_on_signals(app)
+    qt.setWindowIcon(app.tray.icons.app)
+    app.start()
+    qt.exec()
+    app.engine.stop()
+    del notifier
+    return app.exit_status
+
