@@ -5,6 +5,7 @@ insecure-skip-tls-verify, tls-server-name and an http proxy-url."""
 from __future__ import annotations
 
 import asyncio
+import time
 import base64
 import contextlib
 import ssl
@@ -275,3 +276,22 @@ async def test_a_stored_token_serves_a_kubeconfig_user_without_credentials(
             assert set(asked) == {"ctx"}
         finally:
             await run.stop()
+
+
+async def test_a_slow_keyring_answers_every_request_that_starts_at_once(tmp_path: Path) -> None:
+    # A real keyring takes a D-Bus round trip; the watches of a starting context all ask at once.
+    async with SimCluster("slow-keyring", scenario=SCENARIO, token=TOKEN) as cluster:
+        path = kubeconfig(tmp_path / "kc", cluster.url, {}, {})
+        asked: list[str] = []
+
+        def slow(context: str) -> str | None:
+            asked.append(context)
+            time.sleep(0.2)
+            return TOKEN
+
+        credentials = Credentials([path], "ctx", slow)
+        await asyncio.to_thread(credentials.load)
+        headers = await asyncio.gather(*(credentials.authorization() for _ in range(3)))
+        assert headers == [f"Bearer {TOKEN}"] * 3
+        assert asked == ["ctx"]  # still asked once
+        credentials.close()

@@ -13,6 +13,7 @@ import logging
 import os
 import ssl
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ class Credentials:
         self._stored_token = stored_token
         self._told_keyring = False
         self._stored_asked = False
+        self._stored_lock = threading.Lock()
         self._stored_value: str | None = None
         self._configuration = None
         self._header: str | None = None
@@ -142,6 +144,12 @@ class Credentials:
 
     def _stored_header(self) -> str | None:
         """Asked once per kubeconfig reading: a locked keyring may ask the user to unlock it."""
+        # Several watches ask at once when a context starts; without the lock the later ones saw
+        # "already asked" before the answer arrived and went out with no token (a 401).
+        with self._stored_lock:
+            return self._stored_header_locked()
+
+    def _stored_header_locked(self) -> str | None:
         if not self._stored_asked:
             self._stored_asked = True
             assert self._stored_token is not None and self._context is not None

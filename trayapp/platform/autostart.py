@@ -130,7 +130,7 @@ def desktop_entry(command: Sequence[str]) -> str:
         f"Exec={exec_line(command)}",
         f"Icon={APP_NAME}",
         "Terminal=false",
-        "Categories=Development;Network;",
+        "Categories=Development;",
         "X-GNOME-Autostart-enabled=true",
         "",
     ])
