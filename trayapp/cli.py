@@ -113,6 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from trayapp.headless import run_headless
 
         return run_headless(args)
+    from trayapp.ui.preflight import desktop_problem
+
+    problem = desktop_problem()
+    if problem is not None:
+        print(f"{problem}, so kubetray runs without the tray, as with --headless.", file=sys.stderr)
+        from trayapp.headless import run_headless
+
+        return run_headless(args)
     from trayapp.ui.app import run_tray
 
     return run_tray(args)
