@@ -20,7 +20,7 @@ from trayapp.platform.instance import ask
 from trayapp.sim import SimCluster
 from trayapp.sim.runner import SimThread, run_in_thread
 from trayapp.ui.app import TrayApp
-from trayapp.ui.menu_model import CopyText, OpenUrl, SetEnabled, SetNotifications, SetPaused, Simple
+from trayapp.ui.menu_model import CopyText, OpenUrl, SetEnabled, SetNotifications, SetPaused, Simple, SwitchContext
 
 SCENARIO = """
 deployments:
@@ -163,3 +163,31 @@ def test_show_log_lists_recent_events(qtbot, app: TrayApp) -> None:
     assert app.log_window is not None and app.log_window.isVisible()
     qtbot.waitUntil(lambda: " forwarding " in app.log_window.toPlainText(), timeout=5000)
     app.log_window.close()
+
+
+def test_switch_context_writes_the_kubeconfig_and_the_tray_follows(
+        qapp: QApplication, qtbot, sim: SimThread, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    other = sim.cluster.kubeconfig_entry(context="other", namespace="staging")
+    sim.cluster.write_kubeconfig(kubeconfig, context="sim-ctx", extra=[other])
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("contexts:\n  sim-ctx:\n    portForward:\n"
+                     "      - {resourceType: service, resourceName: web, port: 80, localPort: 18093}\n",
+                     encoding="utf-8")
+    args = argparse.Namespace(context=None, connect_timeout=5.0, verbose=False)
+    tray_app = TrayApp(qapp, args, rules, str(kubeconfig))
+    tray_app.start()
+    try:
+        qtbot.waitUntil(lambda: tray_app.tray.snapshot.contexts == ("other", "sim-ctx"), timeout=10000)
+        wait_forwarding(qtbot, tray_app)
+        tray_app.run_command(SwitchContext("other"))
+        qtbot.waitUntil(lambda: tray_app.tray.snapshot.context == "other", timeout=5000)
+        assert tray_app.tray.snapshot.namespace == "staging" and tray_app.tray.snapshot.tunnels == ()
+        assert "current-context: other" in kubeconfig.read_text(encoding="utf-8")
+        assert tray_app.tray.icon.toolTip() == "other: 0 tunnels"
+        tray_app.run_command(SwitchContext("sim-ctx"))
+        wait_forwarding(qtbot, tray_app)
+    finally:
+        tray_app.shutdown()
+        if tray_app.status_window is not None:
+            tray_app.status_window.deleteLater()
