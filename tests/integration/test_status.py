@@ -54,3 +54,22 @@ def test_status_and_a_second_instance(sim: SimThread, tmp_path: Path, unused_tcp
     finally:
         app.kill()
     assert kubetray("status").returncode == 3
+
+
+def test_the_tray_command_while_a_headless_one_runs(sim: SimThread, tmp_path: Path,  # noqa: F811
+                                                    unused_tcp_port: int) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    sim.cluster.write_kubeconfig(kubeconfig, context="sim-ctx")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(f"portForward:\n  - {{resourceType: service, resourceName: web, port: 80, "
+                     f"localPort: {unused_tcp_port}}}\n", encoding="utf-8")
+    app = Kubetray("--headless", "--json", "--config", str(rules), "--kubeconfig", str(kubeconfig))
+    try:
+        app.wait_for(lambda e: e["event"] == "forwarding")
+        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+        second = subprocess.run([sys.executable, "-m", "trayapp", "--config", str(rules)], capture_output=True,
+                                text=True, env=env, timeout=30)
+        assert second.returncode == 1
+        assert f"kubetray is already running (process {app.process.pid}, headless)" in second.stderr
+    finally:
+        app.kill()

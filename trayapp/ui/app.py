@@ -351,9 +351,15 @@ def run_tray(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if ask({"request": "show"}, 3.0) is not None:
-        print("kubetray is already running; it shows its menu now.")
-        return 0
+    answer = ask({"request": "show"}, 3.0)
+    if answer is not None:
+        if answer.get("shown"):
+            print("kubetray is already running; it shows its menu now.")
+            return 0
+        from trayapp.headless import already_running_text
+
+        sys.stderr.write(already_running_text())  # a headless one: it has no menu to show
+        return 1
     raise_open_file_limit()
     qt = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(qt, QApplication)
