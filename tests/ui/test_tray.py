@@ -108,3 +108,14 @@ def test_an_open_menu_follows_new_state(qtbot) -> None:
     assert action(tray.menu, "web").text().endswith("(waiting)")
     tray.update(snap(view(WEB, TunnelState.FORWARDING, 8080, "web-1")))
     assert action(tray.menu, "web").text() == "web  \u2192 localhost:8080  web-1"
+
+
+def test_a_click_or_a_quick_second_click_opens_the_menu(qtbot) -> None:
+    from PySide6.QtWidgets import QSystemTrayIcon
+
+    tray = make_tray(qtbot, [])
+    tray.update(full_snapshot())
+    for reason in (QSystemTrayIcon.ActivationReason.Trigger, QSystemTrayIcon.ActivationReason.DoubleClick):
+        tray.icon.activated.emit(reason)
+        qtbot.waitUntil(tray.menu.isVisible)
+        tray.menu.close()

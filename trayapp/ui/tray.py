@@ -170,7 +170,9 @@ class Tray:
 
     def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         # A left click opens the menu too: on Linux panels that is what users try first.
-        if reason in (QSystemTrayIcon.ActivationReason.Trigger, QSystemTrayIcon.ActivationReason.MiddleClick):
+        # A quick second click arrives as DoubleClick; it should open the menu, not be lost.
+        if reason in (QSystemTrayIcon.ActivationReason.Trigger, QSystemTrayIcon.ActivationReason.MiddleClick,
+                      QSystemTrayIcon.ActivationReason.DoubleClick) and not self.menu.isVisible():
             self.popup()
 
     def popup(self, at: QPoint | None = None) -> None:
