@@ -152,14 +152,19 @@ class Controller:
         await self.supervisor.restart(tunnel_id)
         self.changed()
 
-    async def switch_context(self, name: str) -> Path:
-        """Write current-context as `kubectl config use-context` does; the file watch does the rest."""
+    async def switch_context(self, name: str) -> Path | None:
+        """Write current-context as `kubectl config use-context` does; the file watch does the rest.
+
+        A failure is published as an event (the one report of it) and None is returned.
+        """
         try:
             return await asyncio.to_thread(set_current_context, self.options.kubeconfig_paths, name)
         except KubetrayError as exc:
+            current = self.supervisor.effective.name if self.supervisor.effective else None
+            stays = f" kubetray stays on context {current}." if current else ""
             self.bus.publish(Event(EventKind.FAILED, f"kubetray could not switch to context {name!r}: "
-                                   f"{exc.message}", context=name))
-            raise
+                                   f"{exc.message}{stays}", context=current))
+            return None
 
     async def set_token(self, context: str, token: str) -> None:
         """Store a context's token in the OS keyring and reconnect that context with it."""

@@ -67,7 +67,7 @@ async def serve_with_instance(controller: Controller, stop: asyncio.Event) -> in
     try:
         await server.start()
     except AlreadyRunning:
-        sys.stderr.write(already_running_text())
+        sys.stderr.write(await asyncio.to_thread(already_running_text))
         return 1
     except KubetrayError as exc:
         logging.getLogger(__name__).warning("%s `kubetray status` will not reach this one.", exc.message)

@@ -144,7 +144,8 @@ def test_notifications_fall_back_to_the_tray_and_can_be_turned_off(qtbot, app: T
 
 
 def test_open_rules_file_creates_a_commented_example(qtbot, app: TrayApp, tmp_path: Path) -> None:
-    rules = app.controller.rules_path
+    wait_forwarding(qtbot, app)
+    rules = app.tray.snapshot.rules_path
     assert rules is not None
     rules.unlink()
     catcher = UrlCatcher()
@@ -191,3 +192,18 @@ def test_switch_context_writes_the_kubeconfig_and_the_tray_follows(
         tray_app.shutdown()
         if tray_app.status_window is not None:
             tray_app.status_window.deleteLater()
+
+
+def test_a_failed_context_switch_is_told_once_and_kubetray_stays(qtbot, app: TrayApp) -> None:
+    wait_forwarding(qtbot, app)
+    failures: list[Event] = []
+    app.bridge.engine_event.connect(lambda e: failures.append(e) if e.kind == EventKind.FAILED else None)
+    told: list[object] = []
+    app.bridge.tell_later.connect(told.append)
+    app.run_command(SwitchContext("no-such-context"))
+    qtbot.waitUntil(lambda: bool(failures), timeout=5000)
+    qtbot.wait(300)
+    (failure,) = failures
+    assert "no-such-context" in failure.message and "kubetray stays on context sim-ctx." in failure.message
+    assert told == []  # the event is the one report; the command adds no second notice
+    assert app.tray.snapshot.context == "sim-ctx"

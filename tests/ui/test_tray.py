@@ -119,3 +119,29 @@ def test_a_click_or_a_quick_second_click_opens_the_menu(qtbot) -> None:
         tray.icon.activated.emit(reason)
         qtbot.waitUntil(tray.menu.isVisible)
         tray.menu.close()
+
+
+def test_the_release_of_the_opening_click_opens_nothing(qtbot) -> None:
+    # A tall menu is placed over the icon; the release of the click that opened it lands on an
+    # entry. Only a press inside the menu makes a release count, as in Qt's own QMenu.
+    commands: list[Command] = []
+    tray = make_tray(qtbot, commands)
+    tray.update(full_snapshot())
+    tray.menu.popup(QPoint(10, 10))
+    qtbot.waitUntil(tray.menu.isVisible)
+    web = action(tray.menu, "web")
+    QTest.mouseRelease(tray.menu, Qt.MouseButton.LeftButton, pos=tray.menu.actionGeometry(web).center())
+    assert commands == []
+
+
+def test_reopening_the_menu_does_not_pile_up_submenus(qtbot) -> None:
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    tray = make_tray(qtbot, [])
+    tray.update(full_snapshot())
+    counts = []
+    for _ in range(3):
+        tray.rebuild()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        counts.append(len(tray.menu.findChildren(QMenu)))
+    assert counts[0] == counts[1] == counts[2] == 4  # the context switch submenu and 3 tunnels

@@ -65,7 +65,13 @@ class EngineThread:
             failed: concurrent.futures.Future[T] = concurrent.futures.Future()
             failed.set_exception(RuntimeError("the engine is not running"))
             return failed
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        except RuntimeError:  # the loop closed between the check above and now
+            coro.close()
+            failed = concurrent.futures.Future()
+            failed.set_exception(RuntimeError("the engine is not running"))
+            return failed
 
     def call(self, function: Callable[..., object], *args: object) -> None:
         """Run a plain function on the engine loop's thread, soon."""

@@ -56,6 +56,7 @@ class Supervisor:
         self.switches = Switches()
         self.contexts: tuple[str, ...] = ()  # every context in the kubeconfig, for the tray's switch menu
         self.problem: str | None = None  # why the kubeconfig cannot be used right now, if it cannot
+        self._closed = False  # serve() has ended: a late command must not start tunnels again
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; the kubeconfig is read once the watch is armed, so no change is lost."""
@@ -72,6 +73,7 @@ class Supervisor:
                 await asyncio.gather(follow, return_exceptions=True)
                 await watcher.aclose()
                 await self._stop_run()
+                self._closed = True
 
     async def _follow(self, watcher: FileWatcher) -> None:
         async for changed in watcher.changes():
@@ -92,6 +94,8 @@ class Supervisor:
             self._on_change()
 
     async def _refresh(self, force: bool) -> None:
+        if self._closed:
+            return
         try:
             effective = await asyncio.to_thread(self._read)
         except KubetrayError as exc:

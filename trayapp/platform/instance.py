@@ -8,7 +8,7 @@ win; a socket file left by a crashed instance is replaced.
 
 Windows has no Unix sockets in asyncio: there the instance listens on 127.0.0.1 and writes its
 port and a random key to a file in the user's local app-data folder; a request without the key is
-refused, so other users on the machine cannot drive it.
+refused, so other users on the machine cannot drive it. The same lock file decides who runs.
 
 The protocol is one JSON object per line: a request {"request": "status"} and one answer.
 """
@@ -86,8 +86,7 @@ class InstanceServer:
         self._written = path
 
     async def _start_tcp(self, folder: Path) -> None:
-        if await asyncio.to_thread(ask, {"request": "ping"}, 2.0, folder) is not None:
-            raise AlreadyRunning("Another kubetray is running for this user.")
+        self._lock = _hold_lock(folder / "instance.lock")
         self._server = await asyncio.start_server(self._serve, host="127.0.0.1", port=0, limit=_LIMIT)
         port = self._server.sockets[0].getsockname()[1]
         path = folder / "instance.json"
@@ -96,11 +95,12 @@ class InstanceServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await reader.readline()
+            # A client that connects and says nothing must not hold up a quit.
+            line = await asyncio.wait_for(reader.readline(), 5.0)
             request = json.loads(line or b"{}")
             if not isinstance(request, dict):
                 raise ValueError("not an object")
-            if sys.platform == "win32" and request.get("key") != self._key:
+            if sys.platform == "win32" and not secrets.compare_digest(str(request.get("key", "")), self._key):
                 answer: dict[str, Any] = {"error": "refused"}
             elif request.get("request") == "ping":
                 answer = {"pid": os.getpid()}
@@ -108,7 +108,7 @@ class InstanceServer:
                 answer = await self._handler(request)
             writer.write(json.dumps(answer, separators=(",", ":")).encode() + b"\n")
             await writer.drain()
-        except (ValueError, ConnectionError) as exc:
+        except (ValueError, ConnectionError, TimeoutError) as exc:
             log.debug("ignored a bad instance request: %s", exc)
         except Exception:
             log.exception("answering an instance request failed")
@@ -132,11 +132,16 @@ class InstanceServer:
 
 def _hold_lock(path: Path) -> int:
     """An exclusive lock held for the process's life; the OS drops it if the process dies."""
-    import fcntl
-
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if sys.platform == "win32":
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
         raise AlreadyRunning("Another kubetray is running for this user.") from None

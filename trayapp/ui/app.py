@@ -86,6 +86,7 @@ class TrayApp(QObject):
         self.bridge.engine_event.connect(self._event)
         self.bridge.request.connect(self._request)
         self.bridge.notice_fallback.connect(self._balloon)
+        self.bridge.tell_later.connect(self.tell)
         self.bridge.notice_clicked.connect(self._notice_clicked)
         self.bridge.engine_finished.connect(self._engine_finished)
 
@@ -95,7 +96,7 @@ class TrayApp(QObject):
         self.tray.show()
         if not QSystemTrayIcon.isSystemTrayAvailable():
             sys.stderr.write(NO_TRAY_TEXT + "\n")  # once, at start: a tray that appears later is used
-            self.status_window = StatusWindow(self.tray, self.run_command)
+            self.status_window = StatusWindow(self.tray, self.run_command, NO_TRAY_TEXT)
             self.status_window.show()
         self.engine.start(self._engine_main)
         self.engine.finished.add_done_callback(self._finished_in_engine)
@@ -170,6 +171,7 @@ class TrayApp(QObject):
             self.tell(notice)
         self._schedule_flush()
 
+    @Slot(object)
     def tell(self, notice: Notice) -> None:
         """Show a notice through the platform's service, else through the tray's own balloon."""
         future = self.engine.submit(self.notices.send(notice))
@@ -187,11 +189,19 @@ class TrayApp(QObject):
 
     @Slot(object)
     def _notice_clicked(self, notice: Notice) -> None:
-        if notice.url:
-            self.open_url(notice.url)
+        # The URL as of now, from the latest state: the event that made the notice may have come
+        # before the snapshot that knew the tunnel's scheme and path.
+        url = notice.url
+        for view in self.tray.snapshot.tunnels:
+            if view.tunnel_id == notice.tunnel_id and view.local_port is not None:
+                url = local_url(view.rule, view.local_port)
+        if url:
+            self.open_url(url)
 
     @Slot(object, object)
     def _request(self, request: dict[str, Any], answer: concurrent.futures.Future[dict[str, Any]]) -> None:
+        if answer.done():
+            return  # the asking side gave up waiting
         try:
             answer.set_result(self.answer(request))
         except Exception as exc:  # the asking process gets the reason instead of a timeout
@@ -261,7 +271,12 @@ class TrayApp(QObject):
         elif isinstance(command, SetNotifications):
             self.policy.enabled = command.enabled
             self.settings = UiSettings(notifications=command.enabled)
-            save_settings(self.settings)
+            try:
+                save_settings(self.settings)
+            except OSError as exc:
+                self.tell(Notice("kubetray could not save its settings",
+                                 f"Writing {exc.filename or 'the settings file'} failed ({exc.strerror}); "
+                                 "the choice holds until kubetray quits.", sticky=True))
         elif command is Simple.OPEN_RULES:
             self._open_rules()
         elif command is Simple.RELOAD_RULES:
@@ -275,10 +290,14 @@ class TrayApp(QObject):
         future = self.engine.submit(coro)
 
         def done(result: concurrent.futures.Future[object]) -> None:
+            if result.cancelled():
+                return  # quitting: the engine cancelled what was still running
             exc = result.exception()
             if exc is not None:
                 reason = exc.message if isinstance(exc, KubetrayError) else str(exc)
-                self.bridge.later(self.bridge.notice_fallback, Notice(f"kubetray could not {what}", reason, sticky=True))
+                # The user just asked for this, so the answer is shown even with notifications off,
+                # through the platform's service like any notice.
+                self.bridge.later(self.bridge.tell_later, Notice(f"kubetray could not {what}", reason, sticky=True))
 
         future.add_done_callback(done)
 
@@ -290,7 +309,7 @@ class TrayApp(QObject):
             QGuiApplication.clipboard().setText(url)
 
     def _open_rules(self) -> None:
-        path = self.controller.rules_path or default_rules_path()
+        path = self.tray.snapshot.rules_path or default_rules_path()
         if ensure_rules_file(path):
             log.info("created %s with a commented example", path)
         self.open_url(QUrl.fromLocalFile(str(path)).toString())

@@ -25,6 +25,7 @@ class Bridge(QObject):
     engine_event = Signal(object)  # Event
     request = Signal(object, object)  # (request dict, concurrent.futures.Future for the answer)
     notice_fallback = Signal(object)  # Notice the platform service did not take
+    tell_later = Signal(object)  # Notice to send (a command failed on the engine thread)
     notice_clicked = Signal(object)  # Notice
     engine_finished = Signal(object)  # exit status, or the exception the engine died of
 
@@ -62,4 +63,7 @@ class Bridge(QObject):
         """Another kubetray process asks the tray something only the GUI thread knows."""
         answer: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
         self.later(self.request, request, answer)
-        return await asyncio.wait_for(asyncio.wrap_future(answer), 5.0)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(answer), 5.0)
+        except asyncio.TimeoutError:
+            return {"error": "busy", "message": "kubetray is running but its window did not answer in time."}

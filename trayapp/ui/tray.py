@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QAction, QColor, QCursor, QIcon, QKeyEvent, QMouseEvent, QPainter, QPixmap
+from PySide6.QtGui import QAction, QColor, QCursor, QIcon, QKeyEvent, QMouseEvent, QPainter, QPixmap, QShowEvent
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 
 from trayapp.control import Snapshot
@@ -78,6 +78,17 @@ class TunnelMenu(QMenu):
     def __init__(self, on_command: Callable[[Command], None], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._on_command = on_command
+        # Qt acts on a release only after a press inside the menu; so must we, or the release of
+        # the click that opened a tall menu (placed over the icon) would open a tunnel.
+        self._pressed_inside = False
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt's name)
+        self._pressed_inside = False
+        super().showEvent(event)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt's name)
+        self._pressed_inside = self.rect().contains(event.position().toPoint())
+        super().mousePressEvent(event)
 
     def _direct(self, action: QAction | None) -> Command | None:
         if action is None or action.menu() is None or not action.isEnabled():
@@ -86,7 +97,8 @@ class TunnelMenu(QMenu):
         return item.command if isinstance(item, Item) and item.tunnel_id and item.command else None
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt's name)
-        command = self._direct(self.actionAt(event.position().toPoint()))
+        pressed, self._pressed_inside = self._pressed_inside, False
+        command = self._direct(self.actionAt(event.position().toPoint())) if pressed else None
         if command is not None and event.button() == Qt.MouseButton.LeftButton:
             self.close()
             self._on_command(command)
@@ -109,6 +121,7 @@ class Tray:
         self._prefs = prefs
         self.icons = Icons()
         self.snapshot = Snapshot()
+        self._submenus: list[QMenu] = []
         self.menu = TunnelMenu(on_command)
         self.menu.setToolTipsVisible(True)
         self.menu.aboutToShow.connect(self.rebuild)
@@ -132,10 +145,17 @@ class Tray:
             self._mark = mark
             self.icon.setIcon(self.icons.for_state(mark))
         self.icon.setToolTip(tooltip(snapshot))
-        if self.menu.isVisible():
+        # An open menu follows the new state, unless the user is inside one of its submenus,
+        # which a rebuild would close under the pointer; the next opening shows the news then.
+        if self.menu.isVisible() and not any(sub.isVisible() for sub in self._submenus):
             self.rebuild()
 
     def rebuild(self) -> None:
+        # clear() deletes the menu's actions but not the submenus made for them: without this,
+        # each opening with 200 tunnels left 200 QMenus behind (8 MB).
+        for old in self._submenus:
+            old.deleteLater()
+        self._submenus = []
         self.menu.clear()
         self._fill(self.menu, build_menu(self.snapshot, self._prefs()))
 
@@ -147,8 +167,12 @@ class Tray:
             if item.children or (item.tunnel_id is not None):
                 sub = QMenu(item.text, menu)
                 sub.setToolTipsVisible(True)
+                self._submenus.append(sub)
                 self._fill(sub, item.children)
-                action = sub.menuAction()
+                # An action of our own rather than sub.menuAction(): calls on that shared wrapper
+                # leaked references in PySide6 6.12.
+                action = QAction(item.text, menu)
+                action.setMenu(sub)
                 menu.addAction(action)
             else:
                 action = QAction(item.text, menu)

@@ -19,7 +19,7 @@ from trayapp.ui.tray import Tray
 class StatusWindow(QWidget):
     """Stands in for the tray on desktops without one: the same state, the same menu."""
 
-    def __init__(self, tray: Tray, on_command: Callable[[Command], None]) -> None:
+    def __init__(self, tray: Tray, on_command: Callable[[Command], None], why: str = "") -> None:
         super().__init__()
         self.setWindowTitle("kubetray")
         self.setWindowIcon(tray.icons.app)
@@ -38,6 +38,10 @@ class StatusWindow(QWidget):
         buttons.addStretch(1)
         buttons.addWidget(quit_button)
         layout = QVBoxLayout(self)
+        if why:
+            note = QLabel(why)
+            note.setWordWrap(True)
+            layout.addWidget(note)
         layout.addWidget(self.header)
         layout.addWidget(self.list, 1)
         layout.addLayout(buttons)
