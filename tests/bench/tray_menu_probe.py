@@ -28,10 +28,12 @@ from trayapp.ui.menu_model import Prefs
 from trayapp.ui.tray import Tray
 
 
-def snapshot(tunnels: int) -> Snapshot:
+def snapshot(tunnels: int, generation: int = 0) -> Snapshot:
+    """Each generation names other pods, so the menu must be rebuilt (the tray reuses an
+    unchanged menu, which would make every opening after the first one nearly free)."""
     views = tuple(
         TunnelView(f"bench/echo-{n}", Rule(ResourceType.POD, f"echo-{n}", 7000, local_port=21000 + n),
-                   TunnelState.FORWARDING, 21000 + n, f"echo-{n}", None)
+                   TunnelState.FORWARDING, 21000 + n, f"echo-{n}-g{generation}", None)
         for n in range(tunnels))
     return Snapshot(context="kubetray-bench", namespace="default", contexts=("kubetray-bench",), tunnels=views,
                     rules_path=Path("/tmp/kubetray-bench/rules.yaml"))
@@ -83,7 +85,8 @@ def main() -> int:
     tray.menu.installEventFilter(painted)
     out: dict[str, list[float | int | None]] = {"popup_returned": [], "first_paint": [], "rebuild": [],
                                                   "submenus_after": [], "visible": []}
-    for _ in range(args.repeat):
+    for generation in range(args.repeat):
+        tray.update(snapshot(args.tunnels, generation + 1))
         painted.at = None
         t0 = time.perf_counter()
         tray.menu.popup(QPoint(args.x, args.y))
@@ -97,7 +100,8 @@ def main() -> int:
         tray.menu.close()  # not hide(): a hidden popup stays on Qt's popup stack and the next
         # popup() then closes at once (every second one never shows)
         run_loop(loop, 100)
-    for _ in range(max(3, args.repeat // 4)):
+    for generation in range(max(3, args.repeat // 4)):
+        tray.update(snapshot(args.tunnels, 1000 + generation))
         t0 = time.perf_counter()
         tray.rebuild()
         out["rebuild"].append(time.perf_counter() - t0)

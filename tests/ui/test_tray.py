@@ -45,7 +45,7 @@ def test_menu_is_built_when_it_opens(qtbot, artifacts: Path) -> None:
     assert "web  \u2192 localhost:8080  web-7d9-x2k" in names
     assert names[-3:] == ["Start at login", "Notifications", "Quit kubetray"]
     web = action(tray.menu, "web")
-    assert [a.text() for a in web.menu().actions() if not a.isSeparator()] == [
+    assert [a.text() for a in tray.filled(web.menu()).actions() if not a.isSeparator()] == [
         "Open", "Copy URL", "Copy port", "Restart", "Stop"]
     failed = action(tray.menu, "deploy/gateway")
     assert "The cluster refused the port-forward." in failed.toolTip()
@@ -145,3 +145,28 @@ def test_reopening_the_menu_does_not_pile_up_submenus(qtbot) -> None:
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
         counts.append(len(tray.menu.findChildren(QMenu)))
     assert counts[0] == counts[1] == counts[2] == 4  # the context switch submenu and 3 tunnels
+
+
+def test_an_unchanged_state_reuses_the_built_menu(qtbot) -> None:
+    tray = make_tray(qtbot, [])
+    tray.update(full_snapshot())
+    tray.rebuild()
+    first = tray.menu.actions()
+    tray.rebuild()
+    assert tray.menu.actions() == first  # the same QActions: nothing was rebuilt
+    tray.update(snap(view(WEB, TunnelState.RECONNECTING, 8080, "web-1")))
+    tray.rebuild()
+    assert action(tray.menu, "web").text().endswith("(reconnecting)")
+
+
+def test_a_submenu_gets_its_entries_when_it_opens(qtbot) -> None:
+    tray = make_tray(qtbot, [])
+    tray.update(full_snapshot())
+    tray.menu.popup(QPoint(10, 10))
+    qtbot.waitUntil(tray.menu.isVisible)
+    sub = action(tray.menu, "web").menu()
+    assert sub.actions() == []
+    sub.popup(QPoint(300, 10))
+    qtbot.waitUntil(sub.isVisible)
+    assert [a.text() for a in sub.actions() if not a.isSeparator()][0] == "Open"
+    sub.close()
