@@ -172,12 +172,15 @@ class Notice:
     tunnel_id: str | None = None
 
 
+def local_host(address: str) -> str:
+    """How to reach a listener's address from this machine: localhost for loopback and wildcards."""
+    return "localhost" if address in ("127.0.0.1", "0.0.0.0", "::", "::1") else address
+
+
 def local_url(rule: Rule, local_port: int) -> str:
     """The URL a forwarded tunnel answers on: scheme and path from the rule, http by default."""
-    host = rule.address
-    if host in ("127.0.0.1", "0.0.0.0", "::", "::1"):
-        host = "localhost"
-    elif ":" in host:
+    host = local_host(rule.address)
+    if ":" in host:
         host = f"[{host}]"
     path = rule.path if rule.path.startswith("/") else "/" + rule.path
     return f"{rule.url_scheme(local_port)}://{host}:{local_port}{path}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from trayapp.control import Snapshot
 from trayapp.engine.runtime import TunnelView
-from trayapp.model import TunnelState, local_url
+from trayapp.model import TunnelState, local_host, local_url
 
 
 # Commands: what an entry does when chosen.
@@ -151,7 +151,7 @@ def tunnel_url(view: TunnelView) -> str | None:
 
 def tunnel_text(view: TunnelView) -> str:
     """`web  -> localhost:9000  web-7d9-x2k`, plus the state when it is not forwarding."""
-    host = "localhost" if view.rule.address in ("127.0.0.1", "::1", "0.0.0.0", "::") else view.rule.address
+    host = local_host(view.rule.address)
     parts = [view.rule.label]
     parts.append(f"\u2192 {host}:{view.local_port}" if view.local_port is not None else "\u2192 (no port yet)")
     if view.pod and view.state == TunnelState.FORWARDING:
