@@ -241,3 +241,26 @@ def test_cli_on_status_off(tmp_path):
     assert off.stdout == f"kubetray will no longer start at login; removed {entry}.\n"
     assert not entry.exists()
     assert run_cli(tmp_path, "off").stdout == "kubetray was not set to start at login; nothing changed.\n"
+
+
+def test_a_bundle_starts_its_own_executable_or_the_link_to_it(tmp_path, monkeypatch):
+    # As PyInstaller runs it: sys.frozen set, sys.executable the bundle's binary.
+    bundle = tmp_path / "opt" / "kubetray" / "kubetray"
+    bundle.parent.mkdir(parents=True)
+    bundle.write_text("#!/bin/sh\n")
+    bundle.chmod(0o755)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(bundle))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    usr_bin = tmp_path / "usr" / "bin"
+    usr_bin.mkdir(parents=True)
+    (usr_bin / "kubetray").symlink_to(bundle)
+    monkeypatch.setenv("PATH", str(usr_bin))
+    assert installed_command() == [str(usr_bin / "kubetray")]
+    # Another kubetray on PATH (a pipx one, say) is not the bundle: start the bundle itself.
+    other = tmp_path / "pipx" / "kubetray"
+    other.parent.mkdir()
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    monkeypatch.setenv("PATH", str(other.parent))
+    assert installed_command() == [str(bundle)]

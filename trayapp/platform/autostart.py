@@ -64,10 +64,18 @@ def installed_command() -> list[str]:
     survive upgrades, while the versioned folder they point into does not. Without a script on
     PATH, run this interpreter with `-m trayapp`; sys.executable is kept unresolved too, so a
     virtual environment's python stays the one with kubetray installed. A script under the
-    temporary folder (a build or test tree that will disappear) is never used.
+    temporary folder (a build or test tree that will disappear) is never used. A bundled app
+    (the .deb's /opt/kubetray, the macOS .app, the Windows .exe) starts its own executable.
     """
     temp = Path(tempfile.gettempdir()).resolve()
     found = shutil.which(APP_NAME)
+    if getattr(sys, "frozen", False):
+        # A bundle (PyInstaller): its own executable, or the link to it that the package put on
+        # PATH (/usr/bin/kubetray -> /opt/kubetray/kubetray); never another kubetray on PATH.
+        exe = Path(sys.executable).absolute()
+        if found and Path(found).resolve() == exe.resolve():
+            return [str(Path(found).absolute())]
+        return [str(exe)]
     if found:
         script = Path(found).absolute()
         if not script.resolve().is_relative_to(temp):
