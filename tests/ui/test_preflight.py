@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 
+from trayapp.ui import preflight
 from trayapp.ui.preflight import desktop_problem
 
 
@@ -23,6 +24,17 @@ def test_reasons() -> None:
     assert desktop_problem({}, "darwin", found) is None
     assert desktop_problem({}, "win32", found) is None
     assert desktop_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux", found) is None
+
+
+def test_a_bundled_library_counts(tmp_path, monkeypatch) -> None:
+    # The Linux bundle (PyInstaller) carries libxcb-cursor itself, in sys._MEIPASS.
+    monkeypatch.setattr(preflight.ctypes.util, "find_library", lambda name: None)
+    assert preflight.find_library("xcb-cursor") is None
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    assert preflight.find_library("xcb-cursor") is None
+    (tmp_path / "libxcb-cursor.so.0").write_bytes(b"")
+    assert preflight.find_library("xcb-cursor") == "libxcb-cursor.so.0"
+    assert desktop_problem({"DISPLAY": ":0"}, "linux") is None
 
 
 def test_without_a_display_kubetray_runs_headless(tmp_path) -> None:

@@ -11,12 +11,23 @@ import ctypes.util
 import os
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
+
+
+def find_library(name: str) -> str | None:
+    """ctypes.util.find_library, where a frozen bundle's own libraries count too: PyInstaller
+    unpacks them into sys._MEIPASS, which the system's search (ldconfig, gcc, ld) never sees."""
+    bundled = getattr(sys, "_MEIPASS", None)
+    if bundled:
+        for candidate in sorted(Path(bundled).glob(f"lib{name}.so*")):
+            return candidate.name
+    return ctypes.util.find_library(name)
 
 
 def desktop_problem(
     environ: Mapping[str, str] | None = None,
     platform: str | None = None,
-    find_library: Callable[[str], str | None] = ctypes.util.find_library,
+    find_library: Callable[[str], str | None] = find_library,
 ) -> str | None:
     """Why the tray cannot start here, as a sentence; None when it can (or we cannot tell)."""
     environ = os.environ if environ is None else environ
