@@ -2,7 +2,8 @@
 # Build kubetray's Linux bundle, .deb and tarball:
 #   packaging/linux/build.sh            -> packaging/build/{dist/kubetray/, kubetray_<v>_amd64.deb,
 #                                          kubetray-<v>-linux-x86_64.tar.gz}
-# Needs python3 (3.10+) with venv, dpkg-deb and binutils (strip); PyInstaller comes from PyPI
+# Needs python3 (3.10+) with venv, dpkg-deb, binutils (strip), and icu-devtools + gcc to trim Qt's
+# ICU data (trim_icu.py; skipped with a note without them); PyInstaller comes from PyPI
 # into a build venv (packaging/build/venv), next to a plain (non-editable) install of kubetray.
 # KUBETRAY_BUILD_DIR moves everything built; the folder is created and may be deleted any time.
 set -euo pipefail
@@ -29,6 +30,9 @@ echo "Freezing with PyInstaller ..."
 rm -rf "$OUT/dist"
 "$OUT/venv/bin/pyinstaller" --noconfirm --log-level WARN --distpath "$OUT/dist" --workpath "$OUT/work" \
     "$REPO/packaging/kubetray.spec"
+
+echo "Trimming Qt's ICU data ..."
+"$OUT/venv/bin/python" "$REPO/packaging/linux/trim_icu.py" --bundle "$OUT/dist/kubetray"
 
 echo "Making the .deb and the tarball ..."
 "$OUT/venv/bin/python" "$REPO/packaging/linux/assemble.py" --bundle "$OUT/dist/kubetray" --out "$OUT"
