@@ -3,7 +3,8 @@
 #   packaging/macos/build.sh     -> packaging/build/dist/kubetray.app and kubetray-<v>-macos-<arch>.zip
 # Needs python3 (3.10+, a python.org or Homebrew build for the Mac's architecture) and the Xcode
 # command line tools (codesign, ditto, plutil). The app is signed ad hoc; set CODESIGN_IDENTITY
-# to sign with a Developer ID (notarising is a separate, manual step).
+# (and, if needed, CODESIGN_ENTITLEMENTS) to sign with a Developer ID (notarising is a separate,
+# manual step). PyInstaller does the signing (kubetray.spec passes them to EXE/BUNDLE).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 OUT="${KUBETRAY_BUILD_DIR:-$REPO/packaging/build}"
@@ -26,7 +27,11 @@ APP="$OUT/dist/kubetray.app"
 plutil -lint "$APP/Contents/Info.plist"
 [ "$(/usr/libexec/PlistBuddy -c 'Print :LSUIElement' "$APP/Contents/Info.plist")" = "true" ]
 "$APP/Contents/MacOS/kubetray" --version
-codesign --force --deep --sign "${CODESIGN_IDENTITY:--}" "$APP"
+# No re-signing here: PyInstaller already signed every binary and the .app, with the hardened
+# runtime and a secure timestamp when CODESIGN_IDENTITY is a Developer ID. A plain
+# `codesign --force --deep --sign ID` over it would replace those signatures with ones lacking
+# both, which notarisation rejects (and Apple advises against --deep for signing). Only verify.
+codesign --verify --deep --strict --verbose=2 "$APP"
 VERSION="$("$OUT/venv/bin/python" -c 'import trayapp; print(trayapp.__version__)')"
 ZIP="$OUT/kubetray-$VERSION-macos-$(uname -m).zip"
 rm -f "$ZIP"

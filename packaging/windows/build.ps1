@@ -39,6 +39,9 @@ if (-not (Test-Path $Exe)) { throw "PyInstaller did not make $Exe" }
 Write-Output $Exe
 
 $Version = (& $VenvPython -c "import trayapp; print(trayapp.__version__)").Trim()
+# Inno Setup 6 installed "for me only" (e.g. by winget as a non-admin) lives under LOCALAPPDATA.
+$UserIscc = "$env:LOCALAPPDATA\Programs\Inno Setup 6\ISCC.exe"
+if (-not (Test-Path $Iscc) -and (Test-Path $UserIscc)) { $Iscc = $UserIscc }
 if (Test-Path $Iscc) {
     Invoke-Checked $Iscc @("/Q", "/DAppVersion=$Version", "/DBundleDir=$Out\dist\kubetray", "/O$Out",
         "$Repo\packaging\windows\kubetray.iss")

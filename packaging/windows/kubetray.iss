@@ -22,8 +22,12 @@ AppPublisher=kubetray developers
 DefaultDirName={autopf}\kubetray
 DefaultGroupName=kubetray
 DisableProgramGroupPage=yes
+; Per user only. No PrivilegesRequiredOverridesAllowed=dialog: choosing "all users" there runs
+; Setup in administrative install mode ({autopf} = Program Files), where the HKCU entries below
+; would land in the administrator's profile, not the user's (Inno Setup help, "Non
+; Administrative Install Mode"), and kubetray itself only reads HKCU's Run key.
 PrivilegesRequired=lowest
-PrivilegesRequiredOverridesAllowed=dialog
+; x64compatible needs Inno Setup 6.3 or later (older 6.x: x64).
 ArchitecturesAllowed=x64compatible
 ArchitecturesInstallIn64BitMode=x64compatible
 OutputBaseFilename=kubetray-{#AppVersion}-windows-x64-setup
@@ -57,7 +61,13 @@ Filename: "{sys}\taskkill.exe"; Parameters: "/F /T /IM kubetray.exe"; Flags: run
 [Code]
 procedure CurUninstallStepChanged(CurUninstallStep: TUninstallStep);
 begin
-  { The value may come from kubetray's own menu rather than the task; remove it either way. }
   if CurUninstallStep = usPostUninstall then
+  begin
+    { The value may come from kubetray's own menu rather than the task; remove it either way. }
     RegDeleteValue(HKEY_CURRENT_USER, 'Software\Microsoft\Windows\CurrentVersion\Run', 'kubetray');
+    { desktop-notifier registers the toast sender on first use (backends/winrt.py, register_hkey:
+      app id = the app name, with an IconUri pointing into the install folder); kubetray never
+      removes it. }
+    RegDeleteKeyIncludingSubkeys(HKEY_CURRENT_USER, 'Software\Classes\AppUserModelId\kubetray');
+  end;
 end;
