@@ -264,3 +264,12 @@ def test_a_bundle_starts_its_own_executable_or_the_link_to_it(tmp_path, monkeypa
     other.chmod(0o755)
     monkeypatch.setenv("PATH", str(other.parent))
     assert installed_command() == [str(bundle)]
+
+
+def test_a_translocated_macos_app_refuses_a_login_entry(tmp_path, monkeypatch):
+    translocated = "/private/var/folders/xy/T/AppTranslocation/1A2B/d/kubetray.app/Contents/MacOS/kubetray"
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", translocated)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(AutostartError, match="move kubetray.app to /Applications"):
+        installed_command()

@@ -73,6 +73,12 @@ def installed_command() -> list[str]:
         # A bundle (PyInstaller): its own executable, or the link to it that the package put on
         # PATH (/usr/bin/kubetray -> /opt/kubetray/kubetray); never another kubetray on PATH.
         exe = Path(sys.executable).absolute()
+        if "/AppTranslocation/" in str(exe):
+            # macOS runs an app opened straight from a download from a random read-only copy
+            # that is gone after a reboot; a login entry pointing there would start nothing.
+            raise AutostartError(
+                f"kubetray runs from a temporary copy macOS made ({exe}); move kubetray.app to "
+                "/Applications, open it from there, then turn on start at login again.")
         if found and Path(found).resolve() == exe.resolve():
             return [str(Path(found).absolute())]
         return [str(exe)]

@@ -88,8 +88,13 @@ class DesktopNotices:
             return self._notifier
         if self._missing_since is not None and self._clock() - self._missing_since < RETRY_AFTER:
             return None
-        notifier = DesktopNotifier(
-            app_name=self.app_name, app_icon=Icon(path=self.app_icon) if self.app_icon else None)
+        try:
+            # Building it loads the platform backend, which can fail too (a bundle missing it).
+            notifier = DesktopNotifier(
+                app_name=self.app_name, app_icon=Icon(path=self.app_icon) if self.app_icon else None)
+        except Exception as exc:  # noqa: BLE001 - whatever the backend's import raises
+            await self._missing(_describe(exc))
+            return None
         self._notifier, self._loop = notifier, loop
         try:
             # Connects and asks the service what it supports; the library does not catch here,
