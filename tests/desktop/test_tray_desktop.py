@@ -229,6 +229,14 @@ def test_tray_demo_end_to_end(desktop: Desktop, tmp_path: Path, unused_tcp_port_
         assert "default" in notice["actions"], notice  # clicking it opens the tunnel
         desktop.screenshot("tray-notification")
 
+        # --- clicking that notification opens the tunnel's URL (dunst runs its default action) ---
+        clicked = desktop.run(["dunstctl", "action", "0"])
+        assert clicked.returncode == 0, clicked.stderr
+        opened = desktop.wait_for(lambda: desktop.browser_log.read_text(encoding="utf-8"), timeout=10,
+                                  what="the notification's click to reach the stand-in browser")
+        assert opened == web["url"] + "\n"
+        desktop.browser_log.write_text("", encoding="utf-8")
+
         # --- a right click opens the menu; clicking the web tunnel opens its URL --------------
         entries = tray.open_menu(button=3)
         web_entry = entry(entries, "svc/web :80 ")
