@@ -28,7 +28,7 @@ from trayapp.engine.portmemory import PortMemory
 from trayapp.engine.runtime import RunPlan, TunnelView
 from trayapp.engine.supervisor import Supervisor
 from trayapp.errors import KubetrayError
-from trayapp.model import Event, EventKind, local_url
+from trayapp.model import Event, EventKind
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ class Snapshot:
     problem: str | None = None  # why the kubeconfig cannot be used, when it cannot
     rules_path: Path | None = None
     recent: tuple[Event, ...] = field(default=(), compare=False)
+
+    def tunnel(self, tunnel_id: str | None) -> TunnelView | None:
+        return next((view for view in self.tunnels if view.tunnel_id == tunnel_id), None)
 
 
 class Controller:
@@ -115,7 +118,7 @@ class Controller:
         auto = self.ruleset.auto if self.ruleset.auto.enabled else None
         rules = self.ruleset.rules_for(effective.name)
         if not rules and auto is None:
-            where = self.ruleset.path or self.ruleset.searched or "the rules file"
+            where = self.rules_path or "the rules file"
             self.bus.publish(Event(
                 EventKind.WAITING, f"No rules apply to context {effective.name!r} in {where} "
                 "and automatic forwarding is off; kubetray has nothing to forward there.",
@@ -230,7 +233,7 @@ def tunnel_json(view: TunnelView, context: str | None) -> dict[str, Any]:
         "address": rule.address,
         "state": view.state.value,
         "localPort": view.local_port,
-        "url": local_url(rule, view.local_port) if view.local_port is not None else None,
+        "url": view.url,
         "pod": view.pod,
         "reason": view.reason,
         "auto": rule.auto,

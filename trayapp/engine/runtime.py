@@ -21,7 +21,7 @@ from trayapp.engine.informer import Informer
 from trayapp.engine.kube import KubeApi
 from trayapp.engine.portmemory import PortKey, PortMemory
 from trayapp.errors import AuthError, KubetrayError
-from trayapp.model import Event, EventKind, Rule, TunnelState
+from trayapp.model import Event, EventKind, Rule, TunnelState, local_url
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,11 @@ class TunnelView:
     local_port: int | None
     pod: str | None
     reason: str | None
+
+    @property
+    def url(self) -> str | None:
+        """Where the tunnel answers, once it has a local port."""
+        return local_url(self.rule, self.local_port) if self.local_port is not None else None
 
 
 def tunnel_id(context: str, rule: Rule) -> str:

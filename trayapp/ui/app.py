@@ -153,10 +153,9 @@ class TrayApp(QObject):
     def _url_for(self, event: Event) -> str | None:
         if event.local_port is None or event.tunnel_id is None:
             return None
-        for view in self.tray.snapshot.tunnels:
-            if view.tunnel_id == event.tunnel_id:
-                return local_url(view.rule, event.local_port)
-        return f"http://localhost:{event.local_port}/"
+        view = self.tray.snapshot.tunnel(event.tunnel_id)
+        # A tunnel the snapshot does not know yet: its rule's scheme is found again on click.
+        return local_url(view.rule, event.local_port) if view else f"http://localhost:{event.local_port}/"
 
     def _schedule_flush(self) -> None:
         due = self.policy.deadline()
@@ -191,10 +190,8 @@ class TrayApp(QObject):
     def _notice_clicked(self, notice: Notice) -> None:
         # The URL as of now, from the latest state: the event that made the notice may have come
         # before the snapshot that knew the tunnel's scheme and path.
-        url = notice.url
-        for view in self.tray.snapshot.tunnels:
-            if view.tunnel_id == notice.tunnel_id and view.local_port is not None:
-                url = local_url(view.rule, view.local_port)
+        view = self.tray.snapshot.tunnel(notice.tunnel_id)
+        url = (view.url if view else None) or notice.url
         if url:
             self.open_url(url)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from trayapp.control import Snapshot
 from trayapp.engine.runtime import TunnelView
-from trayapp.model import TunnelState, local_host, local_url
+from trayapp.model import TunnelState, local_host
 
 
 # Commands: what an entry does when chosen.
@@ -145,10 +145,6 @@ def tooltip(snapshot: Snapshot) -> str:
     return text + (", " + ", ".join(extra) if extra else "")
 
 
-def tunnel_url(view: TunnelView) -> str | None:
-    return local_url(view.rule, view.local_port) if view.local_port is not None else None
-
-
 def tunnel_text(view: TunnelView) -> str:
     """`web  -> localhost:9000  web-7d9-x2k`, plus the state when it is not forwarding."""
     host = local_host(view.rule.address)
@@ -162,7 +158,7 @@ def tunnel_text(view: TunnelView) -> str:
 
 
 def tunnel_item(view: TunnelView) -> Item:
-    url = tunnel_url(view)
+    url = view.url
     forwarding = view.state == TunnelState.FORWARDING
     stopped = view.state == TunnelState.STOPPED
     children = [
