@@ -100,12 +100,17 @@ async def _main(args: argparse.Namespace, rules: Path | None, kubeconfig: str | 
     return await serve_with_instance(controller, stop)
 
 
-def run_headless(args: argparse.Namespace) -> int:
+def setup_logging(verbose: bool) -> None:
+    """Warnings (or everything, with -v) on stderr, for the tray and the terminal alike."""
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
     raise_open_file_limit()
     bus = EventBus()
     bus.subscribe(printer(args.json, sys.stdout, sys.stderr))

@@ -30,7 +30,7 @@ from trayapp.control import Controller, Snapshot
 from trayapp.engine.background import EngineThread
 from trayapp.engine.events import EventBus
 from trayapp.errors import KubetrayError
-from trayapp.headless import engine_options, serve_with_instance
+from trayapp.headless import engine_options, serve_with_instance, setup_logging
 from trayapp.model import Event, Notice, TunnelState, local_url
 from trayapp.platform.autostart import AutostartError, for_platform, installed_command
 from trayapp.platform.notify import DesktopNotices
@@ -365,8 +365,7 @@ def run_tray(args: argparse.Namespace) -> int:
     from trayapp.platform.instance import ask
     from trayapp.platform.limits import raise_open_file_limit
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging(args.verbose)
     answer = ask({"request": "show"}, 3.0)
     if answer is not None:
         if answer.get("shown"):
