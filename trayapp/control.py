@@ -169,6 +169,12 @@ class Controller:
                                    f"{exc.message}{stays}", context=current))
             return None
 
+    async def network_changed(self, why: str) -> None:
+        """Sleep, wake or a network change (platform/power.py): restart every watch and session."""
+        log.info("%s: restarting every watch and port-forward session", why)
+        self.supervisor.network_changed()
+        self.changed()
+
     async def set_token(self, context: str, token: str) -> None:
         """Store a context's token in the OS keyring and reconnect that context with it."""
         if self.options.store_token is None:

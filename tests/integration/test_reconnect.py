@@ -137,3 +137,23 @@ async def test_moving_on_after_a_wait_closes_connections_left_on_the_old_pod(
         pass
     writer.close()
     assert await serving_pod(unused_tcp_port) == moved.pod
+
+
+async def test_network_change_ends_open_connections_and_lists_again(
+    cluster: SimCluster, run_rules, unused_tcp_port: int
+) -> None:
+    run, events = await run_rules([Rule(ResourceType.SERVICE, "web", 80, local_port=unused_tcp_port)])
+    await events.wait_for(EventKind.FORWARDING)
+    reader, writer = await asyncio.open_connection("127.0.0.1", unused_tcp_port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readuntil(b"\r\n\r\n")
+    informers = list(run.cache._informers.values())
+    tasks_before = [informer._task for informer in informers]
+    run.network_changed()
+    # the open connection ends (its path may be dead for good) rather than hanging
+    assert await asyncio.wait_for(reader.read(), 10) is not None
+    writer.close()
+    # every watch started over, and the tunnel serves on the same local port
+    assert all(informer._task is not before for informer, before in zip(informers, tasks_before))
+    await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in informers)), 10)
+    assert await serving_pod(unused_tcp_port)

@@ -68,6 +68,18 @@ class ClusterCache:
                     task.add_done_callback(self._stopping.discard)
         self._dirty.discard(subscriber)
 
+    def relist(self, kinds: Sequence[str], namespace: str | None) -> None:
+        """List these kinds again at once (a dial found a pod gone that the cache still shows)."""
+        for kind in kinds:
+            informer = self._informers.get((kind, namespace))
+            if informer is not None:
+                informer.restart()
+
+    def restart_all(self) -> None:
+        """Every watch starts over with a fresh list: after sleep or a network change."""
+        for informer in self._informers.values():
+            informer.restart()
+
     def _changed(self, informer: Informer) -> None:
         self._dirty.update(self._subscribers.get((informer.kind, informer.namespace), ()))
         if not self._flush_scheduled:

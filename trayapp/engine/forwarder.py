@@ -179,6 +179,16 @@ class Forwarder:
             except asyncio.TimeoutError:
                 return None
 
+    def network_changed(self) -> None:
+        """After sleep or a network change: open connections rode a path that may be dead for good.
+
+        They are ended now, so their clients see a closed connection instead of a silent one and
+        connect again; the listener stays, and new connections dial on the new path.
+        """
+        for task, pod in list(self._connections.items()):
+            if pod:  # one still waiting for a pod has no path yet: it keeps waiting
+                task.cancel()
+
     async def stop(self) -> None:
         self._cache.unsubscribe(self)
         self._run(self.machine.stopped())

@@ -59,6 +59,22 @@ class Informer:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
 
+    def restart(self) -> None:
+        """Drop the current list or watch and list again now: the view may be stale, the watch dead.
+
+        Called when a dial says a pod is gone that the cache still holds, and after sleep or a
+        network change, when every open connection may be silently dead.
+        """
+        old = self._task
+        if old is None:
+            return
+        old.cancel()
+        self._task = asyncio.get_running_loop().create_task(self._run_after(old), name=self.name)
+
+    async def _run_after(self, old: asyncio.Task[None]) -> None:
+        await asyncio.gather(old, return_exceptions=True)
+        await self._run()
+
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:

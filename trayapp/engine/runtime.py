@@ -209,6 +209,13 @@ class ContextRun:
         await self._apply()
         return True
 
+    def network_changed(self) -> None:
+        """Sleep, wake or a new network: restart every watch and end connections on the old path."""
+        log.info("context %s: the network changed; restarting watches and connections", self.context)
+        self.cache.restart_all()
+        for forwarder in self.forwarders.values():
+            forwarder.network_changed()
+
     def _cluster_error(self, informer: Informer, error: KubetrayError) -> None:
         """One message for the context, not one per tunnel, when the cluster refuses us."""
         if not isinstance(error, AuthError):

@@ -190,5 +190,10 @@ class Supervisor:
         async with self._lock:
             return self.run is not None and await self.run.restart(tid)
 
+    def network_changed(self) -> None:
+        """The machine woke up or its network changed: every context heals at once."""
+        if self.run is not None:
+            self.run.network_changed()
+
     def views(self) -> list[TunnelView]:
         return self.run.views() if self.run else []
