@@ -68,7 +68,8 @@ class DesktopNotices:
         )
         try:
             # The library logs and swallows a failed send; it calls on_dispatched only on success.
-            await asyncio.wait_for(notifier.send_notification(notification), ANSWER_TIMEOUT)
+            async with asyncio.timeout(ANSWER_TIMEOUT):  # not wait_for: it can lose a cancel on 3.11
+                await notifier.send_notification(notification)
         except Exception as exc:  # noqa: BLE001 - a hung service (TimeoutError) or one that vanished
             log.debug("the notification service did not take %r: %r", notice.title, exc)
         if not dispatched:
@@ -99,7 +100,8 @@ class DesktopNotices:
         try:
             # Connects and asks the service what it supports; the library does not catch here,
             # so this is where a missing bus or a missing service shows.
-            await asyncio.wait_for(notifier.get_capabilities(), ANSWER_TIMEOUT)
+            async with asyncio.timeout(ANSWER_TIMEOUT):
+                await notifier.get_capabilities()
         except Exception as exc:  # noqa: BLE001 - no bus, nobody owns the name, or no answer in time
             await self._missing(_describe(exc))
             return None
@@ -142,7 +144,8 @@ async def _disconnect(notifier: DesktopNotifier, loop: asyncio.AbstractEventLoop
     try:
         if loop is asyncio.get_running_loop():
             bus.disconnect()
-            await asyncio.wait_for(bus.wait_for_disconnect(), ANSWER_TIMEOUT)
+            async with asyncio.timeout(ANSWER_TIMEOUT):
+                await bus.wait_for_disconnect()
         elif not loop.is_closed():
             loop.call_soon_threadsafe(bus.disconnect)  # that loop finishes the job itself
         else:

@@ -125,6 +125,15 @@ class TrayApp(QObject):
     def shutdown(self) -> None:
         """Stop the engine (listeners closed) and hide the tray; the Qt loop keeps running."""
         self._shutting_down = True
+        # Qt objects with running timers (ours, a text view's cursor blink) must be stopped and
+        # deleted on this thread: freed later by the garbage collector on another thread (a new
+        # engine's), Qt cannot stop their timers and warns.
+        self.flush_timer.stop()
+        for window in (self.log_window, self.status_window):
+            if window is not None:
+                window.close()
+                window.deleteLater()
+        self.log_window = self.status_window = None
         self.tray.hide()
         if not self.engine.stop():
             log.warning("the engine did not stop within 10 s; quitting anyway")

@@ -17,6 +17,7 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Signal, SignalInstance
 
 from trayapp.control import Snapshot
+from trayapp.engine.aio import deadline
 from trayapp.model import Event, Notice
 
 
@@ -64,6 +65,7 @@ class Bridge(QObject):
         answer: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
         self.later(self.request, request, answer)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(answer), 5.0)
-        except asyncio.TimeoutError:
+            async with deadline(5.0):
+                return await asyncio.wrap_future(answer)
+        except TimeoutError:
             return {"error": "busy", "message": "kubetray is running but its window did not answer in time."}
