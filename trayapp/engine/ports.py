@@ -275,12 +275,12 @@ def bind_listener(
                 requested is not None and chosen != requested,
                 tuple(reasons),
             )
-        if port in taken:
-            reasons.append(f"{port} is used by another kubetray rule")
-            continue
         refused = refuse(port) if refuse is not None else None
         if refused is not None:
             reasons.append(refused)
+            continue
+        if port in taken:
+            reasons.append(f"{port} is used by another kubetray rule")
             continue
         try:
             socks = _bind_port(hosts, port)

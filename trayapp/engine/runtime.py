@@ -134,9 +134,13 @@ class ContextRun:
         await self._apply()
 
     def _auto_changed(self, rules: Sequence[Rule]) -> None:
-        if tuple(rules) == self._auto_rules:
+        # What a cluster object may ask for ends here: loopback only, never a port that one of
+        # the user's rules names (nor, in the forwarder, one below 1024).
+        guarded = AutoForwarder.guard(rules, self._plan.rules)
+        changed = guarded != self._auto_rules
+        self._auto_rules = guarded  # also when only the reserved ports changed: new starts use them
+        if not changed:
             return
-        self._auto_rules = tuple(rules)
         # A new task each time (the lock keeps them in order): one already past _wanted() would
         # miss this change.
         previous = self._pending
