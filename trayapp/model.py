@@ -287,6 +287,12 @@ def local_host(address: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(text, text)
 
 
+def local_address(address: str, local_port: int) -> str:
+    """`host:port` to paste into a client on this machine (`localhost:5432`, `[::1]:5432`)."""
+    host = local_host(address)
+    return f"[{host}]:{local_port}" if ":" in host else f"{host}:{local_port}"
+
+
 def local_url(rule: Rule, local_port: int) -> str:
     """The URL a forwarded tunnel answers on: scheme and path from the rule, http by default."""
     host = local_host(rule.address)
