@@ -64,8 +64,8 @@ class AutoSource(str, enum.Enum):
     SELECTOR = "selector"  # a service or pod an `auto.selectors` entry picks
 
     @property
-    def title(self) -> str:
-        """A heading for the tunnels this source made."""
+    def heading(self) -> str:
+        """A heading for the tunnels this source made (not `title`: that is str's own method)."""
         return _SOURCE_TITLES[self]
 
     @property

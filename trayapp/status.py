@@ -50,7 +50,7 @@ def _source(tunnel: dict[str, Any]) -> str:
     if not tunnel.get("auto"):
         return ""
     try:
-        title = AutoSource(tunnel.get("source")).title
+        title = AutoSource(tunnel.get("source")).heading
     except ValueError:
         return "  (automatic)"
     return f"  (automatic: {title})"

@@ -11,9 +11,9 @@ from typing import Any
 
 from trayapp.config.auto import AutoSettings, SelectorRule
 from trayapp.engine.auth import Credentials
+from trayapp.engine.autoforward import AutoForwarder
 from trayapp.engine.events import EventBus
 from trayapp.engine.portmemory import PortMemory
-from trayapp.engine.autoforward import AutoForwarder
 from trayapp.engine.runtime import ContextRun, RunPlan, Switches, tunnel_id
 from trayapp.model import AutoSource, EventKind, ResourceType, Rule
 from trayapp.selectors import parse_selector

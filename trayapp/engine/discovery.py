@@ -294,14 +294,14 @@ def _annotated(collector: _Collector, kind: ResourceType, objects: list[Obj]) ->
             )
             continue
         for asked, local in wanted:
-            port = _match_port(asked, declared, kind)
-            if port is None:
+            matched = _match_port(asked, declared, kind)
+            if matched is None:
                 collector.notes.append(
                     f'{what} asks for port "{asked}" ({FORWARD_ANNOTATION}), which it does not '
                     "declare as a TCP port; kubetray skips that port."
                 )
             else:
-                collector.add(AutoSource.ANNOTATION, kind, obj, port, local)
+                collector.add(AutoSource.ANNOTATION, kind, obj, matched, local)
 
 
 def _parse_port_list(text: str) -> list[tuple[int | str, int | None]] | None:

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 
 from trayapp.control import Snapshot
 from trayapp.engine.runtime import TunnelView
-from trayapp.model import AutoSource, TunnelState, is_loopback, listen_text, local_address, tunnel_url
+from trayapp.model import (
+    AutoSource,
+    TunnelState,
+    is_loopback,
+    listen_text,
+    local_address,
+    tunnel_url,
+)
 
 
 # Commands: what an entry does when chosen.
@@ -209,7 +216,7 @@ def tunnel_item(view: TunnelView) -> Item:
 
 
 def _source_heading(source: AutoSource | None) -> Item:
-    title = source.title if source else "other sources"
+    title = source.heading if source else "other sources"
     why = f"kubetray forwards these because {source.why}." if source else ""
     return Item(f"Automatic \u00b7 {title}", heading=True, enabled=False,
                 tooltip=f"{why} Turn this source off under auto: in the rules file.".strip())
