@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 
 from trayapp.model import (
-    AutoSource, Event, EventKind, ResourceType, Rule, is_http_port_name, is_loopback, listen_text, local_address,
-    local_url, tunnel_url,
+    AutoSource,
+    Event,
+    EventKind,
+    ResourceType,
+    Rule,
+    is_http_port_name,
+    is_loopback,
+    listen_text,
+    local_address,
+    local_url,
+    tunnel_url,
 )
 
 
