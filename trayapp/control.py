@@ -28,7 +28,7 @@ from trayapp.engine.portmemory import PortMemory
 from trayapp.engine.runtime import RunPlan, TunnelView
 from trayapp.engine.supervisor import Supervisor
 from trayapp.errors import KubetrayError
-from trayapp.model import Event, EventKind
+from trayapp.model import Event, EventKind, is_loopback, listen_text, tunnel_url
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,11 @@ class Controller:
 
 
 def tunnel_json(view: TunnelView, context: str | None) -> dict[str, Any]:
+    """One tunnel for `status --json`. `listen` is where it listens as the user should read it
+    (`localhost:5432`, `0.0.0.0:8080, open to your network`); `url` is set only where a browser
+    can open the tunnel (model.Rule.is_http); `source` names the `auto:` source of an automatic one."""
     rule = view.rule
+    port = view.local_port
     return {
         "id": view.tunnel_id,
         "context": context,
@@ -238,11 +242,14 @@ def tunnel_json(view: TunnelView, context: str | None) -> dict[str, Any]:
         "port": rule.port,
         "address": rule.address,
         "state": view.state.value,
-        "localPort": view.local_port,
-        "url": view.url,
+        "localPort": port,
+        "listen": listen_text(rule.address, port) if port is not None else None,
+        "openToNetwork": not is_loopback(rule.address),
+        "url": tunnel_url(rule, port),
         "pod": view.pod,
         "reason": view.reason,
         "auto": rule.auto,
+        "source": rule.source.value if rule.source else None,
     }
 
 

@@ -6,6 +6,7 @@ Everything here is a frozen dataclass or an enum; nothing here does I/O.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -48,6 +49,43 @@ _SHORT_NAMES = {
 DEFAULT_NAMESPACE = "default"
 DEFAULT_ADDRESS = "127.0.0.1"
 HTTPS_PORTS = frozenset({443, 8443})
+# Ports that by convention serve HTTP, so a tunnel to one of them gets a URL to open. Others
+# (databases, gRPC, debuggers) get an address to copy: a browser pointed at them shows nothing.
+HTTP_PORTS = frozenset({80, 3000, 4200, 5000, 5173, 8000, 8008, 8080, 8081, 8888, 9000}) | HTTPS_PORTS
+OPEN_TO_NETWORK = "open to your network"
+
+
+class AutoSource(str, enum.Enum):
+    """Which part of the rules file's `auto:` section made an automatic rule."""
+
+    SKAFFOLD = "skaffold"  # a service Skaffold deployed
+    DEBUG = "debug"  # a pod in Skaffold debug mode
+    ANNOTATION = "annotation"  # a service or pod annotated kubetray.dev/forward
+    SELECTOR = "selector"  # a service or pod an `auto.selectors` entry picks
+
+    @property
+    def heading(self) -> str:
+        """A heading for the tunnels this source made (not `title`: that is str's own method)."""
+        return _SOURCE_TITLES[self]
+
+    @property
+    def why(self) -> str:
+        """Why kubetray forwards an object of this source, to finish "forwarded because ...". """
+        return _SOURCE_REASONS[self]
+
+
+_SOURCE_TITLES = {
+    AutoSource.SKAFFOLD: "Skaffold",
+    AutoSource.DEBUG: "Skaffold debug",
+    AutoSource.ANNOTATION: "kubetray.dev/forward annotation",
+    AutoSource.SELECTOR: "auto.selectors",
+}
+_SOURCE_REASONS = {
+    AutoSource.SKAFFOLD: "Skaffold deployed it",
+    AutoSource.DEBUG: "it is a pod in Skaffold debug mode",
+    AutoSource.ANNOTATION: "it is annotated kubetray.dev/forward",
+    AutoSource.SELECTOR: "it matches a selector in the rules file's auto.selectors",
+}
 
 
 @dataclass(frozen=True)
@@ -79,6 +117,10 @@ class Rule:
     # Made by automatic discovery (auto: in the rules file), not written by the user. Its local
     # port is remembered across restarts; a user rule for the same target replaces it.
     auto: bool = False
+    source: AutoSource | None = None  # on automatic rules: which `auto:` source made it
+    # On automatic rules: local ports the user's own rules name, which a cluster object may not
+    # take (the engine skips them as it skips a busy port). Not part of the rule's identity.
+    reserved_ports: frozenset[int] = field(default=frozenset(), compare=False, repr=False)
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:
@@ -100,6 +142,23 @@ class Rule:
             return self.scheme
         candidates = {self.port, port, self.local_port}
         return "https" if candidates & HTTPS_PORTS else "http"
+
+    @property
+    def is_http(self) -> bool:
+        """Whether a browser can open this tunnel: the rule names a scheme, the port's name says
+        http or https (`http`, `https`, `http-metrics`, `web-http`), or the port or the local port
+        asked for is one that serves HTTP by convention (HTTP_PORTS)."""
+        if self.scheme:
+            return True
+        if isinstance(self.port, str):
+            return is_http_port_name(self.port)
+        return bool({self.port, self.local_port} & HTTP_PORTS)
+
+
+def is_http_port_name(name: str) -> bool:
+    """Kubernetes' naming convention: `http`, `https`, or a name with an `http`/`https` part."""
+    parts = name.lower().replace("_", "-").split("-")
+    return "http" in parts or "https" in parts or "h2c" in parts
 
 
 class TunnelState(str, enum.Enum):
@@ -140,6 +199,8 @@ class Event:
     previous_context: str | None = None  # on `context` events: the context left behind
     label: str | None = None
     count: int = 1
+    auto: bool = False  # about a tunnel of an automatic rule (the rules file's `auto:`)
+    source: AutoSource | None = None  # on those: which `auto:` source made it
 
     def to_json(self) -> dict[str, Any]:
         """camelCase keys, as Skaffold's and Kubernetes' own JSON spell them."""
@@ -172,9 +233,64 @@ class Notice:
     tunnel_id: str | None = None
 
 
+def is_loopback(address: str) -> bool:
+    """Whether a listener on `address` is reachable only from this machine.
+
+    `localhost`, 127.0.0.0/8 and ::1 are; wildcards (0.0.0.0, ::) and every other address are
+    open to the network. Anything that is not an IP address counts as open: better a warning too
+    many than a listener on the network shown as private.
+    """
+    text = address.strip()
+    if text.lower() == "localhost":
+        return True
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+def is_default_loopback(address: str) -> bool:
+    """The default address (127.0.0.1, or `localhost`): kubetray listens on both 127.0.0.1 and
+    ::1 for it, as `kubectl port-forward` does, so `localhost` works whichever one a client picks."""
+    return address.strip().lower() in (DEFAULT_ADDRESS, "localhost")
+
+
+def listen_text(address: str, local_port: int) -> str:
+    """Where a listener is, as the user should read it.
+
+    `localhost:8080` for the default address, `[::1]:5432` or `127.0.0.2:5432` for other loopback
+    addresses, and `0.0.0.0:8080, open to your network` for anything other machines can reach.
+    """
+    if is_default_loopback(address):
+        return f"localhost:{local_port}"
+    host = address.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    where = f"[{host}]:{local_port}" if ":" in host else f"{host}:{local_port}"
+    return where if is_loopback(address) else f"{where}, {OPEN_TO_NETWORK}"
+
+
 def local_host(address: str) -> str:
-    """How to reach a listener's address from this machine: localhost for loopback and wildcards."""
-    return "localhost" if address in ("127.0.0.1", "0.0.0.0", "::", "::1") else address
+    """The host part of a URL that reaches a listener on `address` from this machine.
+
+    `localhost` for the default address (kubetray listens on both 127.0.0.1 and ::1 for it); for a
+    wildcard, the loopback address of its family (0.0.0.0 takes IPv4 only, so `localhost` could
+    resolve to ::1 and be refused); any other address as it is.
+    """
+    text = address.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if is_default_loopback(text):
+        return "localhost"
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(text, text)
+
+
+def local_address(address: str, local_port: int) -> str:
+    """`host:port` to paste into a client on this machine (`localhost:5432`, `[::1]:5432`)."""
+    host = local_host(address)
+    return f"[{host}]:{local_port}" if ":" in host else f"{host}:{local_port}"
 
 
 def local_url(rule: Rule, local_port: int) -> str:
@@ -184,3 +300,10 @@ def local_url(rule: Rule, local_port: int) -> str:
         host = f"[{host}]"
     path = rule.path if rule.path.startswith("/") else "/" + rule.path
     return f"{rule.url_scheme(local_port)}://{host}:{local_port}{path}"
+
+
+def tunnel_url(rule: Rule, local_port: int | None) -> str | None:
+    """The URL to open in a browser, only where the tunnel is HTTP (Rule.is_http) and listening."""
+    if local_port is None or not rule.is_http:
+        return None
+    return local_url(rule, local_port)

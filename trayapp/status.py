@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Any, TextIO
 
+from trayapp.model import AutoSource
 from trayapp.platform.instance import ask
 
 _MARKS = {"forwarding": "ok", "waiting": "..", "reconnecting": "~~", "failed": "!!", "stopped": "--"}
@@ -27,13 +28,32 @@ def status_text(answer: dict[str, Any]) -> str:
     width = max((len(str(t.get("rule"))) for t in tunnels), default=0)
     for tunnel in tunnels:
         state = str(tunnel.get("state"))
-        where = tunnel.get("url") or "no local port yet"
         pod = f"  pod {tunnel['pod']}" if tunnel.get("pod") else ""
-        line = f"  {_MARKS.get(state, '  ')} {state:<12} {str(tunnel.get('rule')):<{width}}  {where}{pod}"
+        line = (f"  {_MARKS.get(state, '  ')} {state:<12} {str(tunnel.get('rule')):<{width}}  {_where(tunnel)}{pod}"
+                f"{_source(tunnel)}")
         if tunnel.get("reason") and state != "forwarding":
             line += f"\n       {tunnel['reason']}"
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def _where(tunnel: dict[str, Any]) -> str:
+    """The URL where the tunnel is a web page, else the address it listens on; a listener other
+    machines can reach says so either way."""
+    url, listen = tunnel.get("url"), tunnel.get("listen")
+    if url and tunnel.get("openToNetwork") and listen:
+        return f"{url} ({listen})"
+    return str(url or listen or "no local port yet")
+
+
+def _source(tunnel: dict[str, Any]) -> str:
+    if not tunnel.get("auto"):
+        return ""
+    try:
+        title = AutoSource(tunnel.get("source")).heading
+    except ValueError:
+        return "  (automatic)"
+    return f"  (automatic: {title})"
 
 
 def run_status(as_json: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:

@@ -24,7 +24,7 @@ def test_no_auto_section_means_the_defaults(load: Load) -> None:
     for text in ("portForward: []\n", "auto:\n", "auto: {}\n"):
         rs = load(text)
         assert (rs.auto, rs.problems) == (AutoSettings(), ())
-        assert (rs.auto.skaffold, rs.auto.annotation, rs.auto.namespace) == (True, True, None)
+        assert (rs.auto.skaffold, rs.auto.annotation, rs.auto.namespace) == (True, False, None)
         assert rs.auto.selectors == ()
         assert rs.auto.enabled
 
@@ -109,7 +109,7 @@ def test_unknown_keys_have_did_you_mean(load: Load, tmp_path: Path) -> None:
     )
     # The misspelled switch most likely meant "off": it is off until the spelling is fixed.
     assert rs.auto.skaffold is False
-    assert rs.auto.annotation is True
+    assert rs.auto.annotation is False  # not written: the default, off
     # The entry with a problem is dropped rather than forwarding every port.
     assert rs.auto.selectors == ()
 

@@ -112,8 +112,7 @@ def test_one_problem_is_singular(tmp_path: Path) -> None:
 
 
 DEFAULT_AUTO = (
-    "Automatic forwarding in the context's namespace: Skaffold services and debug pods; "
-    "services and pods annotated kubetray.dev/forward.\n"
+    "Automatic forwarding in the context's namespace: Skaffold services and debug pods.\n"
 )
 
 

@@ -301,7 +301,7 @@ def test_auto_is_parsed_into_settings(load: Load) -> None:
           namespace: "*"
     """)
     assert rs.problems == ()
-    assert rs.auto == AutoSettings(skaffold=False, annotation=True, namespace="*")
+    assert rs.auto == AutoSettings(skaffold=False, annotation=False, namespace="*")
 
 
 def test_auto_problems_join_the_rule_set(load: Load, tmp_path: Path) -> None:

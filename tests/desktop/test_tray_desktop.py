@@ -188,8 +188,12 @@ def test_tray_demo_end_to_end(desktop: Desktop, tmp_path: Path, unused_tcp_port_
         assert entry(entries, "Switch context")["submenu"] == [CONTEXT]
         for tunnel in tunnels.values():
             item = entry(entries, tunnel["rule"] + " ")
-            assert item["enabled"] and item["submenu"] == ["Open", "Copy URL", "Copy port", "Restart", "Stop"]
-            assert item["tooltip"].endswith(f"Click to open {tunnel['url']}")
+            if tunnel["url"]:  # a web page: opened; anything else (api's grpc, debug-shell's echo): copied
+                assert item["enabled"] and item["submenu"] == ["Open", "Copy URL", "Copy port", "Restart", "Stop"]
+                assert item["tooltip"].endswith(f"Click to open {tunnel['url']}")
+            else:
+                assert item["enabled"] and item["submenu"] == ["Copy address", "Copy port", "Restart", "Stop"]
+                assert item["tooltip"].endswith(f"Click to copy {tunnel['listen']}")
         assert (entry(entries, "Start at login")["checked"], entry(entries, "Notifications")["checked"]) == \
             (False, True)
         menu = top_level_menu(desktop, entries)

@@ -10,13 +10,16 @@ import pytest
 
 from trayapp.config.auto import AutoSettings, SelectorRule
 from trayapp.engine.discovery import Discovered, discover
-from trayapp.model import Origin, ResourceType, Rule
+from trayapp.model import AutoSource, Origin, ResourceType, Rule
 from trayapp.selectors import parse_selector
 
 SVC = ResourceType.SERVICE
 POD = ResourceType.POD
 SKAFFOLD = {"app.kubernetes.io/managed-by": "skaffold", "skaffold.dev/run-id": "0b6f"}
 OFF = AutoSettings(skaffold=False, annotation=False)
+ANNOTATION_ONLY = AutoSettings(skaffold=False, annotation=True)
+SKAFFOLD_SRC, DEBUG_SRC, ANNOTATED, SELECTED = (
+    AutoSource.SKAFFOLD, AutoSource.DEBUG, AutoSource.ANNOTATION, AutoSource.SELECTOR)
 
 
 # ---- builders: the shape the API server returns, only the fields discovery reads ------------
@@ -104,10 +107,11 @@ def pod(
 
 
 def auto_rule(
-    kind: ResourceType, name: str, number: int, namespace: str = "default", **extra: Any
+    kind: ResourceType, name: str, number: int, namespace: str = "default", *, source: AutoSource,
+    **extra: Any,
 ) -> Rule:
     label = f"{name}:{number}" if namespace == "default" else f"{namespace}/{name}:{number}"
-    values: dict[str, Any] = {"local_port": number, "name": label, "auto": True}
+    values: dict[str, Any] = {"local_port": number, "name": label, "auto": True, "source": source}
     values.update(extra)
     return Rule(kind, name, number, namespace, **values)
 
@@ -144,7 +148,8 @@ def test_skaffold_services_every_port() -> None:
         ],
     )
     assert found == Discovered(
-        (auto_rule(SVC, "web", 80), auto_rule(SVC, "web", 443)),
+        (auto_rule(SVC, "web", 80, source=SKAFFOLD_SRC, scheme="http"),
+         auto_rule(SVC, "web", 443, source=SKAFFOLD_SRC, scheme="https")),
         (),
     )
     assert all(rule.auto and rule.origin is None for rule in found.rules)
@@ -160,7 +165,7 @@ def test_skaffold_skips_external_name_selectorless_and_udp() -> None:
             service("dns", [port(53, "dns", "UDP"), port(5353, "tcp-dns", "TCP")], labels=SKAFFOLD),
         ],
     )
-    assert found.rules == (auto_rule(SVC, "dns", 5353),)
+    assert found.rules == (auto_rule(SVC, "dns", 5353, source=SKAFFOLD_SRC),)
     assert found.notes == ()
 
 
@@ -169,7 +174,7 @@ def test_old_skaffold_label_value_counts() -> None:
     found = run(
         AutoSettings(annotation=False), services=[service("web", [port(80)], labels=labels)]
     )
-    assert found.rules == (auto_rule(SVC, "web", 80),)
+    assert found.rules == (auto_rule(SVC, "web", 80, source=SKAFFOLD_SRC),)
 
 
 def debug_config(**containers: dict[str, Any]) -> dict[str, str]:
@@ -190,7 +195,7 @@ def test_skaffold_debug_pods_every_debug_port() -> None:
         ],
     )
     assert found == Discovered(
-        (auto_rule(POD, "web-7d4f-abcde", 5005), auto_rule(POD, "web-7d4f-abcde", 9229)),
+        (auto_rule(POD, "web-7d4f-abcde", 5005, source=DEBUG_SRC), auto_rule(POD, "web-7d4f-abcde", 9229, source=DEBUG_SRC)),
         (),
     )
 
@@ -274,7 +279,7 @@ def forward(value: str) -> dict[str, str]:
 
 def test_annotation_true_forwards_every_port() -> None:
     found = run(
-        AutoSettings(skaffold=False),
+        ANNOTATION_ONLY,
         services=[
             service("web", [port(80, "http"), port(53, "dns", "UDP")], annotations=forward("true"))
         ],
@@ -288,9 +293,9 @@ def test_annotation_true_forwards_every_port() -> None:
     )
     assert found == Discovered(
         (
-            auto_rule(POD, "api-0", 8080),
-            auto_rule(POD, "api-0", 9090),
-            auto_rule(SVC, "web", 80),
+            auto_rule(POD, "api-0", 8080, source=ANNOTATED, scheme="http"),
+            auto_rule(POD, "api-0", 9090, source=ANNOTATED),
+            auto_rule(SVC, "web", 80, source=ANNOTATED, scheme="http"),
         ),
         (),
     )
@@ -298,7 +303,7 @@ def test_annotation_true_forwards_every_port() -> None:
 
 def test_annotation_list_numbers_names_and_local_ports() -> None:
     found = run(
-        AutoSettings(skaffold=False),
+        ANNOTATION_ONLY,
         services=[
             service(
                 "web",
@@ -316,18 +321,18 @@ def test_annotation_list_numbers_names_and_local_ports() -> None:
         ],
     )
     assert found.rules == (
-        auto_rule(POD, "api-0", 6060),
-        auto_rule(POD, "api-0", 8080, local_port=18080),
-        auto_rule(SVC, "web", 80),
-        auto_rule(SVC, "web", 443, local_port=8443),
-        auto_rule(SVC, "web", 9090, local_port=19090),
+        auto_rule(POD, "api-0", 6060, source=ANNOTATED),
+        auto_rule(POD, "api-0", 8080, local_port=18080, source=ANNOTATED, scheme="http"),
+        auto_rule(SVC, "web", 80, source=ANNOTATED, scheme="http"),
+        auto_rule(SVC, "web", 443, local_port=8443, source=ANNOTATED, scheme="https"),
+        auto_rule(SVC, "web", 9090, local_port=19090, source=ANNOTATED),
     )
     assert found.notes == ()
 
 
 def test_annotation_false_and_absent_forward_nothing() -> None:
     found = run(
-        AutoSettings(skaffold=False),
+        ANNOTATION_ONLY,
         services=[service("a", [port(80)], annotations=forward("false")), service("b", [port(80)])],
         pods=[pod("c", [container("c", 80)], annotations=forward("FALSE"))],
     )
@@ -337,7 +342,7 @@ def test_annotation_false_and_absent_forward_nothing() -> None:
 @pytest.mark.parametrize("value", ["all ports", "", "80;443", "80:0", "0", "70000", "Http", "80:http"])
 def test_bad_annotation_value_is_a_note(value: str) -> None:
     found = run(
-        AutoSettings(skaffold=False),
+        ANNOTATION_ONLY,
         services=[service("web", [port(80, "http")], annotations=forward(value))],
     )
     assert found == Discovered(
@@ -353,11 +358,12 @@ def test_bad_annotation_value_is_a_note(value: str) -> None:
 
 def test_annotation_port_the_object_lacks_is_a_note() -> None:
     found = run(
-        AutoSettings(skaffold=False),
+        ANNOTATION_ONLY,
         services=[service("web", [port(80, "http")], annotations=forward("80,81,grpc"))],
         pods=[pod("p", [container("p", 80)], annotations=forward("debug,81"))],
     )
-    assert found.rules == (auto_rule(POD, "p", 81), auto_rule(SVC, "web", 80))
+    assert found.rules == (auto_rule(POD, "p", 81, source=ANNOTATED),
+                           auto_rule(SVC, "web", 80, source=ANNOTATED, scheme="http"))
     assert found.notes == (
         (
             'Service "default/web" asks for port "81" (kubetray.dev/forward), which it does not '
@@ -376,7 +382,7 @@ def test_annotation_port_the_object_lacks_is_a_note() -> None:
 
 def test_annotated_service_without_pods_is_a_note() -> None:
     found = run(
-        AutoSettings(skaffold=False),
+        ANNOTATION_ONLY,
         services=[
             service("ext", [port(5432)], type_="ExternalName", annotations=forward("true")),
             service("manual", [port(80)], selector={}, annotations=forward("80")),
@@ -392,7 +398,7 @@ def test_annotated_service_without_pods_is_a_note() -> None:
 
 def test_annotated_pod_without_ports_is_a_note() -> None:
     found = run(
-        AutoSettings(skaffold=False), pods=[pod("p", [container("p")], annotations=forward("true"))]
+        ANNOTATION_ONLY, pods=[pod("p", [container("p")], annotations=forward("true"))]
     )
     assert found.rules == ()
     assert found.notes == (
@@ -429,7 +435,7 @@ def test_selector_rules_pick_by_labels() -> None:
             pod("x-1", [container("x", 7001)], labels={"role": "web"}),
         ],
     )
-    assert found.rules == (auto_rule(POD, "w-1", 7000), auto_rule(SVC, "web", 80))
+    assert found.rules == (auto_rule(POD, "w-1", 7000, source=SELECTED), auto_rule(SVC, "web", 80, source=SELECTED))
     # A selector's rules point back at the entry that made them.
     assert found.rules[0].origin == Origin("config.yaml", 9, 0)
 
@@ -461,10 +467,10 @@ def test_selector_ports_filter_numbers_and_names() -> None:
         ],
     )
     assert found.rules == (
-        auto_rule(POD, "web-1", 8080),
-        auto_rule(POD, "web-1", 9229),
-        auto_rule(SVC, "web", 443),
-        auto_rule(SVC, "web", 9090),
+        auto_rule(POD, "web-1", 8080, source=SELECTED, scheme="http"),
+        auto_rule(POD, "web-1", 9229, source=SELECTED),
+        auto_rule(SVC, "web", 443, source=SELECTED, scheme="https"),
+        auto_rule(SVC, "web", 9090, source=SELECTED),
     )
     # A filter port an object lacks is not worth a note: a selector spans many objects.
     assert found.notes == ()
@@ -552,13 +558,13 @@ def test_same_target_from_several_sources_is_one_rule_first_source_wins() -> Non
         annotations=forward("80:8081"),
     )
     api = service("api", [port(80, "http")], labels={"app": "web"}, annotations=forward("80:9000"))
-    settings = AutoSettings(selectors=(selecting(SVC, "app=web"),))
+    settings = AutoSettings(annotation=True, selectors=(selecting(SVC, "app=web"),))
     found = run(settings, services=[web, api])
     # web: Skaffold wins over its annotation (local port 80, not 8081).
     # api: the annotation wins over the selector (local port 9000, no origin).
     assert found.rules == (
-        auto_rule(SVC, "api", 80, local_port=9000),
-        auto_rule(SVC, "web", 80),
+        auto_rule(SVC, "api", 80, local_port=9000, source=ANNOTATED, scheme="http"),
+        auto_rule(SVC, "web", 80, source=SKAFFOLD_SRC, scheme="http"),
     )
     assert found.rules[0].local_port == 9000 and found.rules[0].origin is None
     assert found.rules[1].local_port == 80
@@ -571,7 +577,7 @@ def test_output_order_is_namespace_kind_name_port_whatever_the_input_order() -> 
         service("z", [port(1)], namespace="a", labels=SKAFFOLD),
     ]
     pods = [pod("p", [container("p", 3)], namespace="x", annotations=forward("true"))]
-    settings = AutoSettings(namespace="*")
+    settings = AutoSettings(annotation=True, namespace="*")
     first = run(settings, services=objects, pods=pods)
     second = run(settings, services=reversed(objects), pods=pods)
     assert first == second
@@ -586,3 +592,40 @@ def test_output_order_is_namespace_kind_name_port_whatever_the_input_order() -> 
 
 def test_nothing_enabled_finds_nothing() -> None:
     assert run(OFF, services=spread()) == Discovered((), ())
+
+
+# ---- what the user is told ----------------------------------------------------------------
+
+
+def test_each_rule_names_its_source() -> None:
+    debug = debug_config(app={"ports": {"jdwp": 5005}})
+    settings = AutoSettings(annotation=True, selectors=(selecting(POD, "role=worker"),))
+    found = run(
+        settings,
+        services=[service("web", [port(8080)], labels=SKAFFOLD),
+                  service("opted", [port(8081)], annotations=forward("true"))],
+        pods=[pod("dbg", annotations=debug), pod("w", [container("w", 7000)], labels={"role": "worker"})],
+    )
+    assert {(rule.resource_name, rule.source) for rule in found.rules} == {
+        ("web", SKAFFOLD_SRC), ("opted", ANNOTATED), ("dbg", DEBUG_SRC), ("w", SELECTED)}
+
+
+@pytest.mark.parametrize(("name", "app_protocol", "scheme"), [
+    ("http", None, "http"), ("https", None, "https"), ("http-metrics", None, "http"),
+    ("web-https", None, "https"), ("grpc", None, None), ("httpx", None, None), (None, None, None),
+    ("web", "http", "http"), ("tls", "https", "https"), ("api", "kubernetes.io/h2c", "http"),
+    ("db", "postgres", None),
+])
+def test_a_port_named_or_declared_http_gets_a_url_scheme(
+    name: str | None, app_protocol: str | None, scheme: str | None
+) -> None:
+    entry = port(5000, name)
+    if app_protocol:
+        entry["appProtocol"] = app_protocol
+    (rule,) = run(AutoSettings(), services=[service("web", [entry], labels=SKAFFOLD)]).rules
+    assert rule.scheme == scheme
+
+
+def test_the_annotation_is_off_by_default() -> None:
+    found = run(AutoSettings(), services=[service("web", [port(8080)], annotations=forward("true"))])
+    assert found == Discovered((), ())

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from trayapp.engine import ports
-from trayapp.engine.ports import Bound, bind_listener, fallback_ports, fallback_reason
+from trayapp.engine.ports import Bound, bind_listener, fallback_ports, fallback_reason, refusal_for
 from trayapp.errors import PortError
+from trayapp.model import ResourceType, Rule
 
 FALLBACK = list(range(4503, 4534))
 
@@ -24,6 +25,8 @@ def occupy(port: int, host: str = "127.0.0.1") -> socket.socket | None:
     """Hold `port` with a plain listening socket; None if something else already holds it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
+    if os.name != "nt":  # as bind_listener does: a port in TIME_WAIT from an earlier test is free
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
         sock.listen(1)
@@ -43,8 +46,8 @@ def held(portlist: list[int], host: str = "127.0.0.1") -> Iterator[None]:
             sock.close()
 
 
-def is_free(port: int) -> bool:
-    sock = occupy(port)
+def is_free(port: int, host: str = "127.0.0.1") -> bool:
+    sock = occupy(port, host)
     if sock is None:
         return False
     sock.close()
@@ -53,8 +56,9 @@ def is_free(port: int) -> bool:
 
 def free_block(size: int = 11, host: str = "127.0.0.1") -> int:
     """A base port where base..base+size-1 are all free right now (well away from 4503-4533)."""
+    hosts = [host, "::1"] if host == "127.0.0.1" and has_ipv6_loopback() else [host]  # the default binds both
     for base in range(20000, 60000, 97):
-        probes = [occupy(p, host) for p in range(base, base + size)]
+        probes = [occupy(p, h) for p in range(base, base + size) for h in hosts]
         for sock in probes:
             if sock is not None:
                 sock.close()
@@ -77,7 +81,21 @@ def closing() -> Iterator[list[Bound]]:
     bounds: list[Bound] = []
     yield bounds
     for bound in bounds:
-        bound.sock.close()
+        bound.close()
+
+
+def has_ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback")
 
 
 # ---- fallback_ports (pure) ---------------------------------------------------------------------
@@ -154,7 +172,8 @@ def test_in_use_falls_to_next(closing: list[Bound]) -> None:
 
 def test_all_next_ten_in_use_goes_to_skaffold_range(closing: list[Bound]) -> None:
     base = free_block()
-    first_free = next((p for p in FALLBACK if is_free(p)), None)
+    # Free on both loopbacks, as the default address needs (other programs may hold one of them).
+    first_free = next((p for p in FALLBACK if is_free(p) and (not has_ipv6_loopback() or is_free(p, "::1"))), None)
     if first_free is None:
         pytest.skip("4503-4533 all taken on this machine")
     with held(list(range(base, base + 11))):
@@ -226,11 +245,98 @@ def test_two_rules_get_different_ports(closing: list[Bound]) -> None:
     assert two.reasons == (f"{base} is in use",)
 
 
-def test_localhost_means_ipv4_loopback(closing: list[Bound]) -> None:
+def test_localhost_is_the_default_address(closing: list[Bound]) -> None:
     bound = bind_listener("localhost", None)
     closing.append(bound)
     assert bound.sock.family == socket.AF_INET
     assert bound.sock.getsockname()[0] == "127.0.0.1"
+    assert [s.getsockname()[0] for s in bound.socks][1:] in ([], ["::1"])
+
+
+@needs_ipv6
+@pytest.mark.parametrize("address", ["127.0.0.1", "localhost"])
+def test_the_default_address_listens_on_both_loopbacks_with_one_port(closing: list[Bound], address: str) -> None:
+    base = free_block(1)
+    bound = bind_listener(address, base)
+    closing.append(bound)
+    assert bound.port == base and not bound.fell_back
+    assert sorted((s.family, s.getsockname()[1]) for s in bound.socks) == [
+        (socket.AF_INET, base), (socket.AF_INET6, base)]
+    assert_listening(bound, "127.0.0.1")
+    assert_listening(bound, "::1")
+
+
+@needs_ipv6
+def test_a_port_busy_on_ipv6_only_is_not_free(closing: list[Bound]) -> None:
+    base = free_block(2)
+    with held([base], "::1"):
+        bound = bind_listener("127.0.0.1", base)
+        closing.append(bound)
+        assert (bound.port, bound.reasons) == (base + 1, (f"{base} is in use",))
+        assert is_free(base)  # the IPv4 half of the failed try was let go
+
+
+@needs_ipv6
+def test_an_explicit_ipv6_loopback_stays_ipv6_only(closing: list[Bound]) -> None:
+    bound = bind_listener("::1", None)
+    closing.append(bound)
+    assert [s.family for s in bound.socks] == [socket.AF_INET6]
+    assert is_free(bound.port) and not is_free(bound.port, "::1")
+
+
+def test_without_an_ipv6_loopback_ipv4_alone_said_once(
+    closing: list[Bound], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 2001:db8::/32 is for documentation: no machine has it, so binding it fails as ::1 does
+    # where IPv6 is off (EADDRNOTAVAIL), or the family is missing altogether (EAFNOSUPPORT).
+    monkeypatch.setattr(ports, "IPV6_LOOPBACK", "2001:db8::1")
+    monkeypatch.setattr(ports, "_told_no_ipv6", False)
+    caplog.set_level("INFO", logger="trayapp.engine.ports")
+    first = bind_listener("127.0.0.1", None)
+    closing.append(first)
+    second = bind_listener("127.0.0.1", None)
+    closing.append(second)
+    assert [s.family for s in first.socks] == [s.family for s in second.socks] == [socket.AF_INET]
+    assert_listening(first)
+    told = [r.getMessage() for r in caplog.records if "no IPv6 loopback" in r.getMessage()]
+    assert len(told) == 1 and "127.0.0.1 alone" in told[0]
+
+
+# ---- automatic rules may not take every port ----------------------------------------------------
+
+
+def auto_rule(reserved: frozenset[int] = frozenset()) -> Rule:
+    return Rule(ResourceType.SERVICE, "web", 80, auto=True, reserved_ports=reserved)
+
+
+def test_user_rules_have_no_refusal() -> None:
+    assert refusal_for(Rule(ResourceType.SERVICE, "web", 80)) is None
+
+
+def test_refusal_for_an_automatic_rule() -> None:
+    refuse = refusal_for(auto_rule(frozenset({5432})))
+    assert refuse is not None
+    assert refuse(80) == "80 is below 1024, which kubetray never gives to an automatic forward"
+    assert refuse(1023) is not None and refuse(1024) is None
+    assert refuse(5432) == "5432 is named by one of your own rules"
+    assert refuse(5433) is None
+
+
+def test_an_automatic_rule_never_gets_a_privileged_port(closing: list[Bound]) -> None:
+    # 80-90 are all refused whether or not this process could bind them (root, or macOS, can).
+    bound = bind_listener("127.0.0.1", 80, refuse=refusal_for(auto_rule()))
+    closing.append(bound)
+    assert bound.port >= 1024 and bound.fell_back
+    assert bound.reasons[:11] == tuple(
+        f"{port} is below 1024, which kubetray never gives to an automatic forward" for port in range(80, 91))
+
+
+def test_an_automatic_rule_skips_ports_the_user_names(closing: list[Bound]) -> None:
+    base = free_block(3)
+    bound = bind_listener("127.0.0.1", base, refuse=refusal_for(auto_rule(frozenset({base, base + 1}))))
+    closing.append(bound)
+    assert bound.port == base + 2
+    assert bound.reasons == (f"{base} is named by one of your own rules", f"{base + 1} is named by one of your own rules")
 
 
 @pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")

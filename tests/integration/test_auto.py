@@ -1,5 +1,6 @@
 """Automatic rules against the simulator: Skaffold's services, annotated services, selectors;
-resources appearing and disappearing; user rules winning; remembered ports across restarts."""
+resources appearing and disappearing; user rules winning; remembered ports across restarts; the
+ports and addresses a cluster object may never take."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import Any
 
 from trayapp.config.auto import AutoSettings, SelectorRule
 from trayapp.engine.auth import Credentials
+from trayapp.engine.autoforward import AutoForwarder
 from trayapp.engine.events import EventBus
 from trayapp.engine.portmemory import PortMemory
-from trayapp.engine.runtime import ContextRun, RunPlan
-from trayapp.model import EventKind, ResourceType, Rule
+from trayapp.engine.runtime import ContextRun, RunPlan, Switches, tunnel_id
+from trayapp.model import AutoSource, EventKind, ResourceType, Rule
 from trayapp.selectors import parse_selector
 from trayapp.sim import SimCluster
 
@@ -23,13 +25,14 @@ from .test_forwarding import echo_roundtrip, http_get
 SKAFFOLD = {"app.kubernetes.io/managed-by": "skaffold"}
 
 
-async def start(kubeconfig: Path, plan: RunPlan, memory: PortMemory | None = None) -> tuple[ContextRun, Events]:
+async def start(kubeconfig: Path, plan: RunPlan, memory: PortMemory | None = None,
+                switches: Switches | None = None) -> tuple[ContextRun, Events]:
     events = Events()
     bus = EventBus()
     bus.subscribe(events)
     credentials = Credentials([kubeconfig], None)
     access = await asyncio.to_thread(credentials.load)
-    run = ContextRun(access, credentials, plan, bus, port_memory=memory)
+    run = ContextRun(access, credentials, plan, bus, port_memory=memory, switches=switches)
     await run.start()
     return run, events
 
@@ -55,6 +58,9 @@ async def test_skaffold_service_appears_forwards_and_disappears(cluster: SimClus
         cluster.create(service("skaffold-web", port, 8080, labels=SKAFFOLD))
         forwarding = await events.wait_for(EventKind.FORWARDING)
         assert forwarding.resource_name == "skaffold-web" and forwarding.local_port == port
+        # Every event of an automatic tunnel says so, and which source made it (--json too).
+        assert (forwarding.auto, forwarding.source) == (True, AutoSource.SKAFFOLD)
+        assert (forwarding.to_json()["auto"], forwarding.to_json()["source"]) == (True, "skaffold")
         assert (await http_get(port))[0] == 200
         cluster.remove_service("default", "skaffold-web")
         stopped = await events.wait_for(EventKind.STOPPED)
@@ -67,11 +73,12 @@ async def test_skaffold_service_appears_forwards_and_disappears(cluster: SimClus
 
 async def test_annotation_with_a_local_port(cluster: SimCluster, kubeconfig: Path) -> None:
     local = free_port()
-    run, events = await start(kubeconfig, RunPlan((), AutoSettings()))
+    run, events = await start(kubeconfig, RunPlan((), AutoSettings(annotation=True)))
     try:
         cluster.create(service("opted-in", 80, 8080, annotations={"kubetray.dev/forward": f"80:{local}"}))
         forwarding = await events.wait_for(EventKind.FORWARDING)
         assert (forwarding.resource_name, forwarding.local_port) == ("opted-in", local)
+        assert forwarding.source == AutoSource.ANNOTATION
         assert (await http_get(local))[0] == 200
     finally:
         await run.stop()
@@ -159,7 +166,7 @@ def debug_pod(name: str, annotations: dict[str, str]) -> dict[str, Any]:
 
 
 async def test_debug_pod_and_annotated_pod_appear_and_disappear(cluster: SimCluster, kubeconfig: Path) -> None:
-    run, events = await start(kubeconfig, RunPlan((), AutoSettings()))
+    run, events = await start(kubeconfig, RunPlan((), AutoSettings(annotation=True)))
     try:
         cluster.create(debug_pod("debuggee", {"debug.cloud.google.com/config": '{"app":{"runtime":"go","ports":{"dlv":8080}}}'}))
         debug = await events.wait_for(EventKind.FORWARDING, lambda e: e.resource_name == "debuggee")
@@ -173,3 +180,62 @@ async def test_debug_pod_and_annotated_pod_appear_and_disappear(cluster: SimClus
         assert not [e for e in events.of(EventKind.STOPPED) if e.resource_name == "opted"]
     finally:
         await run.stop()
+
+
+# ---- what a cluster object may never take ---------------------------------------------------
+
+
+async def test_the_annotation_is_off_unless_asked_for(cluster: SimCluster, kubeconfig: Path) -> None:
+    local = free_port()
+    cluster.create(service("opted-in", 80, 8080, annotations={"kubetray.dev/forward": f"80:{local}"}))
+    cluster.create(service("skaffold-web", free_port(), 8080, labels=SKAFFOLD))
+    run, events = await start(kubeconfig, RunPlan((), AutoSettings()))
+    try:
+        await events.wait_for(EventKind.FORWARDING, lambda e: e.resource_name == "skaffold-web")
+        assert [f.rule.resource_name for f in run.forwarders.values()] == ["skaffold-web"]
+    finally:
+        await run.stop()
+
+
+async def test_a_cluster_object_never_takes_a_privileged_port(cluster: SimCluster, kubeconfig: Path) -> None:
+    # Service port 80 asks for local port 80: refused even where this process could bind it
+    # (root, macOS), as if it were busy, and the fallback event says why.
+    cluster.create(service("skaffold-web", 80, 8080, labels=SKAFFOLD))
+    run, events = await start(kubeconfig, RunPlan((), AutoSettings()))
+    try:
+        fallback = await events.wait_for(EventKind.FALLBACK)
+        assert fallback.requested_local_port == 80
+        assert fallback.local_port is not None and fallback.local_port >= 1024
+        assert "80 is below 1024, which kubetray never gives to an automatic forward" in fallback.message
+        assert (await http_get(fallback.local_port))[0] == 200
+    finally:
+        await run.stop()
+
+
+async def test_a_cluster_object_never_takes_a_port_a_user_rule_names(cluster: SimCluster, kubeconfig: Path) -> None:
+    # The user's rule for that port is stopped from the tray, so the port is free: still reserved.
+    reserved = free_port()
+    mine = Rule(ResourceType.SERVICE, "web", 80, local_port=reserved, name="mine")
+    switches = Switches(disabled={tunnel_id("sim", mine)})
+    cluster.create(service("opted-in", 80, 8080, annotations={"kubetray.dev/forward": f"80:{reserved}"}))
+    run, events = await start(kubeconfig, RunPlan((mine,), AutoSettings(annotation=True)), switches=switches)
+    try:
+        fallback = await events.wait_for(EventKind.FALLBACK, lambda e: e.resource_name == "opted-in")
+        assert fallback.requested_local_port == reserved and fallback.local_port != reserved
+        assert f"{reserved} is named by one of your own rules" in fallback.message
+        assert fallback.auto and fallback.source == AutoSource.ANNOTATION
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", reserved)) != 0  # nobody listens there
+    finally:
+        await run.stop()
+
+
+def test_automatic_rules_listen_only_on_loopback_with_the_user_ports_reserved() -> None:
+    asked = [Rule(ResourceType.SERVICE, "a", 8080, address="0.0.0.0", auto=True),
+             Rule(ResourceType.SERVICE, "b", 8081, address="::1", auto=True),
+             Rule(ResourceType.SERVICE, "c", 8082, address="192.168.1.5", auto=True)]
+    user = [Rule(ResourceType.SERVICE, "x", 80, local_port=5432), Rule(ResourceType.SERVICE, "y", 8000),
+            Rule(ResourceType.SERVICE, "z", "http")]  # a named port asks for no local port yet
+    guarded = AutoForwarder.guard(asked, user)
+    assert [rule.address for rule in guarded] == ["127.0.0.1", "::1", "127.0.0.1"]
+    assert all(rule.reserved_ports == {5432, 8000} and rule.auto for rule in guarded)

@@ -1,8 +1,9 @@
-"""Local ports through the whole engine: the fallback order when ports are taken, and two rules
-that want the same port."""
+"""Local ports through the whole engine: the fallback order when ports are taken, two rules that
+want the same port, and the default address answering on both 127.0.0.1 and ::1."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
 from collections.abc import Iterator
@@ -93,3 +94,53 @@ async def test_two_rules_wanting_one_port(cluster: SimCluster, run_rules) -> Non
     _, web, _ = await http_get(base)
     _, api, _ = await http_get(base + 1)
     assert web["x-pod"].startswith("web-") and api["x-pod"] == "api-0"
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+async def get_pod(host: str, port: int) -> str:
+    """The pod that answered a GET on host:port (the simulator's x-pod header)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    head = raw.partition(b"\r\n\r\n")[0].decode()
+    assert head.startswith("HTTP/1.1 200"), head
+    return next(line.split(": ", 1)[1] for line in head.split("\r\n") if line.lower().startswith("x-pod: "))
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback")
+async def test_the_default_address_answers_on_both_loopbacks(cluster: SimCluster, run_rules) -> None:
+    base = free_run(1)
+    run, events = await run_rules([Rule(ResourceType.SERVICE, "web", 80, local_port=base)])
+    forwarding = await events.wait_for(EventKind.FORWARDING)
+    assert forwarding.local_port == base
+    # A client that resolves localhost to ::1 first (Node 17+) gets the same tunnel as one on 127.0.0.1.
+    assert (await get_pod("::1", base)).startswith("web-")
+    assert (await get_pod("127.0.0.1", base)).startswith("web-")
+    await run.stop()  # both listeners close with the tunnel
+    for family, host in ((socket.AF_INET6, "::1"), (socket.AF_INET, "127.0.0.1")):
+        with socket.socket(family) as probe:
+            assert probe.connect_ex((host, base)) != 0
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback")
+async def test_a_port_busy_on_ipv6_only_falls_back(cluster: SimCluster, run_rules, occupied) -> None:
+    base = free_run(3)
+    v6 = socket.socket(socket.AF_INET6)
+    v6.bind(("::1", base))
+    v6.listen()
+    occupied.append(v6)
+    _, events = await run_rules([Rule(ResourceType.SERVICE, "web", 80, local_port=base)])
+    fallback = await events.wait_for(EventKind.FALLBACK)
+    assert (fallback.requested_local_port, fallback.local_port) == (base, base + 1)
+    await events.wait_for(EventKind.FORWARDING)
+    assert (await get_pod("::1", base + 1)).startswith("web-")

@@ -20,7 +20,9 @@ from trayapp.platform.instance import ask
 from trayapp.sim import SimCluster
 from trayapp.sim.runner import SimThread, run_in_thread
 from trayapp.ui.app import TrayApp
-from trayapp.ui.menu_model import CopyText, OpenUrl, SetEnabled, SetNotifications, SetPaused, Simple, SwitchContext
+from trayapp.ui.menu_model import (
+    CopyText, OpenUrl, SetEnabled, SetNotifications, SetPaused, Simple, SwitchContext, build_menu,
+)
 
 SCENARIO = """
 deployments:
@@ -207,3 +209,32 @@ def test_a_failed_context_switch_is_told_once_and_kubetray_stays(qtbot, app: Tra
     assert "no-such-context" in failure.message and "kubetray stays on context sim-ctx." in failure.message
     assert told == []  # the event is the one report; the command adds no second notice
     assert app.tray.snapshot.context == "sim-ctx"
+
+
+def test_an_automatic_tunnel_is_announced_and_listed_under_its_source(qtbot, app: TrayApp, sim: SimThread) -> None:
+    # The rules file has no auto: section, so Skaffold's services are forwarded (the default).
+    wait_forwarding(qtbot, app)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    told: list[object] = []
+    app.bridge.notice_fallback.connect(told.append)  # no notification service here: the balloon's
+    sim.cluster.create({
+        "kind": "Service",
+        "metadata": {"name": "shop", "namespace": "default",
+                     "labels": {"app.kubernetes.io/managed-by": "skaffold"}},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": port, "targetPort": "http"}]},
+    })
+    title = f"kubetray forwards shop:{port} automatically"
+    qtbot.waitUntil(lambda: any(getattr(n, "title", None) == title for n in told), timeout=10000)
+    notice = next(n for n in told if getattr(n, "title", None) == title)
+    assert f"svc/default/shop port {port} is on localhost:{port}" in notice.body  # type: ignore[attr-defined]
+    assert "Skaffold deployed it" in notice.body and "Stop" in notice.body  # type: ignore[attr-defined]
+    with urllib.request.urlopen(f"http://localhost:{port}/", timeout=10) as answer:
+        assert answer.status == 200
+    texts = [item.text for item in build_menu(app.tray.snapshot, app.prefs())]
+    heading = texts.index("Automatic \u00b7 Skaffold")
+    assert texts[heading + 1].startswith(f"shop:{port}  \u2192 localhost:{port}")
+    status = ask_from_another_thread(qtbot, {"request": "status"})
+    shop = next(t for t in status["tunnels"] if t["resourceName"] == "shop")
+    assert (shop["auto"], shop["source"], shop["url"]) == (True, "skaffold", f"http://localhost:{port}/")

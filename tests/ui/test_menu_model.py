@@ -6,7 +6,7 @@ from pathlib import Path
 
 from trayapp.control import Snapshot
 from trayapp.engine.runtime import TunnelView
-from trayapp.model import ResourceType, Rule, TunnelState
+from trayapp.model import AutoSource, ResourceType, Rule, TunnelState
 from trayapp.ui.menu_model import (
     CopyText, Item, Mark, OpenUrl, Prefs, Restart, SetAutostart, SetEnabled, SetNotifications, SetPaused, SetToken,
     Simple, SwitchContext, build_menu, overall, tooltip,
@@ -133,3 +133,57 @@ def test_actions() -> None:
     assert find(paused, "Resume all").command == SetPaused(False)
     assert "No tunnels (paused)" in texts(paused)
     assert not find(build_menu(snap(), Prefs(autostart_supported=False)), "Start at login").enabled
+
+
+def test_a_tunnel_that_is_not_http_offers_its_address_not_a_url() -> None:
+    db = Rule(ResourceType.SERVICE, "db", 5432, name="db")
+    item = find(build_menu(snap(view(db, TunnelState.FORWARDING, 5432, "db-0")), Prefs()), "db")
+    assert item.text == "db  \u2192 localhost:5432  db-0"
+    assert item.command == CopyText("localhost:5432")  # clicking it copies what a client needs
+    assert item.tooltip.endswith("Click to copy localhost:5432")
+    assert [(c.text, c.command) for c in item.children if not c.separator][:2] == [
+        ("Copy address", CopyText("localhost:5432")), ("Copy port", CopyText("5432"))]
+    # A port named http is a web page; grpc is not.
+    named = Rule(ResourceType.STATEFULSET, "api", "http", local_port=9000)
+    assert find(build_menu(snap(view(named, TunnelState.FORWARDING, 9000, "a")), Prefs()), "sts/api").command == \
+        OpenUrl("http://localhost:9000/")
+    assert find(build_menu(snap(view(API, TunnelState.FORWARDING, 9090, "a")), Prefs()), "sts/api").command == \
+        CopyText("localhost:9090")
+
+
+def test_ipv6_loopback_addresses_are_shown_and_copied_as_such() -> None:
+    v6 = Rule(ResourceType.SERVICE, "db", 5432, address="::1", name="db")
+    item = find(build_menu(snap(view(v6, TunnelState.FORWARDING, 5432, "db-0")), Prefs()), "db")
+    assert item.text == "db  \u2192 [::1]:5432  db-0" and item.command == CopyText("[::1]:5432")
+
+
+def test_a_listener_open_to_the_network_says_so() -> None:
+    open_web = Rule(ResourceType.SERVICE, "web", 80, local_port=8080, address="0.0.0.0", name="web")
+    item = find(build_menu(snap(view(open_web, TunnelState.FORWARDING, 8080, "w")), Prefs()), "web")
+    assert item.text == "web  \u2192 0.0.0.0:8080, open to your network  w"
+    assert "Listens on 0.0.0.0:8080, open to your network." in item.tooltip
+    # The URL stays usable from this machine: 0.0.0.0 takes IPv4, so 127.0.0.1 rather than localhost.
+    assert item.command == OpenUrl("http://127.0.0.1:8080/")
+
+
+def test_automatic_tunnels_are_grouped_under_their_source_with_a_stop() -> None:
+    def auto(name: str, port: int, source: AutoSource) -> Rule:
+        return Rule(ResourceType.SERVICE, name, port, name=f"{name}:{port}", auto=True, source=source)
+
+    items = build_menu(snap(
+        view(auto("dbg", 5005, AutoSource.DEBUG), TunnelState.FORWARDING, 5005, "dbg"),
+        view(WEB, TunnelState.FORWARDING, 8080, "w"),
+        view(auto("shop", 8080, AutoSource.SKAFFOLD), TunnelState.FORWARDING, 8081, "s"),
+        view(auto("opted", 7000, AutoSource.ANNOTATION), TunnelState.WAITING, 7000),
+    ), Prefs())
+    assert texts(items)[2:9] == [
+        "web  \u2192 localhost:8080  w",
+        "Automatic \u00b7 Skaffold", "shop:8080  \u2192 localhost:8081  s",
+        "Automatic \u00b7 Skaffold debug", "dbg:5005  \u2192 localhost:5005  dbg",
+        "Automatic \u00b7 kubetray.dev/forward annotation", "opted:7000  \u2192 localhost:7000  (waiting)",
+    ]
+    heading = find(items, "Automatic \u00b7 kubetray.dev/forward annotation")
+    assert heading.heading and "annotated kubetray.dev/forward" in heading.tooltip
+    shop = find(items, "shop:8080")
+    assert "Forwarded automatically because Skaffold deployed it; Stop ends it." in shop.tooltip
+    assert [c.command for c in shop.children if c.text == "Stop"] == [SetEnabled("ctx/shop", False)]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trayapp.model import Event, EventKind, Notice
-from trayapp.ui.notices import GATHER, PER_TUNNEL, NoticePolicy
+from trayapp.model import AutoSource, Event, EventKind, Notice, ResourceType
+from trayapp.ui.notices import ANNOUNCE_EVERY, GATHER, PER_TUNNEL, STOP_HINT, NoticePolicy
 
 
 class Clock:
@@ -62,7 +62,7 @@ def test_fallback_notice_names_both_ports_and_opens_the_tunnel(policy: NoticePol
     assert policy.deadline() == clock.now + GATHER
     assert after(policy, clock, GATHER - 0.1) == []
     assert after(policy, clock, 0.1) == [Notice(
-        "web wanted 8080 (busy); it is on 8081", event.message, sticky=False, url=url("web"),
+        "web wanted 8080; it is on 8081", event.message, sticky=False, url=url("web"),
         tunnel_id=event.tunnel_id)]
     assert policy.deadline() is None
     assert policy.flush() == []
@@ -146,7 +146,7 @@ def test_failure_after_good_news_gets_through_once(policy: NoticePolicy, clock: 
 def test_info_and_failure_in_the_same_moment_are_both_told(policy: NoticePolicy, clock: Clock) -> None:
     policy.admit(fallback("web"), url("web"))
     policy.admit(failed("web"), url("web"))
-    assert [n.title for n in after(policy, clock, GATHER)] == ["web wanted 8080 (busy); it is on 8081", "web failed"]
+    assert [n.title for n in after(policy, clock, GATHER)] == ["web wanted 8080; it is on 8081", "web failed"]
 
 
 def test_three_at_once_are_told_separately(policy: NoticePolicy, clock: Clock) -> None:
@@ -251,3 +251,99 @@ def test_disabled_drops_everything_and_clears_what_waits(policy: NoticePolicy, c
     policy.enabled = True
     policy.admit(failed("api"), url("api"))
     assert [n.title for n in after(policy, clock, GATHER)] == ["api failed"]
+
+
+# ---- automatic tunnels are announced --------------------------------------------------------
+
+
+def auto_event(kind: EventKind, name: str, source: AutoSource = AutoSource.SKAFFOLD, local_port: int = 8080,
+               **fields: object) -> Event:
+    return tunnel_event(kind, name, f"{name}: {kind.value}.", auto=True, source=source, local_port=local_port,
+                        address="127.0.0.1", resource_type=ResourceType.SERVICE, resource_name=name,
+                        namespace="default", port=80, **fields)
+
+
+def test_a_new_automatic_tunnel_is_announced_once_with_its_object_port_source_and_stop(
+    policy: NoticePolicy, clock: Clock
+) -> None:
+    first = auto_event(EventKind.FORWARDING, "web")
+    policy.admit(first, url("web"))
+    assert policy.deadline() == clock.now + GATHER
+    (notice,) = after(policy, clock, GATHER)
+    assert notice == Notice(
+        "kubetray forwards web automatically",
+        "svc/default/web port 80 is on localhost:8080, forwarded because Skaffold deployed it. " + STOP_HINT,
+        url=url("web"), tunnel_id=first.tunnel_id)
+    assert "choose Stop in its submenu" in notice.body
+    # Later news of the same tunnel is not a new announcement.
+    policy.admit(auto_event(EventKind.FORWARDING, "web"))
+    clock.now += 3 * PER_TUNNEL
+    policy.admit(auto_event(EventKind.WAITING, "web"))
+    assert policy.deadline() is None and after(policy, clock, GATHER) == []
+
+
+def test_a_fallback_is_part_of_the_announcement(policy: NoticePolicy, clock: Clock) -> None:
+    policy.admit(auto_event(EventKind.FALLBACK, "web", AutoSource.ANNOTATION, local_port=4503,
+                            requested_local_port=80))
+    policy.admit(auto_event(EventKind.FORWARDING, "web", AutoSource.ANNOTATION, local_port=4503))
+    (notice,) = after(policy, clock, GATHER)
+    assert notice.body.startswith("svc/default/web port 80 is on localhost:4503 (it asked for 80), "
+                                  "forwarded because it is annotated kubetray.dev/forward.")
+
+
+def test_automatic_tunnels_appearing_together_make_one_notice(policy: NoticePolicy, clock: Clock) -> None:
+    sources = [AutoSource.SKAFFOLD, AutoSource.DEBUG, AutoSource.SELECTOR] + [AutoSource.SKAFFOLD] * 4
+    for number, source in enumerate(sources):
+        policy.admit(auto_event(EventKind.FORWARDING, f"s{number}", source, local_port=9000 + number))
+    (notice,) = after(policy, clock, GATHER)
+    assert notice.title == "kubetray forwards 7 new automatic tunnels"
+    assert notice.body.startswith("s0 on localhost:9000: Skaffold deployed it; s1 on localhost:9001: it is a pod in "
+                                  "Skaffold debug mode; s2 on localhost:9002: it matches a selector in the rules "
+                                  "file's auto.selectors; ")
+    assert "and 2 more (see the kubetray menu). " + STOP_HINT in notice.body
+    assert notice.url is None and not notice.sticky
+
+
+def test_announcements_are_rate_limited_and_the_late_ones_grouped(policy: NoticePolicy, clock: Clock) -> None:
+    policy.admit(auto_event(EventKind.FORWARDING, "a"))
+    assert len(after(policy, clock, GATHER)) == 1
+    clock.now += 1.0
+    policy.admit(auto_event(EventKind.FORWARDING, "b", local_port=8081))
+    clock.now += 5.0
+    policy.admit(auto_event(EventKind.FORWARDING, "c", local_port=8082))
+    told_at = clock.now - 6.0
+    assert policy.deadline() == told_at + ANNOUNCE_EVERY
+    assert after(policy, clock, GATHER) == []  # within the window after the last announcement
+    clock.now = told_at + ANNOUNCE_EVERY
+    (notice,) = policy.flush()
+    assert notice.title == "kubetray forwards 2 new automatic tunnels"
+
+
+def test_an_automatic_tunnel_gone_before_it_was_told_is_not_announced(policy: NoticePolicy, clock: Clock) -> None:
+    policy.admit(auto_event(EventKind.FORWARDING, "blip"))
+    policy.admit(auto_event(EventKind.STOPPED, "blip"))
+    assert policy.deadline() is None and after(policy, clock, GATHER) == []
+    # When it comes back, it is new again.
+    policy.admit(auto_event(EventKind.WAITING, "blip"))
+    (notice,) = after(policy, clock, GATHER)
+    assert notice.title == "kubetray forwards blip automatically"
+
+
+def test_user_tunnels_are_not_announced(policy: NoticePolicy, clock: Clock) -> None:
+    policy.admit(tunnel_event(EventKind.FORWARDING, "web", local_port=8080))
+    assert policy.deadline() is None
+
+
+def test_turning_notices_off_drops_pending_announcements(policy: NoticePolicy, clock: Clock) -> None:
+    policy.admit(auto_event(EventKind.FORWARDING, "web"))
+    policy.enabled = False
+    assert policy.deadline() is None and after(policy, clock, GATHER) == []
+
+
+def test_a_listener_open_to_the_network_says_so(policy: NoticePolicy, clock: Clock) -> None:
+    event = tunnel_event(EventKind.FALLBACK, "web", "web wanted 0.0.0.0:8080, but it is in use; "
+                         "it listens on 0.0.0.0:8081 instead.", address="0.0.0.0", local_port=8081,
+                         requested_local_port=8080)
+    policy.admit(event)
+    (notice,) = after(policy, clock, GATHER)
+    assert notice.body.endswith("instead. (0.0.0.0:8081, open to your network.)")

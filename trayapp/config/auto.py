@@ -7,6 +7,13 @@ only reads and checks the settings, with a file, line and field for every proble
 
 A field with a problem turns its source off until it is fixed (a bad `skaffold:` value means no
 Skaffold forwards, a bad selector entry is dropped), so a typo never forwards more than was asked.
+
+What is on by default: `skaffold` (services a Skaffold run deployed and pods in Skaffold debug
+mode, what `skaffold dev --port-forward` and `skaffold debug` forward themselves), not
+`annotation`: an annotation exists only to make kubetray open a port, and anyone who may edit a
+pod or service in the namespace can write one, so it is for the user to turn on. Either way an
+automatic forward listens only on loopback, never takes a port below 1024 or one the user's rules
+name, and is announced when it appears.
 """
 
 from __future__ import annotations
@@ -50,7 +57,9 @@ class AutoSettings:
     """What `auto:` asks for; the defaults are what a rules file without `auto:` gets."""
 
     skaffold: bool = True  # services Skaffold deployed and pods in Skaffold debug mode
-    annotation: bool = True  # services and pods annotated kubetray.dev/forward
+    # Services and pods annotated kubetray.dev/forward; off unless asked for, since anyone who
+    # may edit an object in the namespace can write the annotation.
+    annotation: bool = False
     namespace: str | None = None  # None: the context's namespace; "*": every namespace
     selectors: tuple[SelectorRule, ...] = ()
 
@@ -331,7 +340,7 @@ def parse_auto(node: Any, file: str, line: int | None = None) -> tuple[AutoSetti
     reader = _Reader(file, node, "auto")
     reader.keys(AUTO_KEYS, "The auto section's")
     skaffold = reader.boolean("skaffold", True)
-    annotation = reader.boolean("annotation", True)
+    annotation = reader.boolean("annotation", False)
     namespace, _ = reader.namespace("namespace", allow_all=True)
     selectors, found = _selectors(node.get("selectors"), file, node.line_of("selectors"))
     settings = AutoSettings(

@@ -3,17 +3,22 @@ discovery.py finds to the context run whenever they change.
 
 Namespace "*" watches every namespace; when the user may not list them all (403), it falls back
 to the context's namespace and says so once.
+
+`AutoForwarder.guard` is the line a cluster object may not cross, applied by the context run to
+every automatic rule: loopback only, and the ports the user's own rules name are reserved (the
+forwarder also refuses ports below 1024 to them; engine/ports.py `refusal_for`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 from trayapp.engine.cache import ClusterCache
 from trayapp.engine.discovery import ALL_NAMESPACES, Settings, discover
 from trayapp.errors import AuthError, KubetrayError
-from trayapp.model import Event, EventKind, Rule
+from trayapp.model import DEFAULT_ADDRESS, Event, EventKind, Rule, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,21 @@ class AutoForwarder:
         self._namespaces = namespaces_to_watch(settings, context_namespace)
         self._notes_told: set[str] = set()
         self._fell_back = False
+
+    @staticmethod
+    def guard(rules: Iterable[Rule], user_rules: Iterable[Rule]) -> tuple[Rule, ...]:
+        """Automatic rules as they may run beside these user rules.
+
+        Always on loopback (a cluster object never opens a port to the network), and with the
+        local ports the user's rules ask for reserved, so the forwarder falls back from them as
+        from a busy port, with a fallback event that says why.
+        """
+        reserved = frozenset(port for rule in user_rules if (port := rule.requested_local_port) is not None)
+        return tuple(
+            replace(rule, auto=True, reserved_ports=reserved,
+                    address=rule.address if is_loopback(rule.address) else DEFAULT_ADDRESS)
+            for rule in rules
+        )
 
     def start(self) -> None:
         for namespace in self._namespaces:

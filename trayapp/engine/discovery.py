@@ -11,8 +11,11 @@ Sources, in the order that decides which one wins when several name the same tar
    port) or `"8080,http,9090:19090"` (those ports, each optionally with `:localPort`).
 3. Selectors: services or pods a label selector picks, optionally only some of their ports.
 
+Each rule says which source made it (`Rule.source`), so the user is told why it is forwarded.
 The local port asked for is the service or container port (or the annotation's `localPort`);
-when it is busy the engine falls back, and remembers what it got (engine/portmemory.py).
+when it is busy, below 1024, or named by one of the user's rules, the engine falls back, and
+remembers what it got (engine/portmemory.py). Automatic rules always listen on 127.0.0.1.
+A port named like `http`/`https` (or with appProtocol http, https, h2c) gets that URL scheme.
 
 Deliberately simple:
 - Pods that are not Running or are being deleted still become rules; their tunnels wait.
@@ -29,7 +32,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from trayapp.model import Origin, ResourceType, Rule
+from trayapp.model import AutoSource, Origin, ResourceType, Rule, is_http_port_name
 from trayapp.selectors import Selector
 
 ALL_NAMESPACES = "*"
@@ -84,6 +87,15 @@ class _Port(NamedTuple):
     number: int
     name: str | None
     protocol: str
+    app_protocol: str | None = None
+
+    @property
+    def scheme(self) -> str | None:
+        """http or https when the port's appProtocol or name says so (Kubernetes' conventions)."""
+        for hint in (self.app_protocol, self.name):
+            if isinstance(hint, str) and is_http_port_name(hint.rsplit("/", 1)[-1]):
+                return "https" if "https" in hint.lower() else "http"
+        return None
 
 
 # ---- reading objects -------------------------------------------------------------------------
@@ -120,7 +132,8 @@ def _service_ports(service: Obj) -> list[_Port]:
     for entry in (service.get("spec") or {}).get("ports") or ():
         number = _valid_port(entry.get("port"))
         if number is not None:
-            ports.append(_Port(number, entry.get("name"), entry.get("protocol") or "TCP"))
+            ports.append(_Port(number, entry.get("name"), entry.get("protocol") or "TCP",
+                               entry.get("appProtocol")))
     return ports
 
 
@@ -132,7 +145,8 @@ def _container_ports(pod: Obj) -> list[_Port]:
             number = _valid_port(entry.get("containerPort"))
             if number is not None and number not in seen:
                 seen.add(number)
-                ports.append(_Port(number, entry.get("name"), entry.get("protocol") or "TCP"))
+                ports.append(_Port(number, entry.get("name"), entry.get("protocol") or "TCP",
+                                   entry.get("appProtocol")))
     return ports
 
 
@@ -165,12 +179,15 @@ class _Collector:
 
     def add(
         self,
+        source: AutoSource,
         kind: ResourceType,
         obj: Obj,
-        port: int,
+        port: int | _Port,
         local_port: int | None = None,
         origin: Origin | None = None,
     ) -> None:
+        scheme = port.scheme if isinstance(port, _Port) else None
+        port = port.number if isinstance(port, _Port) else port
         namespace = _namespace(obj)
         name = _name(obj)
         label = f"{name}:{port}"
@@ -183,8 +200,10 @@ class _Collector:
             namespace=namespace,
             local_port=local_port if local_port is not None else port,
             name=label,
+            scheme=scheme,
             origin=origin,
             auto=True,
+            source=source,
         )
         self.rules.setdefault(rule.key, rule)
 
@@ -194,12 +213,12 @@ def _skaffold(collector: _Collector, services: list[Obj], pods: list[Obj]) -> No
         if _is_skaffold(service) and _forwardable(service):
             for port in _service_ports(service):
                 if port.protocol == "TCP":
-                    collector.add(ResourceType.SERVICE, service, port.number)
+                    collector.add(AutoSource.SKAFFOLD, ResourceType.SERVICE, service, port)
     for pod in pods:
         text = _annotations(pod).get(DEBUG_ANNOTATION)
         if text is not None:
             for number in _debug_ports(collector, pod, text):
-                collector.add(ResourceType.POD, pod, number)
+                collector.add(AutoSource.DEBUG, ResourceType.POD, pod, number)
 
 
 def _debug_ports(collector: _Collector, pod: Obj, text: str) -> list[int]:
@@ -265,7 +284,7 @@ def _annotated(collector: _Collector, kind: ResourceType, objects: list[Obj]) ->
                     'declares no TCP ports; list them in the annotation, like "8080".'
                 )
             for port in tcp:
-                collector.add(kind, obj, port.number)
+                collector.add(AutoSource.ANNOTATION, kind, obj, port)
             continue
         wanted = _parse_port_list(text)
         if wanted is None:
@@ -275,14 +294,14 @@ def _annotated(collector: _Collector, kind: ResourceType, objects: list[Obj]) ->
             )
             continue
         for asked, local in wanted:
-            number = _match_port(asked, declared, kind)
-            if number is None:
+            matched = _match_port(asked, declared, kind)
+            if matched is None:
                 collector.notes.append(
                     f'{what} asks for port "{asked}" ({FORWARD_ANNOTATION}), which it does not '
                     "declare as a TCP port; kubetray skips that port."
                 )
             else:
-                collector.add(kind, obj, number, local)
+                collector.add(AutoSource.ANNOTATION, kind, obj, matched, local)
 
 
 def _parse_port_list(text: str) -> list[tuple[int | str, int | None]] | None:
@@ -306,10 +325,10 @@ def _parse_port_list(text: str) -> list[tuple[int | str, int | None]] | None:
     return result or None
 
 
-def _match_port(wanted: int | str, declared: list[_Port], kind: ResourceType) -> int | None:
+def _match_port(wanted: int | str, declared: list[_Port], kind: ResourceType) -> _Port | int | None:
     for port in declared:
         if port.protocol == "TCP" and wanted in (port.number, port.name):
-            return port.number
+            return port
     # A pod can be reached on any port it listens on, declared or not; a service only on its own.
     if kind is ResourceType.POD and isinstance(wanted, int):
         return wanted
@@ -340,7 +359,7 @@ def _selected(
             if port.protocol == "TCP" and (
                 not rule.ports or port.number in rule.ports or port.name in rule.ports
             ):
-                collector.add(rule.kind, obj, port.number, origin=rule.origin)
+                collector.add(AutoSource.SELECTOR, rule.kind, obj, port, origin=rule.origin)
 
 
 def _in_scope(namespace: str, scope: str) -> bool:

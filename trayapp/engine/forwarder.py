@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable, Container
 
 from trayapp.engine.aio import deadline as time_limit
 from trayapp.engine.backoff import Backoff
 from trayapp.engine.cache import ClusterCache
-from trayapp.engine.ports import bind_listener
+from trayapp.engine.listeners import Listeners
+from trayapp.engine.ports import bind_listener, refusal_for
 from trayapp.engine.relay import READ_SIZE, relay
 from trayapp.engine.resolve import Target, Unresolved, kinds_needed, resolve
 from trayapp.engine.tunnel import CloseConnections, Command, Publish, TargetChanged, TunnelMachine
@@ -41,7 +43,7 @@ class Forwarder:
         self._publish = publish
         self._taken_ports = taken_ports
         self._connect_timeout = connect_timeout
-        self._server: asyncio.Server | None = None
+        self._server: Listeners | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._target_changed = asyncio.Event()
         self._retry = Backoff(initial=0.1, cap=1.0)
@@ -67,17 +69,21 @@ class Forwarder:
         self.cluster_changed()
 
     def _listen(self, requested: int | None) -> None:
+        # An automatic rule (made from what a cluster object says) skips privileged ports and the
+        # ports the user's rules name, as it would skip a busy port.
         try:
-            bound = bind_listener(self.rule.address, requested, self._taken_ports(self.rule.address))
+            bound = bind_listener(self.rule.address, requested, self._taken_ports(self.rule.address),
+                                  refusal_for(self.rule))
         except PortError as exc:
             self._run(self.machine.cluster_failed(exc.message))
             return
         loop = asyncio.get_running_loop()
-        self._server_task = loop.create_task(self._serve(bound.sock), name=f"tunnel:{self.tunnel_id}:listen")
+        self._server_task = loop.create_task(self._serve(bound.socks), name=f"tunnel:{self.tunnel_id}:listen")
         self._run(self.machine.listening(bound.port, bound.requested, bound.fell_back, bound.reasons))
 
-    async def _serve(self, sock: object) -> None:
-        self._server = await asyncio.start_server(self._accepted, sock=sock, limit=READ_SIZE)
+    async def _serve(self, socks: tuple[socket.socket, ...]) -> None:
+        # One server per socket (127.0.0.1 and ::1 for the default address), closed as one.
+        self._server = await Listeners.serve(socks, self._accepted, READ_SIZE)
 
     # ClusterCache subscriber
     def cluster_changed(self) -> None:

@@ -21,7 +21,7 @@ from trayapp.engine.informer import Informer
 from trayapp.engine.kube import KubeApi
 from trayapp.engine.portmemory import PortKey, PortMemory
 from trayapp.errors import AuthError, KubetrayError
-from trayapp.model import Event, EventKind, Rule, TunnelState, local_url
+from trayapp.model import Event, EventKind, Rule, TunnelState, tunnel_url
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ class TunnelView:
 
     @property
     def url(self) -> str | None:
-        """Where the tunnel answers, once it has a local port."""
-        return local_url(self.rule, self.local_port) if self.local_port is not None else None
+        """The URL to open, once it has a local port and where it is HTTP (model.Rule.is_http)."""
+        return tunnel_url(self.rule, self.local_port)
 
 
 def tunnel_id(context: str, rule: Rule) -> str:
@@ -134,9 +134,13 @@ class ContextRun:
         await self._apply()
 
     def _auto_changed(self, rules: Sequence[Rule]) -> None:
-        if tuple(rules) == self._auto_rules:
+        # What a cluster object may ask for ends here: loopback only, never a port that one of
+        # the user's rules names (nor, in the forwarder, one below 1024).
+        guarded = AutoForwarder.guard(rules, self._plan.rules)
+        changed = guarded != self._auto_rules
+        self._auto_rules = guarded  # also when only the reserved ports changed: new starts use them
+        if not changed:
             return
-        self._auto_rules = tuple(rules)
         # A new task each time (the lock keeps them in order): one already past _wanted() would
         # miss this change.
         previous = self._pending

@@ -63,6 +63,8 @@ class TunnelMachine:
             port=self.rule.port,
             pod=self.target.pod if self.target else None,
             label=self.rule.label,
+            auto=self.rule.auto,
+            source=self.rule.source,
         )
         return Publish(replace(base, **fields))  # type: ignore[arg-type]
 

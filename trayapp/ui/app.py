@@ -31,7 +31,7 @@ from trayapp.engine.background import EngineThread
 from trayapp.engine.events import EventBus
 from trayapp.errors import KubetrayError
 from trayapp.headless import engine_options, serve_with_instance, setup_logging
-from trayapp.model import Event, Notice, TunnelState, local_url
+from trayapp.model import Event, Notice, TunnelState, tunnel_url
 from trayapp.platform.autostart import AutostartError, for_platform, installed_command
 from trayapp.platform.notify import DesktopNotices
 from trayapp.ui.bridge import Bridge
@@ -164,7 +164,7 @@ class TrayApp(QObject):
             return None
         view = self.tray.snapshot.tunnel(event.tunnel_id)
         # A tunnel the snapshot does not know yet: its rule's scheme is found again on click.
-        return local_url(view.rule, event.local_port) if view else f"http://localhost:{event.local_port}/"
+        return tunnel_url(view.rule, event.local_port) if view else f"http://localhost:{event.local_port}/"
 
     def _schedule_flush(self) -> None:
         due = self.policy.deadline()

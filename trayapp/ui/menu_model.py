@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 
 from trayapp.control import Snapshot
 from trayapp.engine.runtime import TunnelView
-from trayapp.model import TunnelState, local_host
+from trayapp.model import (
+    AutoSource,
+    TunnelState,
+    is_loopback,
+    listen_text,
+    local_address,
+    tunnel_url,
+)
 
 
 # Commands: what an entry does when chosen.
@@ -146,10 +153,13 @@ def tooltip(snapshot: Snapshot) -> str:
 
 
 def tunnel_text(view: TunnelView) -> str:
-    """`web  -> localhost:9000  web-7d9-x2k`, plus the state when it is not forwarding."""
-    host = local_host(view.rule.address)
+    """`web  -> localhost:9000  web-7d9-x2k`, plus the state when it is not forwarding.
+
+    A listener other machines can reach says so: `-> 0.0.0.0:8080, open to your network`.
+    """
     parts = [view.rule.label]
-    parts.append(f"\u2192 {host}:{view.local_port}" if view.local_port is not None else "\u2192 (no port yet)")
+    parts.append(f"\u2192 {listen_text(view.rule.address, view.local_port)}" if view.local_port is not None
+                 else "\u2192 (no port yet)")
     if view.pod and view.state == TunnelState.FORWARDING:
         parts.append(view.pod)
     if view.state != TunnelState.FORWARDING:
@@ -158,12 +168,20 @@ def tunnel_text(view: TunnelView) -> str:
 
 
 def tunnel_item(view: TunnelView) -> Item:
-    url = view.url
+    """A tunnel's entry: clicking it opens its URL where it is HTTP (Rule.is_http), else copies
+    its address; the submenu has the same and Restart, Stop/Start."""
+    rule = view.rule
+    url = tunnel_url(rule, view.local_port)
+    address = local_address(rule.address, view.local_port) if view.local_port is not None else None
     forwarding = view.state == TunnelState.FORWARDING
     stopped = view.state == TunnelState.STOPPED
+    reach: list[Item]
+    if url:
+        reach = [Item("Open", OpenUrl(url), enabled=forwarding), Item("Copy URL", CopyText(url))]
+    else:
+        reach = [Item("Copy address", CopyText(address) if address else None, enabled=address is not None)]
     children = [
-        Item("Open", OpenUrl(url) if url else None, enabled=bool(url) and forwarding),
-        Item("Copy URL", CopyText(url) if url else None, enabled=bool(url)),
+        *reach,
         Item("Copy port", CopyText(str(view.local_port)) if view.local_port else None,
              enabled=view.local_port is not None),
         SEPARATOR,
@@ -173,18 +191,35 @@ def tunnel_item(view: TunnelView) -> Item:
     if view.reason and not forwarding:
         children.insert(0, Item(view.reason, heading=True, enabled=False, tooltip=view.reason))
         children.insert(1, SEPARATOR)
-    target = f"{view.rule.resource_type.short}/{view.rule.resource_name} :{view.rule.port}"
-    tip = f"{target} in {view.rule.namespace}"
+    target = f"{rule.resource_type.short}/{rule.resource_name} :{rule.port}"
+    tip = f"{target} in {rule.namespace}"
     if view.pod:
         tip += f", pod {view.pod}"
+    if rule.auto:
+        why = rule.source.why if rule.source else "automatic forwarding is on"
+        tip += f"\nForwarded automatically because {why}; Stop ends it."
+    if view.local_port is not None and not is_loopback(rule.address):
+        tip += f"\nListens on {listen_text(rule.address, view.local_port)}."
     if view.reason and not forwarding:
         tip += f"\n{view.reason}"
     elif url:
         tip += f"\nClick to open {url}"
+    elif address:
+        tip += f"\nClick to copy {address}"
+    command: Command | None = None
+    if forwarding:
+        command = OpenUrl(url) if url else CopyText(address) if address else None
     return Item(
-        tunnel_text(view), OpenUrl(url) if url and forwarding else None, tooltip=tip,
+        tunnel_text(view), command, tooltip=tip,
         mark=_MARKS.get(view.state, Mark.IDLE), children=tuple(children), tunnel_id=view.tunnel_id,
     )
+
+
+def _source_heading(source: AutoSource | None) -> Item:
+    title = source.heading if source else "other sources"
+    why = f"kubetray forwards these because {source.why}." if source else ""
+    return Item(f"Automatic \u00b7 {title}", heading=True, enabled=False,
+                tooltip=f"{why} Turn this source off under auto: in the rules file.".strip())
 
 
 def build_menu(snapshot: Snapshot, prefs: Prefs) -> list[Item]:
@@ -208,12 +243,22 @@ def build_menu(snapshot: Snapshot, prefs: Prefs) -> list[Item]:
     if not snapshot.tunnels:
         items.append(Item("No tunnels" + (" (paused)" if snapshot.paused else ""), heading=True, enabled=False,
                           tooltip="Add rules in the rules file, or turn on automatic forwarding there."))
+    # The user's own tunnels by namespace, then the automatic ones under the source that made them
+    # (their labels name the namespace when it is not the context's).
     namespaces: dict[str, list[TunnelView]] = {}
+    sources: dict[AutoSource | None, list[TunnelView]] = {}
     for view in snapshot.tunnels:
-        namespaces.setdefault(view.rule.namespace, []).append(view)
+        if view.rule.auto:
+            sources.setdefault(view.rule.source, []).append(view)
+        else:
+            namespaces.setdefault(view.rule.namespace, []).append(view)
     for namespace, views in sorted(namespaces.items()):
         if len(namespaces) > 1 or namespace != snapshot.namespace:
             items.append(Item(f"namespace {namespace}", heading=True, enabled=False))
+        items.extend(tunnel_item(view) for view in views)
+    order = list(AutoSource)
+    for source, views in sorted(sources.items(), key=lambda kv: order.index(kv[0]) if kv[0] else len(order)):
+        items.append(_source_heading(source))
         items.extend(tunnel_item(view) for view in views)
     items.append(SEPARATOR)
 
