@@ -125,15 +125,14 @@ class TrayApp(QObject):
     def shutdown(self) -> None:
         """Stop the engine (listeners closed) and hide the tray; the Qt loop keeps running."""
         self._shutting_down = True
-        # Qt objects with running timers (ours, a text view's cursor blink) must be stopped and
+        # Qt objects with running timers (ours, the log view's cursor blink) must be stopped and
         # deleted on this thread: freed later by the garbage collector on another thread (a new
         # engine's), Qt cannot stop their timers and warns.
         self.flush_timer.stop()
-        for window in (self.log_window, self.status_window):
-            if window is not None:
-                window.close()
-                window.deleteLater()
-        self.log_window = self.status_window = None
+        if self.log_window is not None:
+            self.log_window.close()
+            self.log_window.deleteLater()
+            self.log_window = None
         self.tray.hide()
         if not self.engine.stop():
             log.warning("the engine did not stop within 10 s; quitting anyway")
@@ -168,7 +167,9 @@ class TrayApp(QObject):
 
     def _schedule_flush(self) -> None:
         due = self.policy.deadline()
-        if due is None:
+        # After shutdown, events still queued for this thread must not start the timer again:
+        # it would outlive shutdown() and could be freed on another thread while it runs.
+        if due is None or self._shutting_down:
             return
         wait_ms = max(0, int((due - time.monotonic()) * 1000) + 1)
         if not self.flush_timer.isActive() or self.flush_timer.remainingTime() > wait_ms:
