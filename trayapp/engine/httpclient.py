@@ -183,13 +183,18 @@ class HttpStream:
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                 return
 
-    async def body(self, limit: int, timeout: float | None = None, idle: float | None = None) -> bytearray:
-        """The whole body, refused past `limit` bytes; within `timeout` s, no read waiting over `idle` s."""
+    async def body(
+        self, limit: int, timeout: float | None = None, idle: float | None = None, *, until: float | None = None
+    ) -> bytearray:
+        """The whole body, refused past `limit` bytes; within `timeout` s, no read waiting over `idle` s.
+
+        `until` (loop time) ends it sooner when the body is one part of a longer `timeout` (a page of a list).
+        """
         declared = self._content_length
         if declared is not None and declared > limit:
             raise ResponseTooLarge(f"{self._server} announced {declared:,} bytes, more than kubetray accepts ({limit:,}).")
         loop = asyncio.get_running_loop()
-        final = None if timeout is None else loop.time() + timeout
+        final = until if until is not None else None if timeout is None else loop.time() + timeout
         received = bytearray()
         while True:
             now = loop.time()

@@ -252,9 +252,8 @@ class KubeApi:
     ) -> tuple[dict[str, Any], int]:
         stream = await self._get(path, query, what, until)
         try:
-            remaining = max(0.0, until - asyncio.get_running_loop().time())
             try:
-                body = await stream.body(budget, timeout=remaining, idle=self.read_timeout)
+                body = await stream.body(budget, timeout=self.list_timeout, idle=self.read_timeout, until=until)
             except ResponseTooLarge as exc:
                 raise ResponseTooLarge(
                     f"The list of {what} is larger than kubetray accepts ({self.max_list:,} bytes); "
