@@ -9,10 +9,10 @@ a reset, an error status. Real sockets; nothing in the client is mocked.
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 import contextlib
 import json
+import socket
+import struct
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path

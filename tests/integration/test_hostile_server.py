@@ -260,3 +260,57 @@ async def test_a_watch_on_a_chunk_promising_a_terabyte_reads_what_comes(server: 
         async for event in api.watch("pods", "default", "1"):
             seen.append(event.object["metadata"]["name"])
     assert seen == ["a"]
+
+
+# ---- next to healthy tunnels ---------------------------------------------------------------------
+
+
+async def test_tunnels_keep_serving_and_following_the_cluster_while_a_hostile_server_streams(
+        cluster, run_rules, unused_tcp_port: int, server: hs.HostileServer, tmp_path: Path) -> None:
+    """One context's tunnel on the simulator; in the same engine loop, informers of another context
+    whose server sends an endless line, a byte at a time, and garbage. The tunnel serves and
+    follows a pod deletion throughout, and the hostile informers recover when their server does."""
+    from trayapp.engine.informer import Informer
+    from trayapp.model import EventKind, ResourceType, Rule
+
+    from .test_reconnect import serving_pod
+
+    cluster.scale("deployments", "default", "web", 1)
+    _, events = await run_rules([Rule(ResourceType.DEPLOYMENT, "web", 8080, local_port=unused_tcp_port)])
+    first = await events.wait_for(EventKind.FORWARDING)
+
+    plans = {"a": hs.endless_line(64 * MiB), "b": hs.trickle(0.01), "c": hs.lines(b"garbage")}
+
+    async def by_namespace(s: hs.HostileServer, request: hs.Request, reader, writer) -> None:
+        await plans[request.path.split("/")[4]](s, request, reader, writer)
+
+    server.on_watch = by_namespace
+    api = await hs.kube_api(server, tmp_path, max_line=4 * MiB, watch_silence=2.0)
+    recorders = {ns: hs.Recorder() for ns in plans}
+    hostile = [Informer(api, "pods", ns, recorders[ns].changed, recorders[ns].failed) for ns in plans]
+    for informer in hostile:
+        informer.start()
+    try:
+        await server.wait_requests(3, watch=True)
+        for _ in range(20):
+            assert await serving_pod(unused_tcp_port) == first.pod
+        replacement = cluster.delete_pod("default", first.pod)
+        await events.wait_for(EventKind.RECONNECTED, lambda e: e.pod == replacement)
+        assert await serving_pod(unused_tcp_port) == replacement
+        for recorder in recorders.values():
+            await recorder.until(lambda r=recorder: r.errors)
+        assert isinstance(recorders["a"].errors[0], ResponseTooLarge)
+        assert isinstance(recorders["c"].errors[0], ApiError)
+        # the byte-a-second watch never completes a line: taken for dead
+        assert isinstance(recorders["b"].errors[0], ApiUnreachable)
+
+        server.on_watch = hs.good_watch  # the server behaves again
+        for informer, recorder in zip(hostile, recorders.values()):
+            await recorder.until(lambda i=informer: i.last_error is None)
+        server.put(hs.pod("fresh"))
+        for informer, recorder in zip(hostile, recorders.values()):
+            await recorder.until(lambda i=informer: i.objects)
+    finally:
+        for informer in hostile:
+            await informer.stop()
+    assert await serving_pod(unused_tcp_port) == replacement

@@ -19,8 +19,7 @@ import h11
 
 from trayapp.engine.aio import deadline
 from trayapp.engine.auth import ClusterAccess
-from trayapp.errors import ApiUnreachable
-from trayapp.errors import ResponseTooLarge
+from trayapp.errors import ApiUnreachable, ResponseTooLarge
 
 _READ_SIZE = 65536
 _T = TypeVar("_T")
@@ -249,7 +248,7 @@ class HttpStream:
         self._writer.close()
 
 
-def status_message(body: bytes, fallback: str) -> str:
+def status_message(body: bytes | bytearray, fallback: str) -> str:
     """The `message` of a Kubernetes Status body, or the fallback."""
     try:
         parsed = json.loads(body)

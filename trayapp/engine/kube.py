@@ -23,7 +23,15 @@ from trayapp import __version__
 from trayapp.engine.auth import ClusterAccess, Credentials
 from trayapp.engine.httpclient import HttpStream, open_stream, status_message
 from trayapp.engine.wire import SUBPROTOCOL
-from trayapp.errors import ApiBusy, ApiError, ApiUnreachable, AuthError, Gone, NotFound, ResponseTooLarge
+from trayapp.errors import (
+    ApiBusy,
+    ApiError,
+    ApiUnreachable,
+    AuthError,
+    Gone,
+    NotFound,
+    ResponseTooLarge,
+)
 
 # kind (plural resource name) -> API group path
 _API_PATHS: dict[str, str] = {
@@ -294,6 +302,7 @@ class KubeApi:
             query["labelSelector"] = label_selector
         what = f"{kind} in namespace {namespace!r}" if namespace else kind
         stream = await self._get(collection_path(kind, namespace), query, what)
+        skipped = 0
         try:
             if on_open is not None:
                 on_open()
@@ -308,7 +317,9 @@ class KubeApi:
                 kind_of_event = event.get("type") if isinstance(event, dict) else None
                 obj = event.get("object") if isinstance(event, dict) else None
                 if not isinstance(kind_of_event, str) or not isinstance(obj, dict):
-                    log.warning("skipped a malformed watch event for %s (not a type and an object)", what)
+                    skipped += 1  # said once per watch, so a hostile server cannot flood the log
+                    log.log(logging.WARNING if skipped == 1 else logging.DEBUG,
+                            "skipped a malformed watch event for %s (not a type and an object)", what)
                     continue
                 if kind_of_event == "ERROR":
                     code = obj.get("code")

@@ -30,9 +30,11 @@ def _list_of_dicts(value: object) -> bool:
 
 
 def _port_entries(value: object, number: str) -> bool:
-    if not _list_of_dicts(value):
+    if value is None:
+        return True
+    if not isinstance(value, list) or not _list_of_dicts(value):
         return False
-    for entry in value or ():
+    for entry in value:
         if not _optional(entry.get(number), int) or isinstance(entry.get(number), bool):
             return False
         if not (_optional(entry.get("name"), str) and _optional(entry.get("protocol"), str)):
@@ -50,7 +52,7 @@ def _label_selector(value: object) -> bool:
     expressions = value.get("matchExpressions")
     if not _list_of_dicts(expressions):
         return False
-    for expression in expressions or ():
+    for expression in expressions or ():  # a list of dicts, checked above
         values = expression.get("values")
         if not (_optional(expression.get("key"), str) and _optional(expression.get("operator"), str)):
             return False
