@@ -143,6 +143,7 @@ async def test_a_deleted_event_needs_only_the_name(
 async def test_a_silent_watch_is_reported_and_resumed_from_the_last_version(
         server: hs.HostileServer, tmp_path: Path, informers: list[Informer]) -> None:
     server.put(hs.pod("a"))
+    server.bookmark_interval = 0.1  # the healthy watches are never silent for long
     informer, recorder = await start(server, tmp_path, informers, api_options={"watch_silence": 0.5})
     first = (await server.wait_requests(1, watch=True))[0]
     server.put(hs.pod("b"))

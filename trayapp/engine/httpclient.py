@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from trayapp.engine.auth import ClusterAccess
 from trayapp.errors import ApiUnreachable, ResponseTooLarge
 
 _READ_SIZE = 65536
+log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
@@ -158,7 +160,8 @@ class HttpStream:
             except h11.RemoteProtocolError as exc:
                 if self._eof:
                     raise ApiUnreachable(f"{self._server} closed the connection in the middle of a response.") from exc
-                raise ApiUnreachable(f"{self._server} sent a malformed HTTP response ({exc}).") from exc
+                log.debug("malformed HTTP from %s: %s", self._who, exc)
+                raise ApiUnreachable(f"{self._server} sent a malformed HTTP response; kubetray closed that connection.") from exc
             if event is h11.NEED_DATA:
                 try:
                     data = await self._under_deadline(self._reader.read(_READ_SIZE))
@@ -194,13 +197,14 @@ class HttpStream:
             raise ResponseTooLarge(f"{self._server} announced {declared:,} bytes, more than kubetray accepts ({limit:,}).")
         loop = asyncio.get_running_loop()
         final = until if until is not None else None if timeout is None else loop.time() + timeout
+        total = f"{timeout:g}" if timeout is not None else f"{(final or 0) - loop.time():.0f}"
         received = bytearray()
         while True:
             now = loop.time()
             if idle is not None and (final is None or now + idle < final):
                 self._expect_by(idle, f"{self._server} stopped sending for {idle:g} s in the middle of a response.")
             elif final is not None:
-                self._expect_by(final - now, f"{self._server} did not send the whole response within {timeout:g} s.")
+                self._expect_by(final - now, f"{self._server} did not send the whole response within {total} s.")
             event = await self._next_event()
             if isinstance(event, h11.Data):
                 if len(received) + len(event.data) > limit:
@@ -217,7 +221,10 @@ class HttpStream:
         `silence`, a line must end within that many seconds of the previous one (or of the start):
         a stream that goes quiet for longer is taken for dead and raises ApiUnreachable.
         """
-        late = f"{self._server} sent nothing for {silence:g} s on a watch." if silence is not None else ""
+        late = (
+            f"{self._server} sent nothing for {silence:g} s on a watch; kubetray takes the connection for dead "
+            "and reconnects." if silence is not None else ""
+        )
         self._expect_by(silence, late)
         pieces: list[bytes] = []
         held = 0

@@ -92,12 +92,19 @@ def collection_path(kind: str, namespace: str | None) -> str:
 
 
 def _error_for(
-    status: int, message: str, what: str, *, context: str | None = None, retry_after: float | None = None
+    status: int, message: str, what: str, *, context: str | None = None, retry_after: float | None = None,
+    server: str | None = None,
 ) -> ApiError:
-    """The error for an HTTP status from the API server; `context` names the kubeconfig context."""
+    """The error for an HTTP status from the API server.
+
+    `context` (the kubeconfig context) goes into the 401 advice, `retry_after` (seconds the
+    server asked for, from Retry-After or a Status) into ApiBusy, `server` (its URL) into the text.
+    """
     if status == 401:
         hint = _AUTH_HINT.format(context=context or "CONTEXT")
-        return AuthError(f"The API server refused kubetray's credentials for {what}: {message}. {hint}", status=status)
+        return AuthError(
+            f"The API server refused kubetray's credentials for {what}: {message.rstrip('.')}. {hint}", status=status
+        )
     if status == 403:
         return AuthError(f"The API server refused kubetray's credentials for {what}: {message}", status=status)
     if status == 404:
@@ -105,9 +112,11 @@ def _error_for(
     if status == 410:
         return Gone(f"The watch on {what} expired: {message}", status=status)
     if status in (429, 503):
-        when = f"in {retry_after:g} s" if retry_after is not None else "shortly"
+        who = f"The API server {server}" if server else "The API server"
+        when = f" and asked kubetray to come back in {retry_after:g} s" if retry_after is not None else ""
         return ApiBusy(
-            f"The API server is too busy to answer for {what} (HTTP {status}: {message}); kubetray tries again {when}.",
+            f"{who} is too busy to answer for {what} (HTTP {status}: {message.rstrip('.')}){when}; "
+            "kubetray keeps retrying.",
             status=status,
             retry_after=retry_after,
         )
@@ -202,7 +211,7 @@ class KubeApi:
                 retry_after = retry_after_seconds(response.headers.get("retry-after"))
                 raise _error_for(
                     response.status, status_message(body, f"HTTP {response.status}"), what,
-                    context=self.access.context, retry_after=retry_after,
+                    context=self.access.context, retry_after=retry_after, server=self.access.server,
                 )
         except BaseException:
             stream.close()
@@ -325,7 +334,7 @@ class KubeApi:
                     code = obj.get("code")
                     raise _error_for(
                         code if isinstance(code, int) else 500, str(obj.get("message") or "watch error"), what,
-                        context=self.access.context, retry_after=_status_retry_after(obj),
+                        context=self.access.context, retry_after=_status_retry_after(obj), server=self.access.server,
                     )
                 yield WatchEvent(kind_of_event, obj)
         finally:
