@@ -1,7 +1,9 @@
 """The only place that talks to the API server: list, watch and port-forward stream dialing.
 
 HTTP and WebSocket failures are translated here into kubetray's error types, so the rest of the
-engine branches on ApiUnreachable / AuthError / NotFound / Gone and never on library exceptions.
+engine branches on ApiUnreachable (ApiBusy for 429/503) / AuthError / NotFound / Gone /
+ResponseTooLarge and never on library exceptions. Every list and watch is bounded in time and
+memory (the constants below).
 """
 
 from __future__ import annotations
@@ -54,9 +56,11 @@ WATCH_TIMEOUT_SECONDS = 290  # the server ends a watch normally after this; we r
 _WS_MAX_MESSAGE = None
 
 # How long a watch may stay silent before kubetray takes it for dead. A kube-apiserver sends a
-# BOOKMARK on every watch that asked for them about once a minute (the watch cache's bookmark
-# frequency) and one just before timeoutSeconds runs out, so a watch silent for 75 s is one whose
-# path died (a sleeping laptop, a dropped VPN: no FIN, no reset). Tests and benchmarks lower it.
+# BOOKMARK on every watch that asked for them once a minute (the watch cache's
+# defaultBookmarkFrequency in cacher.go) and one 2 s before timeoutSeconds runs out, so a watch
+# silent for 75 s is one whose path died (a sleeping laptop, a dropped VPN: no FIN, no reset).
+# TCP keepalive usually notices such a path sooner; this also covers a path through a proxy,
+# where the keepalive only reaches the proxy. Tests and benchmarks lower it.
 WATCH_SILENCE_SECONDS = 75.0
 # How long the response head, and each read of a list or error body, may take. The API server
 # answers a page of 500 objects in well under a second; 30 s covers a loaded server, and catches a
