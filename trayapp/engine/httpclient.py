@@ -221,9 +221,10 @@ class HttpStream:
         `silence`, a line must end within that many seconds of the previous one (or of the start):
         a stream that goes quiet for longer is taken for dead and raises ApiUnreachable.
         """
+        # What happened, not what the caller does next: the informer retries, a tunnel keeps its port.
         late = (
-            f"{self._server} sent nothing for {silence:g} s on a watch; kubetray takes the connection for dead "
-            "and reconnects." if silence is not None else ""
+            f"{self._server} sent nothing on a watch for {silence:g} s, so kubetray took the connection for dead."
+            if silence is not None else ""
         )
         self._expect_by(silence, late)
         pieces: list[bytes] = []
@@ -248,7 +249,8 @@ class HttpStream:
 
     def _too_long(self, max_line: int) -> ResponseTooLarge:
         return ResponseTooLarge(
-            f"{self._server} sent a watch line longer than {max_line:,} bytes, more than any real object needs."
+            f"{self._server} sent a watch line longer than {max_line:,} bytes, more than any real object needs, "
+            "so kubetray closed that watch."
         )
 
     def close(self) -> None:

@@ -119,8 +119,7 @@ def _error_for(
         who = f"The API server {server}" if server else "The API server"
         when = f" and asked kubetray to come back in {retry_after:g} s" if retry_after is not None else ""
         return ApiBusy(
-            f"{who} is too busy to answer for {what} (HTTP {status}: {message.rstrip('.')}){when}; "
-            "kubetray keeps retrying.",
+            f"{who} is too busy to answer for {what} (HTTP {status}: {message.rstrip('.')}){when}.",
             status=status,
             retry_after=retry_after,
         )
@@ -277,8 +276,8 @@ class KubeApi:
                 body = await stream.body(budget, timeout=self.list_timeout, idle=self.read_timeout, until=until)
             except ResponseTooLarge as exc:
                 raise ResponseTooLarge(
-                    f"The list of {what} is larger than kubetray accepts ({self.max_list:,} bytes); "
-                    "kubetray keeps trying."
+                    f"The list of {what} is larger than kubetray accepts ({self.max_list:,} bytes), "
+                    "so kubetray stopped reading it."
                 ) from exc
             try:
                 page = json.loads(body)
@@ -324,8 +323,8 @@ class KubeApi:
                     event = json.loads(line)
                 except ValueError as exc:
                     raise ApiError(
-                        f"The API server {self.access.server} sent a watch line for {what} that is not JSON; "
-                        "kubetray closed that watch and tries again."
+                        f"The API server {self.access.server} sent a watch line for {what} that is not JSON, "
+                        "so kubetray closed that watch."
                     ) from exc
                 kind_of_event = event.get("type") if isinstance(event, dict) else None
                 obj = event.get("object") if isinstance(event, dict) else None
