@@ -46,6 +46,26 @@ class ApiUnreachable(ApiError):
     title = "Cluster unreachable"
 
 
+class ApiBusy(ApiUnreachable):
+    """429 or 503: the API server (or what fronts it) is briefly away and says when to come back.
+
+    Callers treat it like an unreachable server (keep the listener, retry), waiting at least
+    `retry_after` seconds when the server named a time (capped by the caller).
+    """
+
+    title = "Cluster busy"
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class ResponseTooLarge(ApiError):
+    """A list, error body or watch line beyond what any real object needs: refused, not buffered."""
+
+    title = "Response too large"
+
+
 class AuthError(ApiError):
     """401 or 403: the credentials were refused."""
 

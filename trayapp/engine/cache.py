@@ -7,12 +7,15 @@ several changes in one loop iteration wake each subscriber once.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from trayapp.engine.informer import Informer
 from trayapp.engine.kube import KubeApi
 from trayapp.errors import KubetrayError
+
+log = logging.getLogger(__name__)
 
 
 class Subscriber(Protocol):
@@ -90,13 +93,23 @@ class ClusterCache:
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, set()
         for subscriber in dirty:
-            subscriber.cluster_changed()
+            # One subscriber's bug must not keep the others from hearing about the change.
+            try:
+                subscriber.cluster_changed()
+            except Exception:
+                log.exception("a subscriber failed to handle a cluster change: %r", subscriber)
 
     def _failed(self, informer: Informer, error: KubetrayError) -> None:
         if self._on_error is not None:
-            self._on_error(informer, error)
+            try:
+                self._on_error(informer, error)
+            except Exception:
+                log.exception("the cluster error handler failed on: %s", error)
         for subscriber in list(self._subscribers.get((informer.kind, informer.namespace), ())):
-            subscriber.cluster_failed(error)
+            try:
+                subscriber.cluster_failed(error)
+            except Exception:
+                log.exception("a subscriber failed to handle a cluster error: %r", subscriber)
 
     async def stop(self) -> None:
         informers, self._informers = list(self._informers.values()), {}
