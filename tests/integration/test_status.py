@@ -35,8 +35,11 @@ def test_status_and_a_second_instance(sim: SimThread, tmp_path: Path, unused_tcp
 
     app = Kubetray("--headless", "--json", "--config", str(rules), "--kubeconfig", str(kubeconfig))
     try:
-        web = app.wait_for(lambda e: e["event"] == "forwarding" and e["label"] == "web")
-        api = app.wait_for(lambda e: e["event"] == "forwarding" and e["label"] == "api")
+        forwarding: dict[str, dict] = {}
+        while len(forwarding) < 2:  # in whichever order the two tunnels come up
+            event = app.wait_for(lambda e: e["event"] == "forwarding")
+            forwarding[event["label"]] = event
+        web, api = forwarding["web"], forwarding["api"]
         answer = json.loads(kubetray("status", "--json").stdout)
         assert answer["pid"] == app.process.pid and answer["mode"] == "headless"
         assert answer["context"] == "sim-ctx" and answer["contexts"] == ["sim-ctx"]
