@@ -95,6 +95,9 @@ class Credentials:
             raise KubeconfigError(f"No kubeconfig found at {shown}. kubetray needs one to reach a cluster.")
         joined = os.pathsep.join(str(p) for p in files)
         configuration = Configuration()
+        # Only the kubeconfig's proxy-url: newer clients fill `proxy` from the environment too,
+        # without NO_PROXY; connect.py applies the environment as kubectl does.
+        configuration.proxy = None
         try:
             contexts, current = kube_config.list_kube_config_contexts(config_file=joined)
             name = self._context or (current or {}).get("name")
