@@ -108,7 +108,6 @@ async def open_socket(route: Route, timeout: float = 10.0) -> socket.socket:
             sock = await _open(route)
     except asyncio.TimeoutError:
         raise ApiUnreachable(f"{_cap(route.described)} did not answer within {timeout:g} s.") from None
-    set_keepalive(sock)
     return sock
 
 
@@ -177,7 +176,11 @@ async def _open(route: Route) -> socket.socket:
 
 
 async def _tcp(host: str, port: int) -> socket.socket:
-    """Connect to the first address of host that answers (as asyncio does, without racing)."""
+    """Connect to the first address of host that answers (as asyncio does, without racing).
+
+    Keepalive goes on this socket: it is the one that crosses the network (to the server or to
+    the proxy), even when the caller gets the end of an https-proxy relay instead.
+    """
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     first: OSError | None = None
@@ -186,6 +189,7 @@ async def _tcp(host: str, port: int) -> socket.socket:
         try:
             sock.setblocking(False)
             await loop.sock_connect(sock, address)
+            set_keepalive(sock)
             return sock
         except OSError as exc:
             sock.close()
@@ -334,7 +338,7 @@ async def _socks(route: Route, proxy: ProxyUrl) -> socket.socket:
     dialer = SocksProxy(ProxyType.SOCKS5, proxy.host, proxy.port, proxy.username, proxy.password, rdns=True)
     try:
         # Our own deadline is the one that fires; python-socks' default would be 60 s.
-        return await dialer.connect(route.host, route.port, timeout=3600)
+        sock = await dialer.connect(route.host, route.port, timeout=3600)
     except ProxyConnectionError as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
         raise ApiUnreachable(
@@ -349,6 +353,8 @@ async def _socks(route: Route, proxy: ProxyUrl) -> socket.socket:
         raise ApiUnreachable(
             f"{_cap(proxy.described)} could not connect to the API server {redact(route.server)}: {reason}."
         ) from exc
+    set_keepalive(sock)
+    return sock
 
 
 # -- words -------------------------------------------------------------------------------------

@@ -73,8 +73,9 @@ def parse_proxy(raw: str, source: str) -> ProxyUrl:
     text = raw.strip()
     parts = _split(text)
     if parts is None or parts.scheme not in SCHEMES:
-        # Go retries a value it cannot use as http://VALUE, which makes "proxy:3128" work.
-        retry = _split("http://" + text)
+        # Go retries a value it cannot use as http://VALUE, which makes "proxy:3128" work; a
+        # value with another scheme (ftp://...) stays unusable, as it does for Go.
+        retry = _split("http://" + text) if "://" not in text else None
         if retry is None or not retry.hostname:
             scheme = parts.scheme if parts is not None and parts.scheme else "?"
             raise ProxyUrlError(
