@@ -54,6 +54,8 @@ class _Base:
             await self._handle(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
+        except asyncio.CancelledError:
+            pass  # stop(): asyncio's server callback would log a cancelled handler as an error
         finally:
             self._tasks.discard(task)
             writer.close()
@@ -83,6 +85,8 @@ class _Base:
             with contextlib.suppress(OSError, RuntimeError):
                 if dst.can_write_eof():
                     dst.write_eof()
+                else:  # TLS has no half-close: end the whole connection
+                    dst.close()
 
         try:
             await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))

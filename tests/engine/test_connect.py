@@ -6,6 +6,7 @@ that refuses a giant frame from its header."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import ssl
 import sys
@@ -346,3 +347,52 @@ async def test_a_giant_frame_is_refused_from_its_header(api_for: Any) -> None:
         async with deadline(10):
             await closed.wait()  # the hostile server saw the connection end
         assert peak < 16 * 1024 * 1024, f"{peak / 2**20:.1f} MiB allocated for a refused frame"
+
+
+# -- an https:// proxy: TLS to the proxy, then CONNECT inside it -------------------------------
+
+@pytest.fixture
+def https_proxy_trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """The proxy's TLS context; the test CA is what the system trusts (SSL_CERT_FILE)."""
+    ca.cert_pem.write_to_path(str(tmp_path / "system-ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "system-ca.pem"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+async def test_an_https_proxy_carries_api_calls_and_port_forwards(
+    https_proxy_trusted: ssl.SSLContext, http_server: int, api_for: Any
+) -> None:
+    proxy = ConnectProxy(tls=https_proxy_trusted, user="frank", password=PASSWORD)
+    await proxy.start()
+    try:
+        reader, writer = await connect.open_stream(access(f"http://127.0.0.1:{http_server}", proxy.url("frank", PASSWORD)))
+        writer.write(b"GET /api HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await reader.read()).endswith(b"{}")
+        writer.close()
+        async with SimCluster("https-proxy", scenario=SCENARIO) as cluster:
+            api = api_for(cluster.url)
+            api.access = dataclasses.replace(api.access, proxy=proxy.url("frank", PASSWORD))
+            ws = await api.dial_portforward("default", "echo", 7000)
+            await ws.send(b"\x00hello")
+            await ws.close()
+        assert proxy.carried == 2
+        assert [t.first_line for t in proxy.tunnels][1].startswith(b"GET /api/v1/namespaces/default/pods/echo/portforward")
+    finally:
+        await proxy.stop()
+
+
+async def test_an_https_proxy_is_verified_too(ca: trustme.CA, http_server: int) -> None:
+    # No SSL_CERT_FILE here: the proxy's certificate comes from a CA the system does not trust.
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    proxy = ConnectProxy(tls=context)
+    await proxy.start()
+    try:
+        with pytest.raises(ApiUnreachable) as caught:
+            await connect.open_stream(access(f"http://127.0.0.1:{http_server}", proxy.url()))
+        assert caught.value.message.startswith(f"kubetray could not verify the certificate of the proxy https://127.0.0.1:{proxy.port}")
+        assert proxy.carried == 0
+    finally:
+        await proxy.stop()

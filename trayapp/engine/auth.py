@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,7 +38,7 @@ class ClusterAccess:
     user: str
     ssl_context: ssl.SSLContext | None = None
     server_hostname: str | None = None  # SNI and name checked against the certificate
-    proxy: str | None = None
+    proxy: str | None = field(default=None, repr=False)  # the kubeconfig's proxy-url: may hold a password
 
     @property
     def host(self) -> str:

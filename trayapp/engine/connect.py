@@ -108,6 +108,8 @@ async def open_socket(route: Route, timeout: float = 10.0) -> socket.socket:
             sock = await _open(route)
     except asyncio.TimeoutError:
         raise ApiUnreachable(f"{_cap(route.described)} did not answer within {timeout:g} s.") from None
+    except OSError as exc:  # a proxy that broke the connection halfway through its answer
+        raise unreachable(exc, route, timeout) from exc
     return sock
 
 
@@ -265,9 +267,18 @@ async def _https_tunnel(sock: socket.socket, route: Route, proxy: ProxyUrl) -> s
     The callers need a plain socket (websockets' `sock=`), and a TLS session is not one, so a
     relay task copies between the pair and the proxy's TLS stream until either side closes.
     """
-    reader, writer = await asyncio.open_connection(
-        sock=sock, ssl=ssl.create_default_context(), server_hostname=proxy.host, limit=STREAM_LIMIT
-    )
+    try:
+        # The proxy's certificate is checked against the system's CAs, as Go does.
+        reader, writer = await asyncio.open_connection(
+            sock=sock, ssl=ssl.create_default_context(), server_hostname=proxy.host, limit=STREAM_LIMIT
+        )
+    except ssl.SSLCertVerificationError as exc:
+        raise ApiUnreachable(
+            f"kubetray could not verify the certificate of {proxy.described}: {_verify_reason(exc, proxy.host)}. "
+            "kubetray keeps TLS verification on; this computer must trust the proxy's certificate authority."
+        ) from exc
+    except (ssl.SSLError, ConnectionError) as exc:
+        raise ApiUnreachable(f"The TLS handshake with {proxy.described} failed.") from exc
     try:
         writer.write(connect_request(route, proxy))
         try:
@@ -313,6 +324,7 @@ async def _relay(a_reader: asyncio.StreamReader, a_writer: asyncio.StreamWriter,
         )
         for task in pending:
             task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
     finally:
         a_writer.close()
         b_writer.close()
