@@ -80,7 +80,7 @@ async def http_server() -> AsyncIterator[int]:
 
 
 async def test_a_direct_connection_has_keepalive(http_server: int) -> None:
-    reader, writer = await connect.open_stream(access(f"http://127.0.0.1:{http_server}"))
+    _, writer = await connect.open_stream(access(f"http://127.0.0.1:{http_server}"))
     try:
         assert_keepalive(writer.get_extra_info("socket"))
     finally:
@@ -109,7 +109,7 @@ async def test_socks5_lets_the_proxy_resolve_the_name_as_kubectl_does(http_serve
     proxy = Socks5Proxy(hosts={"kube.invalid": "127.0.0.1"})
     await proxy.start()
     try:
-        reader, writer = await connect.open_stream(access(f"http://kube.invalid:{http_server}", proxy.url()))
+        _, writer = await connect.open_stream(access(f"http://kube.invalid:{http_server}", proxy.url()))
         writer.close()
         assert proxy.requested_hosts == ["kube.invalid"]
     finally:
@@ -123,7 +123,7 @@ async def test_the_environment_proxy_is_used_and_no_proxy_bypasses_it(
     await proxy.start()
     try:
         monkeypatch.setenv("HTTP_PROXY", proxy.url())
-        reader, writer = await connect.open_stream(access(f"http://kube.invalid:{http_server}"))
+        _, writer = await connect.open_stream(access(f"http://kube.invalid:{http_server}"))
         writer.close()
         assert proxy.carried == 1
         monkeypatch.setenv("NO_PROXY", ".invalid")  # now direct: and kube.invalid resolves nowhere
@@ -209,7 +209,7 @@ async def test_a_certificate_for_another_name_is_refused_with_the_name(ca: trust
                                          server_hostname="other.example"))
     assert "its certificate is not valid for the name other.example" in caught.value.message
     # and the right name passes, through the same code
-    reader, writer = await connect.open_stream(access(f"https://127.0.0.1:{tls_server}", ssl_context=context,
+    _, writer = await connect.open_stream(access(f"https://127.0.0.1:{tls_server}", ssl_context=context,
                                                       server_hostname="kube.example"))
     writer.close()
 
@@ -230,7 +230,7 @@ async def test_a_proxy_that_wants_credentials_is_named_without_the_password(http
         assert PASSWORD not in wrong.value.message
         assert f"http://alice:xxxxx@127.0.0.1:{proxy.port}" in wrong.value.message
         assert "did not accept the user and password" in wrong.value.message
-        reader, writer = await connect.open_stream(access(f"http://127.0.0.1:{http_server}", proxy.url("alice", PASSWORD)))
+        _, writer = await connect.open_stream(access(f"http://127.0.0.1:{http_server}", proxy.url("alice", PASSWORD)))
         writer.close()
         assert proxy.carried == 1
     finally:

@@ -16,13 +16,15 @@ import asyncio
 import base64
 import contextlib
 import errno
+import ipaddress
 import logging
 import os
 import socket
 import ssl
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError, ProxyType
 from python_socks.async_.asyncio import Proxy as SocksProxy
@@ -184,7 +186,14 @@ async def _tcp(host: str, port: int) -> socket.socket:
     the proxy), even when the caller gets the end of an https-proxy relay instead.
     """
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    infos: Sequence[tuple[socket.AddressFamily, socket.SocketKind, int, str, Any]]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    else:  # an address needs no lookup (getaddrinfo would take a trip through a worker thread)
+        family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        infos = [(family, socket.SOCK_STREAM, 0, "", (host, port))]
     first: OSError | None = None
     for family, kind, proto, _, address in infos:
         sock = socket.socket(family, kind, proto)
@@ -318,7 +327,7 @@ async def _relay(a_reader: asyncio.StreamReader, a_writer: asyncio.StreamWriter,
                 await dst.drain()
 
     try:
-        done, pending = await asyncio.wait(
+        _, pending = await asyncio.wait(
             [asyncio.ensure_future(copy(a_reader, b_writer)), asyncio.ensure_future(copy(b_reader, a_writer))],
             return_when=asyncio.FIRST_COMPLETED,
         )
