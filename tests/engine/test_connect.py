@@ -396,3 +396,18 @@ async def test_an_https_proxy_is_verified_too(ca: trustme.CA, http_server: int) 
         assert proxy.carried == 0
     finally:
         await proxy.stop()
+
+
+async def test_a_server_that_hangs_up_mid_handshake_is_said_so(api_for: Any) -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(ApiUnreachable) as caught:
+            await api_for(f"http://127.0.0.1:{port}").dial_portforward("default", "web-0", 8080)
+        assert caught.value.message == f"The API server http://127.0.0.1:{port} closed the connection before it was set up."
+    finally:
+        server.close()

@@ -195,8 +195,10 @@ class KubeApi:
             ) from exc
         except websockets.InvalidHandshake as exc:
             sock.close()
-            raise ApiUnreachable(f"The API server {access.server} did not open a {what}: its answer was not a "
-                                 "WebSocket handshake.") from exc
+            if isinstance(exc.__cause__, (OSError, EOFError)):  # the connection broke mid-handshake
+                raise connection.unreachable(exc.__cause__, route, timeout, access.server_hostname) from exc
+            raise ApiUnreachable(f"{route.described[:1].upper()}{route.described[1:]} did not open a {what}: "
+                                 "its answer was not a WebSocket handshake.") from exc
         except (OSError, asyncio.TimeoutError) as exc:
             sock.close()
             raise connection.unreachable(exc, route, timeout, access.server_hostname) from exc
