@@ -63,7 +63,7 @@ class Route:
 
     @property
     def described(self) -> str:
-        """"the API server https://... through the proxy ... (from HTTPS_PROXY)"."""
+        """For the middle of a sentence: the API server https://... through the proxy ... (from ...)."""
         through = f" through {self.proxy.described}" if self.proxy else ""
         return f"the API server {redact(self.server)}{through}"
 
@@ -73,7 +73,8 @@ def route_for(access: ClusterAccess, environ: Mapping[str, str] | None = None) -
     try:
         proxy = proxy_for(access.server, access.proxy, os.environ if environ is None else environ)
     except ProxyUrlError as exc:
-        raise ApiUnreachable(f"kubetray cannot reach the API server {redact(access.server)}: {exc}") from exc
+        raise ApiUnreachable(f"{exc} kubetray does not connect to the API server {redact(access.server)} "
+                             "without it.") from exc
     return Route(access.server, access.host, access.port, proxy)
 
 

@@ -48,7 +48,7 @@ class ProxyUrl:
 
     @property
     def described(self) -> str:
-        """"the proxy http://proxy:3128 (from HTTPS_PROXY)", for the middle of a sentence."""
+        """For the middle of a sentence: the proxy http://proxy:3128 (from HTTPS_PROXY)."""
         return f"the proxy {self.shown} (from {self.source})"
 
     @property
