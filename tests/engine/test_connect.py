@@ -411,3 +411,21 @@ async def test_a_server_that_hangs_up_mid_handshake_is_said_so(api_for: Any) -> 
         assert caught.value.message == f"The API server http://127.0.0.1:{port} closed the connection before it was set up."
     finally:
         server.close()
+
+
+def test_access_holds_only_the_kubeconfig_proxy_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Newer kubernetes clients fill Configuration.proxy from HTTPS_PROXY, without NO_PROXY; the
+    # environment is connect.py's to apply, so the access must not carry it.
+    monkeypatch.setenv("HTTPS_PROXY", "http://env-proxy.example:3128")
+    plain = Credentials([write_kubeconfig(tmp_path / "plain", "https://kube.example:6443")], None)
+    assert plain.load().proxy is None
+    configured = tmp_path / "configured"
+    write_kubeconfig(configured, "https://kube.example:6443")
+    data = yaml.safe_load(configured.read_text(encoding="utf-8"))
+    data["clusters"][0]["cluster"]["proxy-url"] = f"socks5://gus:{PASSWORD}@gw.example:1080"
+    configured.write_text(yaml.safe_dump(data), encoding="utf-8")
+    loaded = Credentials([configured], None).load()
+    assert loaded.proxy == f"socks5://gus:{PASSWORD}@gw.example:1080"
+    assert PASSWORD not in repr(loaded)
+    assert connect.route_for(loaded).proxy is not None and PASSWORD not in repr(connect.route_for(loaded))
+    plain.close()
