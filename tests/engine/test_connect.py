@@ -429,3 +429,27 @@ def test_access_holds_only_the_kubeconfig_proxy_url(tmp_path: Path, monkeypatch:
     assert PASSWORD not in repr(loaded)
     assert connect.route_for(loaded).proxy is not None and PASSWORD not in repr(connect.route_for(loaded))
     plain.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a full accept queue drops SYNs on Linux")
+async def test_a_dead_first_address_does_not_hold_up_the_next() -> None:
+    # A listener whose accept queue is full drops new SYNs: a connect to it hangs, as to an
+    # address on a broken network. The second address must win all the same.
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead.listen(0)
+    filler = socket.create_connection(dead.getsockname())
+    live = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    infos: list[connect.AddressInfo] = [
+        (socket.AF_INET, socket.SOCK_STREAM, 0, "", dead.getsockname()),
+        (socket.AF_INET, socket.SOCK_STREAM, 0, "", live.sockets[0].getsockname()),
+    ]
+    try:
+        async with deadline(20):  # without racing, the first attempt alone would take minutes
+            sock = await connect.race_connect(infos, "test")
+        assert sock.getpeername() == live.sockets[0].getsockname()
+        sock.close()
+    finally:
+        filler.close()
+        dead.close()
+        live.close()
