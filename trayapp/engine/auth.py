@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,7 +38,7 @@ class ClusterAccess:
     user: str
     ssl_context: ssl.SSLContext | None = None
     server_hostname: str | None = None  # SNI and name checked against the certificate
-    proxy: str | None = None
+    proxy: str | None = field(default=None, repr=False)  # the kubeconfig's proxy-url: may hold a password
 
     @property
     def host(self) -> str:
@@ -95,6 +95,9 @@ class Credentials:
             raise KubeconfigError(f"No kubeconfig found at {shown}. kubetray needs one to reach a cluster.")
         joined = os.pathsep.join(str(p) for p in files)
         configuration = Configuration()
+        # Only the kubeconfig's proxy-url: newer clients fill `proxy` from the environment too,
+        # without NO_PROXY; connect.py applies the environment as kubectl does.
+        configuration.proxy = None
         try:
             contexts, current = kube_config.list_kube_config_contexts(config_file=joined)
             name = self._context or (current or {}).get("name")

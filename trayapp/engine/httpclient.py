@@ -1,25 +1,22 @@
 """A small asyncio HTTP/1.1 client for the API server's list and watch calls, on h11.
 
 One request per connection: lists are short and watches hold their connection for minutes, so
-pooling would buy little. TLS, SNI and an HTTP CONNECT proxy are set up here from ClusterAccess.
+pooling would buy little. The connection itself (proxy, keepalive, TLS) comes from connect.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
-import ssl
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import SplitResult, urlsplit
 
 import h11
 
 from trayapp.engine.aio import deadline
-from trayapp.engine.auth import ClusterAccess
+from trayapp.engine.connect import open_stream  # noqa: F401 - kube.py opens its streams from here
 from trayapp.errors import ApiUnreachable, ResponseTooLarge
 
 _READ_SIZE = 65536
@@ -31,60 +28,6 @@ _T = TypeVar("_T")
 class Response:
     status: int
     headers: dict[str, str]
-
-
-async def open_stream(
-    access: ClusterAccess, timeout: float = 10.0
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """TCP (through the proxy when there is one), then TLS when the server is https."""
-    try:
-        async with deadline(timeout):
-            return await _open_stream(access)
-    except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
-        reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
-        raise ApiUnreachable(f"kubetray could not reach the API server {access.server} ({reason}).") from exc
-
-
-async def _open_stream(access: ClusterAccess) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    tls = access.ssl_context if access.tls else None
-    sni = access.server_hostname or access.host
-    if not access.proxy:
-        return await asyncio.open_connection(
-            access.host, access.port, ssl=tls, server_hostname=sni if tls else None, limit=_READ_SIZE * 4
-        )
-    proxy = urlsplit(access.proxy)
-    shown = f"{proxy.hostname}:{proxy.port or 80}"  # never the user:password part of the URL
-    if proxy.scheme not in ("http", ""):
-        raise ApiUnreachable(
-            f"The kubeconfig's proxy-url {proxy.scheme}://{shown} uses {proxy.scheme}://, which kubetray does not speak yet; "
-            "use an http:// proxy."
-        )
-    reader, writer = await asyncio.open_connection(proxy.hostname, proxy.port or 80, limit=_READ_SIZE * 4)
-    try:
-        return await _through_proxy(reader, writer, access, proxy, shown, tls, sni)
-    except BaseException:
-        writer.close()
-        raise
-
-
-async def _through_proxy(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, access: ClusterAccess, proxy: SplitResult,
-    shown: str, tls: ssl.SSLContext | None, sni: str,
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    authority = f"{access.host}:{access.port}"
-    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-    if proxy.username:
-        pair = f"{proxy.username}:{proxy.password or ''}".encode()
-        lines.append("Proxy-Authorization: Basic " + base64.b64encode(pair).decode())
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = head.split(b" ", 2)[1:2]
-    if status != [b"200"]:
-        writer.close()
-        raise ApiUnreachable(f"The proxy {shown} refused to connect to {authority}: {head.splitlines()[0]!r}.")
-    if tls:
-        await writer.start_tls(tls, server_hostname=sni)
-    return reader, writer
 
 
 class HttpStream:

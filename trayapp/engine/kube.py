@@ -22,6 +22,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from trayapp import __version__
+from trayapp.engine import connect as connection
 from trayapp.engine.auth import ClusterAccess, Credentials
 from trayapp.engine.httpclient import HttpStream, open_stream, status_message
 from trayapp.engine.wire import SUBPROTOCOL
@@ -52,8 +53,11 @@ _API_PATHS: dict[str, str] = {
 
 USER_AGENT = f"kubetray/{__version__}"
 WATCH_TIMEOUT_SECONDS = 290  # the server ends a watch normally after this; we resume from the last RV
-# A stream's frames are our TCP reads (64 KiB); allow the server larger ones without a cap.
-_WS_MAX_MESSAGE = None
+# The largest port-forward message kubetray accepts. The kubelet sends at most 32 KiB per
+# frame (its copy buffer) and our own relay 256 KiB (relay.READ_SIZE); 4 MiB leaves room for
+# any proxy or server that coalesces, while a hostile server's 1 GiB frame is refused from its
+# header (websockets checks the length before reading the payload) and closes that stream.
+_WS_MAX_MESSAGE = 4 * 1024 * 1024
 
 # How long a watch may stay silent before kubetray takes it for dead. A kube-apiserver sends a
 # BOOKMARK on every watch that asked for them once a minute (the watch cache's
@@ -357,20 +361,22 @@ class KubeApi:
         access = self.access
         scheme = "wss" if access.tls else "ws"
         path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/portforward"
-        uri = f"{scheme}://{access.host}:{access.port}{access.path_prefix}{path}?ports={port}"
+        route = connection.route_for(access)
+        uri = f"{scheme}://{route.authority}{access.path_prefix}{path}?ports={port}"
         headers = []
         authorization = await self.credentials.authorization()
         if authorization:
             headers.append(("Authorization", authorization))
-        extra: dict[str, Any] = {}
-        if access.tls:
-            extra["ssl"] = access.ssl_context
-            if access.server_hostname:
-                extra["server_hostname"] = access.server_hostname
         what = f"port-forward to pod {pod!r} in namespace {namespace!r}"
+        sock = await connection.open_socket(route, timeout)  # proxy, keepalive; raises ApiUnreachable
+        tls: dict[str, Any] = {}
+        if access.tls:
+            tls = {"ssl": access.ssl_context, "server_hostname": access.server_hostname or access.host}
         try:
             return await connect(
                 uri,
+                sock=sock,
+                proxy=None,  # the socket already goes through the proxy, when there is one
                 subprotocols=[websockets.Subprotocol(SUBPROTOCOL)],
                 additional_headers=headers,
                 user_agent_header=USER_AGENT,
@@ -379,16 +385,25 @@ class KubeApi:
                 open_timeout=timeout,
                 ping_interval=None,  # the kubelet answers pings, but a busy tunnel proves liveness itself
                 close_timeout=2,
-                proxy=access.proxy,
-                **extra,
+                **tls,
             )
         except websockets.InvalidStatus as exc:
+            sock.close()
             response = exc.response
             raise _error_for(
-                response.status_code, status_message(response.body or b"", f"HTTP {response.status_code}"), what
+                response.status_code, status_message(bytes(response.body or b""), f"HTTP {response.status_code}"),
+                what, context=access.context, server=access.server,
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
             ) from exc
-        except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
-            raise ApiUnreachable(f"kubetray could not open a {what} ({exc or type(exc).__name__}).") from exc
+        except websockets.InvalidHandshake as exc:
+            sock.close()
+            if isinstance(exc.__cause__, (OSError, EOFError)):  # the connection broke mid-handshake
+                raise connection.unreachable(exc.__cause__, route, timeout, access.server_hostname) from exc
+            raise ApiUnreachable(f"{route.described[:1].upper()}{route.described[1:]} did not open a {what}: "
+                                 "its answer was not a WebSocket handshake.") from exc
+        except (OSError, asyncio.TimeoutError) as exc:
+            sock.close()
+            raise connection.unreachable(exc, route, timeout, access.server_hostname) from exc
 
 
 class _ContinueExpired(Exception):
