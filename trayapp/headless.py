@@ -49,7 +49,8 @@ def printer(json_mode: bool, out: TextIO, err: TextIO) -> Callable[[Event], None
 
 def engine_options(args: argparse.Namespace, rules: Path | None, kubeconfig: str | None) -> EngineOptions:
     """What the engine needs from the command line, for the tray and the terminal alike."""
-    store = SecretStore()
+    # The keyring is asked only for contexts listed in the state folder's record of stored tokens.
+    store = SecretStore(state_dir())
     return EngineOptions(
         kubeconfig_paths=tuple(kubeconfig_paths(kubeconfig)),
         rules_path=rules,

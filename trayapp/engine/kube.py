@@ -93,10 +93,11 @@ class KubeApi:
 
     async def _get_once(self, path: str, query: Mapping[str, str], what: str) -> HttpStream:
         target = self.access.path_prefix + path + ("?" + urlencode(query) if query else "")
+        headers = await self._headers()  # first: it may bring new TLS settings (auth.py)
         reader, writer = await open_stream(self.access)
         stream = HttpStream(reader, writer)
         try:
-            response = await stream.send("GET", target, await self._headers())
+            response = await stream.send("GET", target, headers)
             if response.status != 200:
                 body = await stream.body()
                 raise _error_for(response.status, status_message(body, f"HTTP {response.status}"), what)
