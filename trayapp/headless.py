@@ -70,8 +70,8 @@ async def serve_with_instance(controller: Controller, stop: asyncio.Event) -> in
     except AlreadyRunning:
         sys.stderr.write(await asyncio.to_thread(already_running_text))
         return 1
-    except KubetrayError as exc:
-        logging.getLogger(__name__).warning("%s `kubetray status` will not reach this one.", exc.message)
+    except KubetrayError as exc:  # InstanceUnavailable: the sentence says kubetray goes on without the lock
+        logging.getLogger(__name__).warning("%s", exc.message)
         server = None
     try:
         await controller.serve(stop)
