@@ -512,18 +512,25 @@ def write_atomically(path: Path, data: bytes) -> None:
     os.replace(temp, path)
 
 
-async def test_rotated_ca_and_client_certificate_files_are_used_from_the_next_connection(
-    tmp_path: Path, unused_tcp_port: int
-) -> None:
+def rotating_cluster_contexts(name: str) -> tuple[trustme.CA, trustme.CA, ssl.SSLContext, ssl.SSLContext]:
+    """Two CAs and a server context for each that admits only clients with a certificate from it."""
     old_ca, new_ca = trustme.CA(), trustme.CA()
-    name = "kubernetes.internal"  # a name, so the client sends SNI and the server can switch per handshake
 
     def server_context(ca: trustme.CA) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert(name).configure_cert(context)
-        ca.configure_trust(context)  # only clients with a certificate from this CA get in
+        ca.configure_trust(context)
         context.verify_mode = ssl.CERT_REQUIRED
         return context
+
+    return old_ca, new_ca, server_context(old_ca), server_context(new_ca)
+
+
+async def test_rotated_ca_and_client_certificate_files_are_used_from_the_next_connection(
+    tmp_path: Path, unused_tcp_port: int
+) -> None:
+    name = "kubernetes.internal"  # a name, so the client sends SNI and the server can switch per handshake
+    old_ca, new_ca, first, second = rotating_cluster_contexts(name)
 
     def client_files(ca: trustme.CA) -> None:
         client = ca.issue_cert("kubetray-user")
@@ -531,7 +538,6 @@ async def test_rotated_ca_and_client_certificate_files_are_used_from_the_next_co
         write_atomically(tmp_path / "client.crt", client.cert_chain_pems[0].bytes())
         write_atomically(tmp_path / "client.key", client.private_key_pem.bytes())
 
-    first, second = server_context(old_ca), server_context(new_ca)
     client_files(old_ca)
     cluster = SimCluster("rotate", scenario=SCENARIO, tls=TlsConfig(first, old_ca.cert_pem.bytes()))
     await cluster.start()
@@ -596,3 +602,55 @@ async def test_a_silent_keyring_is_no_token_and_is_logged_once(tmp_path: Path, c
     finally:
         release.set()
         keyring.set_keyring(previous)
+
+
+async def test_a_kubeconfig_rewritten_with_new_inline_certificates_is_used_from_the_next_connection(
+    tmp_path: Path, unused_tcp_port: int
+) -> None:
+    name = "kubernetes.internal"
+    old_ca, new_ca, first, second = rotating_cluster_contexts(name)
+
+    def write(ca: trustme.CA, server: str) -> Path:
+        client = ca.issue_cert("kubetray-user")
+        return kubeconfig(tmp_path / "kc", server,
+                          {"certificate-authority-data": b64(ca.cert_pem.bytes()), "tls-server-name": name},
+                          {"client-certificate-data": b64(client.cert_chain_pems[0].bytes()),
+                           "client-key-data": b64(client.private_key_pem.bytes())})
+
+    cluster = SimCluster("rotate-inline", scenario=SCENARIO, tls=TlsConfig(first, old_ca.cert_pem.bytes()))
+    await cluster.start()
+    try:
+        path = write(old_ca, cluster.url)
+        async with running(path, [web_rule(unused_tcp_port)]) as events:
+            await events.wait_for(EventKind.FORWARDING)
+            assert (await http_get(unused_tcp_port))[0] == 200
+            temp = tmp_path / "kc.new"
+            write(new_ca, cluster.url).rename(temp)
+            os.replace(temp, path)  # as `kubectl config set-credentials` or a login helper rewrites it
+
+            def switch(connection: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+                connection.context = second
+
+            first.sni_callback = switch
+            status, _, _ = await http_get(unused_tcp_port)
+            assert status == 200
+            assert len(events.of(EventKind.FORWARDING)) == 1 and not events.of(EventKind.FAILED)
+    finally:
+        await cluster.stop()
+
+
+async def test_a_client_certificate_from_an_exec_plugin_is_used(ca: trustme.CA, tmp_path: Path, unused_tcp_port: int) -> None:
+    client = ca.issue_cert("kubetray-user")
+    plugin = tmp_path / "cert-plugin.py"
+    plugin.write_text(
+        "import json\n"
+        "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1', 'kind': 'ExecCredential',\n"
+        f"                  'status': {{'clientCertificateData': {client.cert_chain_pems[0].bytes().decode()!r},\n"
+        f"                             'clientKeyData': {client.private_key_pem.bytes().decode()!r}}}}}))\n",
+        encoding="utf-8",
+    )
+    async with tls_cluster(ca, client_certs=True) as cluster:  # no client certificate, no handshake
+        path = kubeconfig(tmp_path / "kc", cluster.url, {"certificate-authority-data": b64(ca.cert_pem.bytes())},
+                          exec_user(plugin))
+        _, pod = await forward_once(path, unused_tcp_port)
+        assert pod.startswith("web-")
