@@ -125,7 +125,7 @@ class Credentials:
         name = entries.effective.name
         configuration = Configuration()
         try:
-            kube_config.load_kube_config_from_dict(
+            kube_config.load_kube_config_from_dict(  # type: ignore[no-untyped-call]
                 _for_loader(entries),
                 context=name,
                 client_configuration=configuration,
@@ -143,7 +143,9 @@ class Credentials:
                 f"The kubernetes client could not use the credentials of {_where_user(entries)} (its token, "
                 "token file or auth provider settings)."
             ) from None
-        plugin = ExecPlugin.from_entries(entries.user, entries.cluster, name) if _uses_exec(entries) else None
+        plugin = None
+        if entries.user is not None and _uses_exec(entries):
+            plugin = ExecPlugin.from_entries(entries.user, entries.cluster, name)
         https = configuration.host.startswith("https")
         material = _tls_material(entries) if https else None
         if material is not None:

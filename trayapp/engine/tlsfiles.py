@@ -126,6 +126,8 @@ class TlsSettings:
         if not material.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+        cert: Pem | None
+        key: Pem | None
         if exec_pair is not None:
             where = "the exec credential plugin's answer"
             cert = Pem("client certificate", where, data=exec_pair[0])
