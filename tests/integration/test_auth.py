@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import os
 import signal
 import ssl
@@ -654,3 +655,38 @@ async def test_a_client_certificate_from_an_exec_plugin_is_used(ca: trustme.CA, 
                           exec_user(plugin))
         _, pod = await forward_once(path, unused_tcp_port)
         assert pod.startswith("web-")
+
+
+async def test_a_missing_plugin_says_so_with_the_kubeconfigs_install_hint(tmp_path: Path) -> None:
+    path = kubeconfig(tmp_path / "kc", "http://127.0.0.1:1", {},
+                      {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "kubetray-no-such-plugin",
+                                "installHint": "Install it with: apt install no-such-plugin",
+                                "interactiveMode": "Never"}})
+    credentials = Credentials([path], None)
+    await asyncio.to_thread(credentials.load)
+    try:
+        with pytest.raises(ExecPluginFailed) as caught:
+            await credentials.authorization()
+        message = caught.value.message
+        assert "kubetray-no-such-plugin" in message and "was not found" in message
+        assert "apt install no-such-plugin" in message and "'ctx'" in message
+    finally:
+        credentials.close()
+
+
+async def test_a_failing_plugin_is_a_sentence_and_its_error_output_stays_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trayapp.engine.execplugin")
+    plugin = tmp_path / "fail.py"
+    plugin.write_text("import sys\nsys.stderr.write('error: you must log in first\\n')\nsys.exit(3)\n", encoding="utf-8")
+    path = kubeconfig(tmp_path / "kc", "http://127.0.0.1:1", {}, exec_user(plugin))
+    credentials = Credentials([path], None)
+    await asyncio.to_thread(credentials.load)
+    try:
+        with pytest.raises(ExecPluginFailed) as caught:
+            await credentials.authorization()
+        assert "failed (exit status 3)" in caught.value.message
+        assert "must log in" not in caught.value.message and "must log in" in caplog.text
+    finally:
+        credentials.close()

@@ -117,12 +117,16 @@ class TlsSettings:
     def _build(self, material: TlsMaterial,
                exec_pair: tuple[bytes, bytes] | None) -> tuple[ssl.SSLContext, tuple[object, ...]]:
         stamp = _stamp(material)
-        context = ssl.create_default_context()
         if material.ca is not None:
             ca = material.ca.read()
             if not _holds_certificate(ca):
                 raise KubeconfigError(f"{material.ca.describe()} is not a PEM certificate.")
-            context = ssl.create_default_context(cadata=_pem_text(material.ca, ca))
+            try:
+                context = ssl.create_default_context(cadata=_pem_text(material.ca, ca))
+            except (ssl.SSLError, ValueError):  # a bundle with one good certificate and a broken one
+                raise KubeconfigError(f"{material.ca.describe()} holds a certificate that does not parse.") from None
+        else:
+            context = ssl.create_default_context()  # the system's CAs
         if not material.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
