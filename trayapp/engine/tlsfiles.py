@@ -169,9 +169,13 @@ class TlsSettings:
             return str(pem.path)
         name = "client.key" if "key" in pem.what else "client.crt"
         path = self._folder / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            raise KubeconfigError(f"kubetray could not keep the {pem.what} of {pem.where} in its private folder "
+                                  f"{self._folder} ({exc.strerror or type(exc).__name__}).") from None
         return str(path)
 
 
