@@ -154,6 +154,7 @@ class Credentials:
             self._exec_credential = None
             self._exec_failure = None
         self._exec = plugin
+        self._context = name  # read again later (a 401, a changed file), it stays this context
         self._has_client_certificate = material is not None and material.cert is not None
         self._configuration = configuration
         self._read_stamp = stamp
