@@ -43,9 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_token(action: str, context: str) -> int:
+    from trayapp.config.paths import state_dir
     from trayapp.platform.secrets import SecretStore, SecretsUnavailable
 
-    store = SecretStore()
+    store = SecretStore(state_dir())  # also records which contexts have a token (no secrets)
     try:
         if action == "set":
             token = sys.stdin.read().strip()

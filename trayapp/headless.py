@@ -49,7 +49,8 @@ def printer(json_mode: bool, out: TextIO, err: TextIO) -> Callable[[Event], None
 
 def engine_options(args: argparse.Namespace, rules: Path | None, kubeconfig: str | None) -> EngineOptions:
     """What the engine needs from the command line, for the tray and the terminal alike."""
-    store = SecretStore()
+    # The keyring is asked only for contexts listed in the state folder's record of stored tokens.
+    store = SecretStore(state_dir())
     return EngineOptions(
         kubeconfig_paths=tuple(kubeconfig_paths(kubeconfig)),
         rules_path=rules,
@@ -69,8 +70,8 @@ async def serve_with_instance(controller: Controller, stop: asyncio.Event) -> in
     except AlreadyRunning:
         sys.stderr.write(await asyncio.to_thread(already_running_text))
         return 1
-    except KubetrayError as exc:
-        logging.getLogger(__name__).warning("%s `kubetray status` will not reach this one.", exc.message)
+    except KubetrayError as exc:  # InstanceUnavailable: the sentence says kubetray goes on without the lock
+        logging.getLogger(__name__).warning("%s", exc.message)
         server = None
     try:
         await controller.serve(stop)

@@ -283,7 +283,8 @@ def test_tray_demo_end_to_end(desktop: Desktop, tmp_path: Path, unused_tcp_port_
         desktop.xdotool("key", "Return")
         stored = desktop.wait_for(lambda: secret_lookup(desktop), timeout=10, what="the token in the keyring")
         assert stored == TOKEN
-        script = f"from trayapp.platform.secrets import SecretStore\nprint(SecretStore().get_token({CONTEXT!r}))"
+        script = ("from pathlib import Path\nfrom trayapp.platform.secrets import SecretStore\n"
+                  f"print(SecretStore(Path({str(tray.state_home / 'kubetray')!r})).get_token({CONTEXT!r}))")
         read_back = desktop.run([sys.executable, "-c", script])
         assert read_back.stdout == TOKEN + "\n", read_back.stderr
         # Reconnected with the token, the tunnels forward again.

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from trayapp.engine.kubeconfig import (
+    entry_path,
     kubeconfig_paths,
     merged_kubeconfig,
+    read_context_entries,
     read_effective_context,
     set_current_context,
 )
@@ -386,3 +388,32 @@ def test_we_see_what_kubectl_use_context_and_set_context_wrote(tmp_path: Path, t
     assert (effective.name, effective.namespace) == ("alpha", "elsewhere")
     kubectl(paths, "config", "use-context", "beta")
     assert read_effective_context(paths).name == "beta"
+
+
+# --- the entries a connection needs ----------------------------------------------------------------
+
+def test_context_entries_come_from_the_files_that_won(two: tuple[Path, Path]) -> None:
+    first, second = two
+    entries = read_context_entries([second, first])  # second's current-context: beta
+    assert entries.effective == read_effective_context([second, first])
+    assert entries.cluster.name == "shared" and entries.cluster.source == second
+    assert entries.user is not None and entries.user.source == second
+    assert entries.user.body["token"] == "second-secret-token"
+    assert "second-secret-token" not in repr(entries)  # bodies stay out of reprs
+
+
+def test_a_context_without_a_user_has_no_user_entry(tmp_path: Path) -> None:
+    path = write(tmp_path / "kc", """
+        clusters: [{name: c, cluster: {server: "http://127.0.0.1:1"}}]
+        contexts: [{name: ctx, context: {cluster: c}}]
+        current-context: ctx
+    """)
+    assert read_context_entries([path]).user is None
+
+
+def test_files_named_in_an_entry_count_from_that_entrys_file(two: tuple[Path, Path], tmp_path: Path) -> None:
+    first, second = two
+    entries = read_context_entries([first, second], "alpha")
+    assert entry_path(entries.cluster, "certs/ca.crt") == first.parent / "certs" / "ca.crt"
+    assert entry_path(entries.cluster, str(tmp_path / "abs.crt")) == tmp_path / "abs.crt"
+    assert entry_path(entries.cluster, "~/ca.crt") == Path.home() / "ca.crt"

@@ -206,10 +206,11 @@ class KubeApi:
 
     async def _get_once(self, path: str, query: Mapping[str, str], what: str, until: float | None) -> HttpStream:
         target = self.access.path_prefix + path + ("?" + urlencode(query) if query else "")
+        headers = await self._headers()  # first: it may bring new TLS settings (auth.py)
         reader, writer = await open_stream(self.access)
         stream = HttpStream(reader, writer, self.access.server)
         try:
-            response = await stream.send("GET", target, await self._headers(), timeout=self._head_timeout(until))
+            response = await stream.send("GET", target, headers, timeout=self._head_timeout(until))
             if response.status != 200:
                 try:
                     body = bytes(await stream.body(MAX_ERROR_BODY_BYTES, timeout=self.read_timeout))

@@ -117,10 +117,24 @@ def merged_kubeconfig(paths: Sequence[Path]) -> MergedKubeconfig:
     )
 
 
+@dataclass(frozen=True)
+class ContextEntries:
+    """The context in effect with the cluster and user entries it names, each with its file."""
+
+    effective: EffectiveContext
+    cluster: NamedEntry
+    user: NamedEntry | None  # None when the context names no user
+
+
 def read_effective_context(
     paths: Sequence[Path], pinned_context: str | None = None
 ) -> EffectiveContext:
     """The context in effect: `pinned_context` if given, else the kubeconfig's current-context."""
+    return read_context_entries(paths, pinned_context).effective
+
+
+def read_context_entries(paths: Sequence[Path], pinned_context: str | None = None) -> ContextEntries:
+    """Like read_effective_context, with the cluster and user entries for connecting."""
     merged = merged_kubeconfig(paths)
     shown = _show(merged.files)
     name = pinned_context or merged.current_context
@@ -155,7 +169,7 @@ def read_effective_context(
             f"The cluster {cluster_name!r} in the kubeconfig {cluster.source} has no server."
         )
     namespace = str(body.get("namespace") or "") or "default"
-    return EffectiveContext(
+    effective = EffectiveContext(
         name=name,
         cluster=cluster_name,
         server=server,
@@ -164,6 +178,14 @@ def read_effective_context(
         source=context.source,
         fingerprint=_fingerprint(name, cluster, user, namespace),
     )
+    return ContextEntries(effective, cluster, user)
+
+
+def entry_path(entry: NamedEntry, value: str) -> Path:
+    """A file named in an entry: relative paths count from the folder of the entry's own file,
+    as client-go resolves them."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else entry.source.parent / path
 
 
 def set_current_context(paths: Sequence[Path], name: str) -> Path:

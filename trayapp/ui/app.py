@@ -332,7 +332,9 @@ class TrayApp(QObject):
 
     def _ask_token(self, context: str) -> None:
         token, ok = QInputDialog.getText(
-            None, "kubetray: set token", f"Bearer token for context {context}\n(stored in the OS keyring):",
+            # The one place kubetray lets the keyring ask to be unlocked: the user asked to store a token.
+            None, "kubetray: set token",
+            f"Bearer token for context {context}\n(stored in the OS keyring, which may ask you to unlock it):",
             QLineEdit.EchoMode.Password)
         if ok and token.strip():
             self._submit(self.controller.set_token(context, token.strip()),
