@@ -25,6 +25,7 @@ from tests.proxyservers import ConnectProxy, Socks5Proxy
 from trayapp.engine import connect
 from trayapp.engine.aio import deadline
 from trayapp.engine.auth import ClusterAccess, Credentials
+from trayapp.engine.tlsfiles import TlsSettings
 from trayapp.engine.kube import KubeApi
 from trayapp.engine.wire import SUBPROTOCOL
 from trayapp.errors import ApiUnreachable
@@ -58,9 +59,20 @@ def assert_keepalive(sock: Any) -> None:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == connect.USER_TIMEOUT * 1000
 
 
+class FixedTls(TlsSettings):
+    """One SSL context for every connection, where a kubeconfig would give certificate files."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._fixed = context
+
+    def current(self) -> ssl.SSLContext:
+        return self._fixed
+
+
 def access(server: str, proxy: str | None = None, ssl_context: ssl.SSLContext | None = None,
            server_hostname: str | None = None) -> ClusterAccess:
-    return ClusterAccess("ctx", server, "default", "c", "u", ssl_context=ssl_context,
+    tls = FixedTls(ssl_context) if ssl_context is not None else None
+    return ClusterAccess("ctx", server, "default", "c", "u", tls_settings=tls,
                          server_hostname=server_hostname, proxy=proxy)
 
 
