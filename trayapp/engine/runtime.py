@@ -139,12 +139,26 @@ class ContextRun:
 
     async def start(self) -> None:
         await self._apply()
+        self._start_auto()
+
+    def _start_auto(self) -> None:
         auto = self._plan.auto
         if auto is not None and (auto.skaffold or auto.annotation or auto.selectors):
             self._auto = AutoForwarder(
                 auto, self.context, self.access.namespace, self.cache, self._bus.publish, self._auto_changed,
             )
             self._auto.start()
+
+    async def namespace_changed(self, namespace: str) -> bool:
+        """The context's namespace changed: only automatic forwarding follows it (each rule names
+        its own namespace, "default" unless written). Automatic tunnels whose target stays keep
+        running; True when automatic forwarding looks at the context's namespace."""
+        self.access = replace(self.access, namespace=namespace)
+        if self._auto is None:
+            return False
+        self._auto.stop()
+        self._start_auto()  # hands over the new automatic rules; _apply moves only what changed
+        return True
 
     async def apply_rules(self, rules: Sequence[Rule] | RunPlan) -> None:
         """New user rules (the rules file was reloaded); automatic rules stay as discovered."""
@@ -197,7 +211,13 @@ class ContextRun:
         user_targets = {target_key(rule, numbers) for rule in rules}
         for rule in self._auto_rules:
             if target_key(rule, numbers) not in user_targets:  # the user's own rule for that target wins
-                wanted.setdefault(tunnel_id(self.context, rule), rule)
+                tid = tunnel_id(self.context, rule)
+                running = self._desired.get(tid)
+                if running is not None and running.auto and replace(running, name=rule.name) == rule:
+                    # Only the label moved (it names the namespace when that is not the context's):
+                    # not worth breaking its connections.
+                    rule = running
+                wanted.setdefault(tid, rule)
         return wanted
 
     def _remembered(self, rule: Rule) -> Rule:
