@@ -92,12 +92,17 @@ def _open_to_network(ruleset: RuleSet) -> list[Problem]:
         whose = "your network" if wildcard else f"the network of {rule.address}"
         local = rule.requested_local_port
         shown = _endpoint(rule.address, local) if local is not None else rule.address
-        found.append(Problem(
-            rule.origin.file, rule.origin.line, None,
-            f"{shown} is open to {whose}: anyone who can reach this machine there can use this tunnel, with your "
-            "cluster credentials. Leave out \"address\" (127.0.0.1) unless you mean that.",
-            warning=True,
-        ))
+        found.append(
+            Problem(
+                rule.origin.file,
+                rule.origin.line,
+                None,
+                f"{shown} is open to {whose}: anyone who can reach this machine there can "
+                'use this tunnel, with your cluster credentials. Leave out "address" '
+                "(127.0.0.1) unless you mean that.",
+                warning=True,
+            )
+        )
     return found
 
 
@@ -105,7 +110,10 @@ def _warning_lines(warnings: list[Problem]) -> list[str]:
     if not warnings:
         return []
     noun = "warning" if len(warnings) == 1 else "warnings"
-    return [*(str(w) for w in warnings), f"{len(warnings)} {noun}; kubetray runs these rules as said."]
+    return [
+        *(str(w) for w in warnings),
+        f"{len(warnings)} {noun}; kubetray runs these rules as said.",
+    ]
 
 
 def check_report(ruleset: RuleSet) -> tuple[str, int]:
@@ -148,8 +156,9 @@ def check_report(ruleset: RuleSet) -> tuple[str, int]:
 
 def _missing_file_hint(ruleset: RuleSet) -> list[str]:
     target = ruleset.searched or "the rules file"
-    return [
+    hint = (
         f"To forward ports, write rules in {target}: `kubetray check --example` prints a commented "
         "example to start from, `kubetray check --help` sums up the format, and the tray's "
         '"Open rules file" creates the file with that example in it.'
-    ]
+    )
+    return [hint]

@@ -326,26 +326,28 @@ def drop_duplicates(rules: Sequence[Rule], where: Where) -> tuple[list[Rule], li
         if earlier is not None:
             warn(
                 f"This rule repeats the rule on line {_line(earlier)}: the same "
-                f"{rule.resource_type.value} {rule.namespace}/{rule.resource_name} port {rule.port} "
-                f"to {_endpoint(rule.address, local)}. kubetray forwards it once; remove one of them."
+                f"{rule.resource_type.value} {rule.namespace}/{rule.resource_name} "
+                f"port {rule.port} to {_endpoint(rule.address, local)}. "
+                "kubetray forwards it once; remove one of them."
             )
             continue
         same_port = next((r for r in kept if _may_be_same_service_port(rule, r)), None)
         if same_port is not None:
             named, number = (rule, same_port) if isinstance(rule.port, str) else (same_port, rule)
             warn(
-                f"This rule and the rule on line {_line(same_port)} differ only in naming service "
-                f'{rule.namespace}/{rule.resource_name}\'s port as "{named.port}" and as {number.port}. '
-                f'If "{named.port}" is port {number.port}, they are one forward and kubetray runs it '
-                f"once, for the rule on line {_line(same_port)}."
+                f"This rule and the rule on line {_line(same_port)} differ only in naming "
+                f"service {rule.namespace}/{rule.resource_name}'s port as "
+                f'"{named.port}" and as {number.port}. If "{named.port}" is port {number.port}, '
+                "they are one forward and kubetray runs it once, for the rule on line "
+                f"{_line(same_port)}."
             )
         clash = by_endpoint.get((_bind_address(rule.address), local)) if local is not None else None
         if clash is not None and same_port is None:
             warn(
-                f"This rule asks for local address {_endpoint(rule.address, local)}, which the rule "
-                f"on line {_line(clash)} asks for too. kubetray forwards both and gives this one the "
-                "next free port (the next ten, then 4503-4533, as Skaffold does); give it another "
-                '"localPort" to choose the port yourself.'
+                f"This rule asks for local address {_endpoint(rule.address, local)}, which "
+                f"the rule on line {_line(clash)} asks for too. kubetray forwards both and gives "
+                "this one the next free port (the next ten, then 4503-4533, as Skaffold does); "
+                'give it another "localPort" to choose the port yourself.'
             )
         by_forward[(rule.key, local)] = rule
         if local is not None:

@@ -1,4 +1,4 @@
-"""What the named service ports of a context's rules stand for, kept up to date from the watch cache.
+"""What the named service ports of a context's rules stand for, kept current from the watch cache.
 
 A rule may give a service port by name (`port: http`) and another by number (`port: 80`); whether
 they are one forward only the service can say (resolve.py `one_per_forward`). This watches the

@@ -438,7 +438,7 @@ def one_per_forward(
         earlier = by_group.get(group, []) if group is not None else []
         number = _service_port(rule, numbers)
         same = next(
-            (other for other in earlier if number is not None and _service_port(other, numbers) == number),
+            (o for o in earlier if number is not None and _service_port(o, numbers) == number),
             None,
         )
         if same is not None:
