@@ -132,7 +132,9 @@ class Controller:
         for problem in ruleset.problems:
             self.bus.publish(Event(EventKind.FAILED, f"{problem} {_consequence(problem)}"))
         for warning in ruleset.warnings:
-            log.warning("%s", warning)  # `kubetray check` shows these; the rules run as written
+            # `kubetray check` shows these; the rules run as written (a shared port falls back
+            # with its own `fallback` event), so they are not events.
+            log.info("%s", warning)
         return True
 
     def _tell_broken(self, ruleset: RuleSet, keeping: bool) -> None:

@@ -150,3 +150,15 @@ async def test_a_port_named_and_numbered_is_one_tunnel(cluster: SimCluster, run_
     await run.apply_rules([first, second, other])
     await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "elsewhere" and e.local_port == base + 1)
     assert [view.rule.name for view in run.views()] == [first.name, "elsewhere"]
+
+
+async def test_a_port_name_the_service_does_not_have_is_a_tunnel_of_its_own(cluster: SimCluster, run_rules) -> None:
+    base = free_run(2)
+    numbered = Rule(ResourceType.SERVICE, "web", 80, local_port=base, name="numbered")
+    named = Rule(ResourceType.SERVICE, "web", "admin", local_port=base, name="admin")
+    # Held back until the services are listed, then started without anything else happening.
+    _, events = await run_rules([numbered, named])
+    fallback = await events.wait_for(EventKind.FALLBACK, lambda e: e.label == "admin")
+    assert (fallback.requested_local_port, fallback.local_port) == (base, base + 1)
+    waiting = await events.wait_for(EventKind.WAITING, lambda e: e.label == "admin")
+    assert 'no port named "admin"' in waiting.message

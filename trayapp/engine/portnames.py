@@ -31,6 +31,7 @@ class PortNames:
         self._namespaces: set[str] = set()
         self._numbers: dict[tuple[str, str, str], int] = {}
         self._unsynced: set[str] = set()
+        self._closed = False
 
     @property
     def numbers(self) -> PortNumbers:
@@ -43,7 +44,7 @@ class PortNames:
     def watch(self, namespaces: Iterable[str]) -> None:
         """Follow the services of these namespaces too (those already followed stay)."""
         new = set(namespaces) - self._namespaces
-        if not new:
+        if not new or self._closed:  # closed: the run stopped, its cache with it
             return
         self._namespaces |= new
         for namespace in new:
@@ -73,4 +74,5 @@ class PortNames:
         pass  # the tunnels of those rules report it; until the list works the pair stays undecided
 
     def close(self) -> None:
+        self._closed = True
         self._cache.unsubscribe(self)
