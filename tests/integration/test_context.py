@@ -166,6 +166,24 @@ async def test_set_context_namespace_keeps_the_tunnels_and_moves_only_automatic_
             assert len(events.of(EventKind.CONTEXT)) == 1
 
 
+async def test_automatic_forwarding_with_its_own_namespace_stays_when_the_context_namespace_changes(
+    two_clusters: Simulator, tmp_path: Path, unused_tcp_port: int
+) -> None:
+    path = tmp_path / "config"
+    two_clusters.write_kubeconfig(path, current="dev")
+    two_clusters["dev"].create(skaffold_service("auto-here", "default", unused_tcp_port))
+    async with supervised([path], lambda _: RunPlan((), AutoSettings(namespace="default"))) as (_, events):
+        await events.wait_for(EventKind.FORWARDING, lambda e: e.resource_name == "auto-here")
+        await set_namespace(path, "team-a")
+        changed = await events.wait_for(EventKind.CONTEXT)
+        assert "kubetray keeps its 1 tunnel:" in changed.message
+        assert "Automatic forwarding" not in changed.message
+        assert (await http_get(unused_tcp_port))[0] == 200
+        await set_namespace(path, "default")  # back again: a second event, still nothing stopped
+        await events.wait_for(EventKind.CONTEXT, lambda e: e.namespace == "default")
+        assert not events.of(EventKind.STOPPED)
+
+
 async def test_a_token_rewritten_in_place_keeps_the_tunnels_and_new_connections_use_it(
     tmp_path: Path, unused_tcp_port: int
 ) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from trayapp.engine.auth import ClusterAccess, Credentials
-from trayapp.engine.autoforward import AutoForwarder
+from trayapp.engine.autoforward import AutoForwarder, namespaces_to_watch
 from trayapp.engine.cache import ClusterCache
 from trayapp.engine.discovery import Settings
 from trayapp.engine.events import EventBus
@@ -152,13 +152,14 @@ class ContextRun:
     async def namespace_changed(self, namespace: str) -> bool:
         """The context's namespace changed: only automatic forwarding follows it (each rule names
         its own namespace, "default" unless written). Automatic tunnels whose target stays keep
-        running; True when automatic forwarding looks at the context's namespace."""
-        self.access = replace(self.access, namespace=namespace)
+        running; True when automatic forwarding now looks in other namespaces."""
+        before, self.access = self.access.namespace, replace(self.access, namespace=namespace)
         if self._auto is None:
             return False
         self._auto.stop()
         self._start_auto()  # hands over the new automatic rules; _apply moves only what changed
-        return True
+        settings = self._auto.settings
+        return namespaces_to_watch(settings, before) != namespaces_to_watch(settings, namespace)
 
     async def apply_rules(self, rules: Sequence[Rule] | RunPlan) -> None:
         """New user rules (the rules file was reloaded); automatic rules stay as discovered."""
