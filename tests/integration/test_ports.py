@@ -81,22 +81,6 @@ async def test_after_the_next_ten_comes_the_4503_range(cluster: SimCluster, run_
         assert 4503 < fallback.local_port <= 4533 or fallback.local_port > 32768
 
 
-async def test_two_rules_wanting_one_port(cluster: SimCluster, run_rules) -> None:
-    base = free_run(3)
-    first = Rule(ResourceType.SERVICE, "web", 80, local_port=base, name="first")
-    second = Rule(ResourceType.STATEFULSET, "api", 8000, local_port=base, name="second")
-    _, events = await run_rules([first, second])
-    fallback = await events.wait_for(EventKind.FALLBACK)
-    assert fallback.label == "second"
-    assert (fallback.requested_local_port, fallback.local_port) == (base, base + 1)
-    assert "another kubetray rule" in fallback.message
-    await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "first" and e.local_port == base)
-    await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "second" and e.local_port == base + 1)
-    _, web, _ = await http_get(base)
-    _, api, _ = await http_get(base + 1)
-    assert web["x-pod"].startswith("web-") and api["x-pod"] == "api-0"
-
-
 async def test_two_rules_of_the_rules_file_asking_for_one_port_both_forward(
     cluster: SimCluster, run_rules, tmp_path: Path
 ) -> None:
@@ -162,3 +146,19 @@ async def test_a_port_name_the_service_does_not_have_is_a_tunnel_of_its_own(clus
     assert (fallback.requested_local_port, fallback.local_port) == (base, base + 1)
     waiting = await events.wait_for(EventKind.WAITING, lambda e: e.label == "admin")
     assert 'no port named "admin"' in waiting.message
+
+
+async def test_two_rules_wanting_one_port(cluster: SimCluster, run_rules) -> None:
+    base = free_run(3)
+    first = Rule(ResourceType.SERVICE, "web", 80, local_port=base, name="first")
+    second = Rule(ResourceType.STATEFULSET, "api", 8000, local_port=base, name="second")
+    _, events = await run_rules([first, second])
+    fallback = await events.wait_for(EventKind.FALLBACK)
+    assert fallback.label == "second"
+    assert (fallback.requested_local_port, fallback.local_port) == (base, base + 1)
+    assert "another kubetray rule" in fallback.message
+    await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "first" and e.local_port == base)
+    await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "second" and e.local_port == base + 1)
+    _, web, _ = await http_get(base)
+    _, api, _ = await http_get(base + 1)
+    assert web["x-pod"].startswith("web-") and api["x-pod"] == "api-0"
