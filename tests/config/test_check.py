@@ -245,3 +245,15 @@ def test_check_example_prints_a_file_that_checks(capsys, tmp_path: Path) -> None
     rules_file = write(tmp_path / "config.yaml", example)
     assert main(["check", "--config", str(rules_file)]) == 0
     assert capsys.readouterr().out.startswith(f"OK\n{rules_file} has no rules.")
+
+
+def test_a_file_that_is_not_yaml_says_the_last_good_rules_stay(tmp_path: Path) -> None:
+    rules_file = write(tmp_path / "config.yaml", "portForward:\n  - resourceType: pod\n   port: 1\n")
+    text, status = check_report(load_rules(rules_file))
+    assert status == 1
+    lines = text.splitlines()
+    assert lines[0].startswith(f"{rules_file}:3: This is not valid YAML")
+    assert lines[1] == (
+        "1 problem found; kubetray cannot use this file as it is. A running kubetray keeps the "
+        "rules it read last until the file is fixed."
+    )

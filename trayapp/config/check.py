@@ -129,7 +129,15 @@ def check_report(ruleset: RuleSet) -> tuple[str, int]:
         count = len(ruleset.problems)
         lines = [str(problem) for problem in ruleset.problems]
         noun = "problem" if count == 1 else "problems"
-        lines.append(f"{count} {noun} found; rules with problems are ignored until they are fixed.")
+        if ruleset.readable:
+            lines.append(
+                f"{count} {noun} found; rules with problems are ignored until they are fixed."
+            )
+        else:
+            lines.append(
+                f"{count} {noun} found; kubetray cannot use this file as it is. A running kubetray "
+                "keeps the rules it read last until the file is fixed."
+            )
         return "\n".join([*lines, *_warning_lines(warnings)]) + "\n", 1
     auto = _auto_lines(ruleset.auto)
     if ruleset.path is None:
