@@ -148,6 +148,24 @@ async def test_a_port_name_the_service_does_not_have_is_a_tunnel_of_its_own(clus
     assert 'no port named "admin"' in waiting.message
 
 
+async def test_a_held_back_rule_starts_when_the_services_cannot_be_listed(tmp_path: Path) -> None:
+    from .conftest import SCENARIO, start_run
+
+    async with SimCluster("refused", scenario=SCENARIO, token="right") as cluster:
+        path = cluster.write_kubeconfig(tmp_path / "kc", context="sim", token="wrong")
+        base = free_run(2)
+        numbered = Rule(ResourceType.SERVICE, "web", 80, local_port=base, name="numbered")
+        named = Rule(ResourceType.SERVICE, "web", "http", local_port=base, name="named")
+        run, events = await start_run(path, [numbered, named])
+        try:
+            # Never listed, so never known to be one forward: it runs rather than stay hidden.
+            fallback = await events.wait_for(EventKind.FALLBACK, lambda e: e.label == "named")
+            assert fallback.local_port == base + 1
+            assert [view.rule.name for view in run.views()] == ["numbered", "named"]
+        finally:
+            await run.stop()
+
+
 async def test_two_rules_wanting_one_port(cluster: SimCluster, run_rules) -> None:
     base = free_run(3)
     first = Rule(ResourceType.SERVICE, "web", 80, local_port=base, name="first")

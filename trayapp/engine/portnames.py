@@ -31,6 +31,7 @@ class PortNames:
         self._namespaces: set[str] = set()
         self._numbers: dict[tuple[str, str, str], int] = {}
         self._unsynced: set[str] = set()
+        self._given_up: set[str] = set()  # listing failed before it ever worked: decide without it
         self._closed = False
 
     @property
@@ -57,7 +58,8 @@ class PortNames:
         unsynced = set()
         for namespace in self._namespaces:
             if not self._cache.synced(_KINDS, namespace):
-                unsynced.add(namespace)
+                if namespace not in self._given_up:
+                    unsynced.add(namespace)
                 continue
             for service in self._cache.list("services", namespace):
                 numbers.update(service_port_numbers(namespace, service))
@@ -71,7 +73,13 @@ class PortNames:
             self._on_change()
 
     def cluster_failed(self, error: KubetrayError) -> None:
-        pass  # the tunnels of those rules report it; until the list works the pair stays undecided
+        # The tunnels report the error. A rule held back for a namespace whose services cannot
+        # be listed (403, a server away at start) would stay hidden for good: start it instead,
+        # and forward the pair once if the list works later.
+        if self._unsynced:
+            self._given_up |= self._unsynced
+            self._unsynced = set()
+            self._on_change()
 
     def close(self) -> None:
         self._closed = True
