@@ -184,6 +184,24 @@ async def test_automatic_forwarding_with_its_own_namespace_stays_when_the_contex
         assert not events.of(EventKind.STOPPED)
 
 
+async def test_another_user_for_the_context_is_still_a_switch(
+    two_clusters: Simulator, tmp_path: Path, unused_tcp_port: int
+) -> None:
+    path = tmp_path / "config"
+    two_clusters.write_kubeconfig(path, current="dev")
+    async with supervised([path], web_on(unused_tcp_port)) as (_, events):
+        await events.wait_for(EventKind.FORWARDING)
+        data = yaml.safe_load(path.read_text())
+        for entry in data["contexts"]:
+            if entry["name"] == "dev":
+                entry["context"]["user"] = "prod-user"
+        path.write_text(yaml.safe_dump(data))
+        switched = await events.wait_for(EventKind.CONTEXT)
+        assert "its cluster, user or namespace changed" in switched.message
+        await events.wait_for(EventKind.STOPPED)
+        await events.wait_for(EventKind.FORWARDING, lambda e: len(events.of(EventKind.FORWARDING)) == 2)
+
+
 async def test_a_token_rewritten_in_place_keeps_the_tunnels_and_new_connections_use_it(
     tmp_path: Path, unused_tcp_port: int
 ) -> None:
