@@ -166,13 +166,19 @@ class Supervisor:
             log.info("context %s: its kubeconfig entries changed; new requests use them", effective.name)
             return
         follows = await run.namespace_changed(effective.namespace)
-        kept = len(run.forwarders)
-        auto = (f" Automatic forwarding now looks in namespace {effective.namespace!r}." if follows else "")
+        if follows:
+            kept = sum(1 for forwarder in run.forwarders.values() if not forwarder.rule.auto)
+            what = (f"kubetray keeps the {kept} tunnel{'s' if kept != 1 else ''} of your rules, each "
+                    "of which names its own namespace; automatic forwarding now looks in namespace "
+                    f"{effective.namespace!r}.")
+        else:
+            kept = len(run.forwarders)
+            what = (f"kubetray keeps its {kept} tunnel{'s' if kept != 1 else ''}: each rule names its "
+                    "own namespace.")
         self._bus.publish(Event(
             EventKind.CONTEXT,
             f"The namespace of context {effective.name} changed from {previous.namespace!r} to "
-            f"{effective.namespace!r}. kubetray keeps its {kept} tunnel{'s' if kept != 1 else ''}: "
-            f"each rule names its own namespace.{auto}",
+            f"{effective.namespace!r}. {what}",
             context=effective.name,
             previous_context=previous.name,
             namespace=effective.namespace,
