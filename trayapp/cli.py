@@ -29,8 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how long a new connection waits for a ready pod (default 10)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details on stderr")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    check = commands.add_parser("check", help="validate the rules file and print the rules it holds")
+    check = commands.add_parser(
+        "check", help="validate the rules file and print the rules it holds",
+        description="Validate the rules file and print the rules it holds, or every problem with its file\n"
+                    "and line. Exits 1 when a rule has a problem (kubetray skips such rules); warnings,\n"
+                    "such as two rules asking for one local port, do not fail it.",
+        epilog=_rules_format(), formatter_class=argparse.RawDescriptionHelpFormatter)
     check.add_argument("--config", type=Path, metavar="PATH", dest="check_config", help="rules file")
+    check.add_argument("--example", action="store_true",
+                       help="print a commented example rules file and exit")
     autostart = commands.add_parser("autostart", help="start kubetray at login: on, off or status")
     autostart.add_argument("action", choices=("on", "off", "status"))
     status = commands.add_parser("status", help="print the running kubetray's tunnels")
@@ -40,6 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("action", choices=("set", "delete"))
     token.add_argument("token_context", metavar="CONTEXT")
     return parser
+
+
+def _rules_format() -> str:
+    from trayapp.config.example import format_summary
+    from trayapp.config.paths import default_rules_path
+
+    return format_summary(default_rules_path())
+
+
+def run_check(path: Path | None, example: bool) -> int:
+    from trayapp.config.check import check_report
+    from trayapp.config.example import EXAMPLE_RULES
+    from trayapp.config.rules import load_rules
+
+    if example:
+        sys.stdout.write(EXAMPLE_RULES)
+        return 0
+    text, status = check_report(load_rules(path))
+    print(text)
+    return status
 
 
 def run_token(action: str, context: str) -> int:
@@ -96,12 +123,7 @@ def run_autostart(action: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
-        from trayapp.config.check import check_report
-        from trayapp.config.rules import load_rules
-
-        text, status = check_report(load_rules(args.check_config or args.config))
-        print(text)
-        return status
+        return run_check(args.check_config or args.config, args.example)
     if args.command == "status":
         from trayapp.status import run_status
 

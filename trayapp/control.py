@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trayapp.config.problems import Problem
 from trayapp.config.rules import RuleSet, load_rules
 from trayapp.engine.events import EventBus
 from trayapp.engine.filewatch import FileWatcher
@@ -74,6 +75,8 @@ class Controller:
         self.bus = bus
         self._on_snapshot = on_snapshot
         self.ruleset: RuleSet = RuleSet(path=None)
+        self._rules_good = False  # self.ruleset came from a file that could be used as a whole
+        self._told_broken: str | None = None
         self.supervisor = Supervisor(
             options.kubeconfig_paths, bus, self._plan_for, options.pinned_context, options.connect_timeout,
             options.port_memory, options.stored_token, on_change=self.changed,
@@ -109,10 +112,45 @@ class Controller:
     def rules_path(self) -> Path | None:
         return self.ruleset.path or self.ruleset.searched or self.options.rules_path
 
-    def _load_rules(self) -> None:
-        self.ruleset = load_rules(self.options.rules_path)
-        for problem in self.ruleset.problems:
-            self.bus.publish(Event(EventKind.FAILED, f"{problem} kubetray skipped that rule; the others work."))
+    def _load_rules(self) -> bool:
+        """Read the rules file; False when it cannot be used as a whole and the last good rules stay.
+
+        A file caught half-saved, or with one line indented wrong, is not YAML at all: taking it
+        as "no rules" would stop every tunnel. As with a broken kubeconfig, kubetray keeps what it
+        runs, says so once, and takes the file again as soon as it can be read.
+        """
+        ruleset = load_rules(self.options.rules_path)
+        if not ruleset.readable and self._rules_good:
+            self._tell_broken(ruleset, keeping=True)
+            return False
+        self.ruleset = ruleset
+        self._rules_good = ruleset.readable
+        if not ruleset.readable:  # at start-up there is nothing good to keep
+            self._tell_broken(ruleset, keeping=False)
+            return True
+        self._told_broken = None
+        for problem in ruleset.problems:
+            self.bus.publish(Event(EventKind.FAILED, f"{problem} {_consequence(problem)}"))
+        for warning in ruleset.warnings:
+            # `kubetray check` shows these; the rules run as written (a shared port falls back
+            # with its own `fallback` event), so they are not events.
+            log.info("%s", warning)
+        return True
+
+    def _tell_broken(self, ruleset: RuleSet, keeping: bool) -> None:
+        problem = " ".join(str(p) for p in ruleset.problems) or f"{ruleset.searched} cannot be read."
+        if problem == self._told_broken:
+            return  # one event per problem, however often the file is saved meanwhile
+        self._told_broken = problem
+        count = len(self.supervisor.views())
+        if keeping and count:
+            tail = (f"kubetray keeps the {count} tunnel{'s' if count != 1 else ''} of the last good "
+                    "version until the file is fixed.")
+        elif keeping:
+            tail = "kubetray keeps the rules of the last good version until the file is fixed."
+        else:
+            tail = "kubetray starts the file's rules once it is fixed."
+        self.bus.publish(Event(EventKind.FAILED, f"{problem} {tail}"))
 
     def _plan_for(self, effective: EffectiveContext) -> RunPlan:
         auto = self.ruleset.auto if self.ruleset.auto.enabled else None
@@ -135,8 +173,8 @@ class Controller:
     # Commands (coroutines on the engine loop)
 
     async def reload_rules(self) -> None:
-        self._load_rules()
-        await self.supervisor.reload_rules()
+        if self._load_rules():
+            await self.supervisor.reload_rules()
         self.changed()
 
     async def pause_all(self) -> None:
@@ -224,6 +262,13 @@ class Controller:
             rules_path=self.rules_path,
             recent=tuple(self.bus.history[-50:]),
         )
+
+
+def _consequence(problem: Problem) -> str:
+    """What kubetray did about one problem in a rules file it could read."""
+    if problem.field and "portForward[" in problem.field:
+        return "kubetray skipped that rule; the others work."
+    return "kubetray ignored that part of the file; the rest works."
 
 
 def tunnel_json(view: TunnelView, context: str | None) -> dict[str, Any]:

@@ -60,6 +60,18 @@ def test_invalid_yaml_names_the_line(load: Load, tmp_path: Path) -> None:
     assert str(problem) == f"{tmp_path / 'config.yaml'}:4: {problem.message}"
 
 
+def test_a_file_that_cannot_be_used_as_a_whole_is_not_readable(load: Load, tmp_path: Path) -> None:
+    assert not load("portForward:\n  - resourceType: pod\n   port: 1\n").readable
+    assert not load("- just\n- a list\n").readable
+    folder = tmp_path / "folder.yaml"
+    folder.mkdir()
+    assert not load_rules(folder).readable
+    # a rule-level problem leaves the file readable: the other rules are used
+    rs = load("portForward:\n  - {resourceType: sevice, resourceName: a, port: 1}\n")
+    assert rs.readable and rs.problems
+    assert load_rules(tmp_path / "missing.yaml").readable
+
+
 @pytest.mark.parametrize(
     ("text", "found"), [("- a\n- b\n", "a list"), ("hello\n", 'a string ("hello")')]
 )
@@ -151,19 +163,37 @@ def test_valid_rules_are_kept_beside_invalid_ones(load: Load) -> None:
     assert [r.origin.index for r in rs.rules if r.origin] == [0, 3]
 
 
-def test_duplicate_target_in_one_scope(load: Load) -> None:
+def test_a_repeated_rule_is_forwarded_once_with_a_warning(load: Load) -> None:
     rs = load("""
         portForward:
           - {resourceType: service, resourceName: web, port: 80}
-          - {resourceType: Service, resourceName: web, port: "80", localPort: 8080, name: again}
+          - {resourceType: Service, resourceName: web, port: "80", localPort: 80, name: again}
+          - {resourceType: service, resourceName: web, port: http}
+          - {resourceType: service, resourceName: web, port: http}
     """)
-    problem = only(rs.problems)
-    assert (problem.line, problem.field) == (3, "portForward[1]")
-    assert problem.message == (
-        "This rule forwards the same service default/web port 80 on 127.0.0.1 "
-        "as the rule on line 2; it is ignored."
+    assert rs.problems == ()
+    first, second = rs.warnings[0], rs.warnings[2]
+    assert (first.line, first.field, first.warning) == (3, "portForward[1]", True)
+    assert first.message == (
+        "This rule repeats the rule on line 2: the same service default/web port 80 to "
+        "127.0.0.1:80. kubetray forwards it once; remove one of them."
     )
-    assert [r.name for r in rs.rules] == [None]
+    assert str(first).startswith(f"{rs.path}:3: portForward[1]: warning: This rule repeats")
+    assert (second.line, second.field) == (5, "portForward[3]")
+    assert [(r.port, r.name) for r in rs.rules] == [(80, None), ("http", None)]
+
+
+def test_the_same_target_on_two_local_ports_is_two_rules(load: Load) -> None:
+    rs = load("""
+        portForward:
+          - {resourceType: service, resourceName: web, port: 80, localPort: 8080}
+          - {resourceType: service, resourceName: web, port: 80, localPort: 9090}
+          - {resourceType: service, resourceName: web, port: http, localPort: 7070}
+          - {resourceType: service, resourceName: web, port: http}
+    """)
+    assert (rs.problems, rs.warnings) == ((), ())
+    assert [r.local_port for r in rs.rules] == [8080, 9090, 7070, None]
+    assert rs.rules_for("any") == rs.rules
 
 
 def test_same_target_on_another_address_is_not_a_duplicate(load: Load) -> None:
@@ -173,24 +203,46 @@ def test_same_target_on_another_address_is_not_a_duplicate(load: Load) -> None:
           - {resourceType: service, resourceName: web, port: 80, address: "::1"}
           - {resourceType: service, resourceName: web, port: 80, namespace: other, localPort: 81}
     """)
-    assert rs.problems == ()
+    assert (rs.problems, rs.warnings) == ((), ())
     assert len(rs.rules) == 3
 
 
-def test_duplicate_local_port_in_one_scope(load: Load) -> None:
+def test_two_rules_asking_for_one_local_port_both_stay_with_a_warning(load: Load) -> None:
     rs = load("""
         portForward:
           - {resourceType: service, resourceName: web, port: 8080}
           - {resourceType: service, resourceName: api, port: 80, localPort: 8080}
           - {resourceType: service, resourceName: api, port: 81, localPort: 8080, address: 127.0.0.2}
+          - {resourceType: service, resourceName: db, port: 82, localPort: 8080, address: localhost}
     """)
-    problem = only(rs.problems)
-    assert (problem.line, problem.field) == (3, "portForward[1]")
-    assert problem.message.startswith(
-        "This rule asks for local address 127.0.0.1:8080, which the rule "
-        "on line 2 already uses; it is ignored."
+    assert rs.problems == ()
+    assert [(w.line, w.field) for w in rs.warnings] == [(3, "portForward[1]"), (5, "portForward[3]")]
+    assert rs.warnings[0].message.startswith(
+        "This rule asks for local address 127.0.0.1:8080, which the rule on line 2 asks for too. "
+        "kubetray forwards both and gives this one the next free port"
     )
-    assert [r.resource_name for r in rs.rules] == ["web", "api"]
+    assert "localhost:8080" in rs.warnings[1].message and "line 2" in rs.warnings[1].message
+    assert [r.resource_name for r in rs.rules] == ["web", "api", "api", "db"]
+
+
+def test_a_named_and_a_numbered_port_of_one_service_are_pointed_out(load: Load) -> None:
+    rs = load("""
+        portForward:
+          - {resourceType: service, resourceName: web, port: 80, localPort: 8080}
+          - {resourceType: service, resourceName: web, port: http, localPort: 8080}
+          - {resourceType: service, resourceName: web, port: http, localPort: 9090}
+          - {resourceType: deployment, resourceName: web, port: http, localPort: 7000}
+          - {resourceType: deployment, resourceName: web, port: 80, localPort: 7000}
+    """)
+    assert rs.problems == ()
+    warning = only(tuple(w for w in rs.warnings if "differ only" in w.message))
+    assert warning.line == 3
+    assert warning.message == (
+        'This rule and the rule on line 2 differ only in naming service default/web\'s port as '
+        '"http" and as 80. If "http" is port 80, they are one forward and kubetray runs it once, '
+        "for the rule on line 2."
+    )
+    assert len(rs.rules) == 5  # the engine decides, once it knows the service's ports
 
 
 def test_named_ports_without_local_port_never_clash(load: Load) -> None:
@@ -199,10 +251,10 @@ def test_named_ports_without_local_port_never_clash(load: Load) -> None:
           - {resourceType: service, resourceName: web, port: http}
           - {resourceType: service, resourceName: api, port: http}
     """)
-    assert rs.problems == ()
+    assert (rs.problems, rs.warnings) == ((), ())
 
 
-def test_scopes_are_separate_for_duplicates(load: Load) -> None:
+def test_scopes_are_separate_for_shared_local_ports(load: Load) -> None:
     rs = load("""
         portForward:
           - {resourceType: service, resourceName: web, port: 80}
@@ -212,9 +264,31 @@ def test_scopes_are_separate_for_duplicates(load: Load) -> None:
               - {resourceType: service, resourceName: web, port: 80, localPort: 9080}
               - {resourceType: pod, resourceName: x, port: 9080}
     """)
-    problem = only(rs.problems)
-    assert (problem.line, problem.field) == (7, 'contexts["kind-*"].portForward[1]')
-    assert "line 6" in problem.message
+    assert rs.problems == ()
+    warning = only(rs.warnings)
+    assert (warning.line, warning.field) == (7, 'contexts["kind-*"].portForward[1]')
+    assert "line 6" in warning.message
+
+
+def test_a_context_names_one_target_on_two_ports(load: Load) -> None:
+    rs = load("""
+        portForward:
+          - {resourceType: service, resourceName: web, port: 80}
+          - {resourceType: service, resourceName: web, port: 80, localPort: 8081}
+          - {resourceType: pod, resourceName: x, port: 1}
+        contexts:
+          kind-*:
+            portForward:
+              - {resourceType: service, resourceName: web, port: 80, localPort: 9080}
+              - {resourceType: service, resourceName: web, port: 80, localPort: 9081}
+    """)
+    # The context's rules for the target take the global ones' place, both of them.
+    assert [(r.resource_name, r.local_port) for r in rs.rules_for("kind-a")] == [
+        ("web", 9080), ("web", 9081), ("x", None)
+    ]
+    assert [(r.resource_name, r.local_port) for r in rs.rules_for("prod")] == [
+        ("web", None), ("web", 8081), ("x", None)
+    ]
 
 
 def test_contexts_and_rules_for(load: Load) -> None:

@@ -175,7 +175,7 @@ def test_invalid_skaffold_yaml(tmp_path: Path) -> None:
     assert problem.line == 3 and problem.message.startswith("This is not valid YAML")
 
 
-def test_duplicates_are_problems_within_one_list_only() -> None:
+def test_a_shared_local_port_is_a_warning_within_one_list_only() -> None:
     groups, problems = rules_from_skaffold_text(
         """portForward:
   - {resourceType: pod, resourceName: a, port: 1}
@@ -188,9 +188,10 @@ profiles:
         "skaffold.yaml",
     )
     problem = only(tuple(problems))
-    assert (problem.line, problem.field) == (3, "portForward[1]")
+    assert (problem.line, problem.field, problem.warning) == (3, "portForward[1]", True)
+    # Both run; the later one falls back to another local port at run time.
     assert [(g.where, [r.resource_name for r in g.rules]) for g in groups] == [
-        ("portForward", ["a"]),
+        ("portForward", ["a", "b"]),
         ("profiles[0].portForward", ["c"]),
     ]
 

@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 
 from trayapp.engine.pods import container_port_by_name, newest_version, order_pods
-from trayapp.engine.resolve import Target, Unresolved, kinds_needed, resolve
+from trayapp.engine.resolve import (
+    Target,
+    Unresolved,
+    kinds_needed,
+    namespaces_to_decide,
+    one_per_forward,
+    resolve,
+    service_port_numbers,
+    target_key,
+)
 from trayapp.model import ResourceType, Rule
 
 NS = "default"
@@ -721,3 +730,48 @@ def test_timestamps_with_fractions_and_offsets() -> None:
         pod("offset", created="2026-11-26T11:00:00+02:00"),
     ]  # 09:00 UTC: the oldest
     assert names(order_pods(pods)) == ["offset", "plain", "frac"]
+
+
+# ---- one forward per service port ---------------------------------------------------------------
+
+
+def svc_rule(port: int | str, local: int | None = None, name: str = "web", **fields: Any) -> Rule:
+    return Rule(ResourceType.SERVICE, name, port, namespace=NS, local_port=local, **fields)
+
+
+def test_service_port_numbers_names_every_named_port() -> None:
+    svc = service(ports=({"name": "http", "port": 80}, {"port": 9090}, {"name": "grpc", "port": 50051}))
+    assert service_port_numbers(NS, svc) == {(NS, "web", "http"): 80, (NS, "web", "grpc"): 50051}
+
+
+def test_a_named_and_a_numbered_port_that_the_service_says_are_one_run_once() -> None:
+    numbered, named = svc_rule(80, 8080), svc_rule("http", 8080, name="web")
+    numbers = service_port_numbers(NS, service())
+    kept, held, repeats = one_per_forward([numbered, named], numbers, unsynced=())
+    assert (kept, held, repeats) == ([numbered], [], [(named, numbered)])
+    # the first written wins, whichever way it spells the port
+    kept, _, repeats = one_per_forward([named, numbered], numbers, unsynced=())
+    assert (kept, repeats) == ([named], [(numbered, named)])
+    assert target_key(named, numbers) == target_key(numbered, numbers) == numbered.key
+
+
+def test_they_are_two_forwards_when_anything_else_differs_or_the_name_is_another_port() -> None:
+    numbers = service_port_numbers(NS, service(ports=({"name": "http", "port": 80}, {"name": "admin", "port": 81})))
+    pairs = [
+        [svc_rule(80, 8080), svc_rule("http", 9090)],  # two local ports: two tunnels
+        [svc_rule(80), svc_rule("http", address="::1")],
+        [svc_rule(80), Rule(ResourceType.SERVICE, "web", "http", namespace="other")],
+        [svc_rule(81, 8080), svc_rule("http", 8080)],  # http is 80, not 81
+        [Rule(ResourceType.DEPLOYMENT, "web", 80), Rule(ResourceType.DEPLOYMENT, "web", "http")],
+    ]
+    for rules in pairs:
+        assert one_per_forward(rules, numbers, unsynced=()) == (rules, [], [])
+
+
+def test_the_later_one_waits_while_the_services_are_not_listed_yet() -> None:
+    numbered, named, other = svc_rule(80, 8080), svc_rule("http", 8080), svc_rule(80, 8080, name="api")
+    assert namespaces_to_decide([numbered, named, other]) == {NS}
+    assert namespaces_to_decide([numbered, other, svc_rule("http", 9090)]) == set()
+    assert one_per_forward([numbered, named, other], {}, unsynced={NS}) == ([numbered, other], [named], [])
+    # listed, and the service has no such name (or no longer exists): a forward of its own
+    assert one_per_forward([numbered, named], {}, unsynced=()) == ([numbered, named], [], [])

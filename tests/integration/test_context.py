@@ -8,21 +8,24 @@ import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from trayapp.config.auto import AutoSettings
 from trayapp.engine.events import EventBus
 from trayapp.engine.kubeconfig import EffectiveContext, set_current_context
+from trayapp.engine.runtime import RunPlan
 from trayapp.engine.supervisor import Supervisor
 from trayapp.model import EventKind, ResourceType, Rule
 from trayapp.sim import SimCluster
 from trayapp.sim.runner import Simulator
 
 from .conftest import SCENARIO, Events
-from .test_forwarding import http_get
+from .test_forwarding import echo_roundtrip, http_get
 
 KUBECTL = shutil.which("kubectl")
 
@@ -38,7 +41,9 @@ async def two_clusters() -> AsyncIterator[Simulator]:
 
 
 @contextlib.asynccontextmanager
-async def supervised(paths: list[Path], rules_for: Callable[[EffectiveContext], list[Rule]]) -> AsyncIterator[tuple[Supervisor, Events]]:
+async def supervised(
+    paths: list[Path], rules_for: Callable[[EffectiveContext], Sequence[Rule] | RunPlan]
+) -> AsyncIterator[tuple[Supervisor, Events]]:
     events = Events()
     bus = EventBus()
     bus.subscribe(events)
@@ -96,23 +101,177 @@ async def test_use_context_switches_tunnels_on_the_same_port(
         assert len(events.of(EventKind.CONTEXT)) == 1
 
 
-@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
-async def test_set_context_namespace_restarts_and_unrelated_edits_do_not(
+def skaffold_service(name: str, namespace: str, port: int) -> dict[str, Any]:
+    return {"kind": "Service",
+            "metadata": {"name": name, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "skaffold"}},
+            "spec": {"type": "ClusterIP", "selector": {"app": "web"},
+                     "ports": [{"name": "http", "port": port, "targetPort": 8080, "protocol": "TCP"}]}}
+
+
+async def set_namespace(path: Path, namespace: str) -> None:
+    """As `kubectl config set-context --current --namespace` does; with the real kubectl where it is."""
+    if KUBECTL:
+        await kubectl(str(path), "set-context", "--current", "--namespace", namespace)
+        return
+    data = yaml.safe_load(path.read_text())
+    for entry in data["contexts"]:
+        if entry["name"] == data["current-context"]:
+            entry["context"]["namespace"] = namespace
+    path.write_text(yaml.safe_dump(data))
+
+
+async def test_set_context_namespace_keeps_the_tunnels_and_moves_only_automatic_forwarding(
+    two_clusters: Simulator, tmp_path: Path, unused_tcp_port_factory
+) -> None:
+    path = tmp_path / "config"
+    two_clusters.write_kubeconfig(path, current="dev")
+    web_port, echo_port, here, there = (unused_tcp_port_factory() for _ in range(4))
+    dev = two_clusters["dev"]
+    dev.create(skaffold_service("auto-here", "default", here))
+    dev.create(skaffold_service("auto-there", "team-a", there))
+
+    def plan(effective: EffectiveContext) -> RunPlan:
+        rules = (Rule(ResourceType.SERVICE, "web", 80, local_port=web_port, name="web"),
+                 Rule(ResourceType.POD, "debug-shell", 7000, local_port=echo_port, name="echo"))
+        return RunPlan(rules, AutoSettings())
+
+    async with supervised([path], plan) as (supervisor, events):
+        await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "web")
+        await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "echo")
+        await events.wait_for(EventKind.FORWARDING, lambda e: e.resource_name == "auto-here")
+        reader, writer = await asyncio.open_connection("127.0.0.1", echo_port)
+        writer.write(b"before")
+        assert await reader.readexactly(6) == b"before"
+
+        await set_namespace(path, "team-a")
+        changed = await events.wait_for(EventKind.CONTEXT)
+        assert changed.namespace == "team-a" and changed.previous_context == changed.context == "dev"
+        assert changed.message.endswith(
+            "kubetray keeps the 2 tunnels of your rules, each of which names its own namespace; "
+            "automatic forwarding now looks in namespace 'team-a'.")
+        # Automatic forwarding follows the namespace; the rules, which name their own, stay put.
+        await events.wait_for(EventKind.STOPPED, lambda e: e.resource_name == "auto-here")
+        await events.wait_for(EventKind.WAITING, lambda e: e.resource_name == "auto-there")
+        assert [e.resource_name for e in events.of(EventKind.STOPPED)] == ["auto-here"]
+        writer.write(b"after")  # the connection opened before the edit still works
+        assert await reader.readexactly(5) == b"after"
+        writer.close()
+        assert (await http_get(web_port))[0] == 200
+        assert supervisor.effective is not None and supervisor.effective.namespace == "team-a"
+
+        # an edit that leaves the effective context alone does nothing
+        if KUBECTL:
+            await kubectl(str(path), "set-context", "unrelated", "--cluster", "prod", "--user", "prod-user")
+            await asyncio.sleep(0.5)
+            assert len(events.of(EventKind.CONTEXT)) == 1
+
+
+async def test_automatic_forwarding_with_its_own_namespace_stays_when_the_context_namespace_changes(
     two_clusters: Simulator, tmp_path: Path, unused_tcp_port: int
 ) -> None:
     path = tmp_path / "config"
     two_clusters.write_kubeconfig(path, current="dev")
-    async with supervised([path], web_on(unused_tcp_port)) as (supervisor, events):
-        await events.wait_for(EventKind.FORWARDING)
-        await kubectl(str(path), "set-context", "--current", "--namespace", "team-a")
+    two_clusters["dev"].create(skaffold_service("auto-here", "default", unused_tcp_port))
+    async with supervised([path], lambda _: RunPlan((), AutoSettings(namespace="default"))) as (_, events):
+        await events.wait_for(EventKind.FORWARDING, lambda e: e.resource_name == "auto-here")
+        await set_namespace(path, "team-a")
         changed = await events.wait_for(EventKind.CONTEXT)
-        assert changed.namespace == "team-a" and changed.previous_context == changed.context == "dev"
+        assert changed.message.endswith("kubetray keeps its 1 tunnel: each rule names its own namespace.")
+        assert (await http_get(unused_tcp_port))[0] == 200
+        await set_namespace(path, "default")  # back again: a second event, still nothing stopped
+        await events.wait_for(EventKind.CONTEXT, lambda e: e.namespace == "default")
+        assert not events.of(EventKind.STOPPED)
+
+
+async def test_another_user_for_the_context_is_still_a_switch(
+    two_clusters: Simulator, tmp_path: Path, unused_tcp_port: int
+) -> None:
+    path = tmp_path / "config"
+    two_clusters.write_kubeconfig(path, current="dev")
+    async with supervised([path], web_on(unused_tcp_port)) as (_, events):
+        await events.wait_for(EventKind.FORWARDING)
+        data = yaml.safe_load(path.read_text())
+        for entry in data["contexts"]:
+            if entry["name"] == "dev":
+                entry["context"]["user"] = "prod-user"
+        path.write_text(yaml.safe_dump(data))
+        switched = await events.wait_for(EventKind.CONTEXT)
+        assert "its cluster, user or namespace changed" in switched.message
+        await events.wait_for(EventKind.STOPPED)
         await events.wait_for(EventKind.FORWARDING, lambda e: len(events.of(EventKind.FORWARDING)) == 2)
-        # an edit that leaves the effective context alone does nothing
-        await kubectl(str(path), "set-context", "unrelated", "--cluster", "prod", "--user", "prod-user")
-        await asyncio.sleep(0.5)
-        assert len(events.of(EventKind.CONTEXT)) == 1
-        assert supervisor.effective is not None and supervisor.effective.namespace == "team-a"
+
+
+async def test_a_token_rewritten_in_place_keeps_the_tunnels_and_new_connections_use_it(
+    tmp_path: Path, unused_tcp_port: int
+) -> None:
+    async with SimCluster("tokens", scenario=SCENARIO, token="first") as cluster:
+        path = cluster.write_kubeconfig(tmp_path / "config", context="dev", token="first")
+        refreshed = asyncio.Condition()
+
+        async def tell() -> None:
+            async with refreshed:
+                refreshed.notify_all()
+
+        events = Events()
+        bus = EventBus()
+        bus.subscribe(events)
+        rule = Rule(ResourceType.POD, "debug-shell", 7000, local_port=unused_tcp_port, name="echo")
+        supervisor = Supervisor([path], bus, lambda _: [rule],
+                                on_change=lambda: asyncio.get_running_loop().create_task(tell()))
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(supervisor.serve(stop))
+        try:
+            await events.wait_for(EventKind.FORWARDING)
+            reader, writer = await asyncio.open_connection("127.0.0.1", unused_tcp_port)
+            writer.write(b"before")
+            assert await reader.readexactly(6) == b"before"
+            assert supervisor.effective is not None
+            before = supervisor.effective.fingerprint
+
+            # An auth provider refreshes the token: the cluster takes only the new one now, and the
+            # kubeconfig is rewritten in place (same file, not renamed over).
+            cluster.set_token("second")
+            text = path.read_text().replace("first", "second")
+            with path.open("r+", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.truncate()
+            async with refreshed:
+                await asyncio.wait_for(refreshed.wait_for(
+                    lambda: supervisor.effective is not None and supervisor.effective.fingerprint != before), 15)
+
+            assert await echo_roundtrip(unused_tcp_port, b"new connection") == b"new connection"
+            writer.write(b"after")  # the connection opened with the old token is still there
+            assert await reader.readexactly(5) == b"after"
+            writer.close()
+            assert not events.of(EventKind.STOPPED) and not events.of(EventKind.CONTEXT)
+            assert not events.of(EventKind.FAILED)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 15)
+
+
+async def test_context_flag_naming_a_missing_context_says_the_flag_is_wrong(
+    two_clusters: Simulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "config"
+    two_clusters.write_kubeconfig(path, current="dev")
+    events = Events()
+    bus = EventBus()
+    bus.subscribe(events)
+    supervisor = Supervisor([path], bus, lambda _: [], pinned_context="nope")
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(supervisor.serve(stop))
+    try:
+        failed = await events.wait_for(EventKind.FAILED)
+        assert failed.message.startswith(
+            f"The context 'nope' named by --context does not exist in the kubeconfig {path} "
+            "(it has: dev, prod).")
+        assert "once the file is fixed" not in failed.message
+        assert "--context set to one of those" in failed.message
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
 
 
 async def test_editor_rename_over_and_delete_then_recreate(

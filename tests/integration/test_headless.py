@@ -155,3 +155,20 @@ def test_missing_kubeconfig_is_one_failure_then_recovers(sim: SimThread, tmp_pat
         assert app.stop(signal.SIGTERM) == 0
     finally:
         app.kill()
+
+
+def test_a_context_flag_naming_no_context_says_so(sim: SimThread, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    sim.cluster.write_kubeconfig(kubeconfig, context="sim-ctx")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("portForward: []\n", encoding="utf-8")
+    app = Kubetray("--headless", "--json", "--config", str(rules), "--kubeconfig", str(kubeconfig),
+                   "--context", "nope")
+    try:
+        failed = app.wait_for(lambda e: e["event"] == "failed")
+        assert "'nope' named by --context does not exist" in failed["message"]
+        assert "(it has: sim-ctx)" in failed["message"]
+        assert "once the file is fixed" not in failed["message"]
+        assert app.stop(signal.SIGTERM) == 0
+    finally:
+        app.kill()

@@ -7,9 +7,11 @@ import asyncio
 import random
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from trayapp.config.rules import load_rules
 from trayapp.model import EventKind, ResourceType, Rule
 from trayapp.sim import SimCluster
 
@@ -78,6 +80,91 @@ async def test_after_the_next_ten_comes_the_4503_range(cluster: SimCluster, run_
         assert fallback.local_port == 4503
     else:
         assert 4503 < fallback.local_port <= 4533 or fallback.local_port > 32768
+
+
+async def test_two_rules_of_the_rules_file_asking_for_one_port_both_forward(
+    cluster: SimCluster, run_rules, tmp_path: Path
+) -> None:
+    base = free_run(3)
+    rules_file = tmp_path / "config.yaml"
+    rules_file.write_text(
+        "portForward:\n"
+        f"  - {{resourceType: service, resourceName: web, port: 80, localPort: {base}, name: first}}\n"
+        f"  - {{resourceType: statefulset, resourceName: api, port: 8000, localPort: {base}, name: second}}\n",
+        encoding="utf-8",
+    )
+    ruleset = load_rules(rules_file)
+    assert ruleset.problems == () and len(ruleset.warnings) == 1  # check warns; nothing is dropped
+    _, events = await run_rules(ruleset.rules_for("sim"))
+    fallback = await events.wait_for(EventKind.FALLBACK)
+    assert fallback.label == "second" and (fallback.requested_local_port, fallback.local_port) == (base, base + 1)
+    await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "second" and e.local_port == base + 1)
+    await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "first" and e.local_port == base)
+    assert (await http_get(base + 1))[1]["x-pod"] == "api-0"
+
+
+async def test_one_target_on_two_local_ports_is_two_tunnels(cluster: SimCluster, run_rules) -> None:
+    base = free_run(2)
+    rules = [Rule(ResourceType.SERVICE, "web", 80, local_port=base, name="one"),
+             Rule(ResourceType.SERVICE, "web", 80, local_port=base + 1, name="two")]
+    run, events = await run_rules(rules)
+    await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "one" and e.local_port == base)
+    await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "two" and e.local_port == base + 1)
+    assert not events.of(EventKind.FALLBACK)
+    assert len({view.tunnel_id for view in run.views()}) == 2
+    for port in (base, base + 1):
+        assert (await http_get(port))[0] == 200
+
+
+@pytest.mark.parametrize("named_first", [False, True], ids=["number-first", "name-first"])
+async def test_a_port_named_and_numbered_is_one_tunnel(cluster: SimCluster, run_rules, named_first: bool) -> None:
+    base = free_run(2)
+    numbered = Rule(ResourceType.SERVICE, "web", 80, local_port=base, name="numbered")
+    named = Rule(ResourceType.SERVICE, "web", "http", local_port=base, name="named")
+    first, second = (named, numbered) if named_first else (numbered, named)
+    run, events = await run_rules([first, second])
+    await events.wait_for(EventKind.FORWARDING, lambda e: e.label == first.name and e.local_port == base)
+    # The service is listed now (the first tunnel resolved through it): applying the same rules
+    # again decides with what the cache knows, and must keep one tunnel.
+    await run.apply_rules([first, second])
+    assert [view.rule.name for view in run.views()] == [first.name]
+    assert (await http_get(base))[0] == 200
+    assert not [e for e in events.seen if e.label == second.name]  # never started, never fell back
+    # a different local port makes it a second tunnel for the same target
+    other = Rule(ResourceType.SERVICE, "web", "http", local_port=base + 1, name="elsewhere")
+    await run.apply_rules([first, second, other])
+    await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "elsewhere" and e.local_port == base + 1)
+    assert [view.rule.name for view in run.views()] == [first.name, "elsewhere"]
+
+
+async def test_a_port_name_the_service_does_not_have_is_a_tunnel_of_its_own(cluster: SimCluster, run_rules) -> None:
+    base = free_run(2)
+    numbered = Rule(ResourceType.SERVICE, "web", 80, local_port=base, name="numbered")
+    named = Rule(ResourceType.SERVICE, "web", "admin", local_port=base, name="admin")
+    # Held back until the services are listed, then started without anything else happening.
+    _, events = await run_rules([numbered, named])
+    fallback = await events.wait_for(EventKind.FALLBACK, lambda e: e.label == "admin")
+    assert (fallback.requested_local_port, fallback.local_port) == (base, base + 1)
+    waiting = await events.wait_for(EventKind.WAITING, lambda e: e.label == "admin")
+    assert 'no port named "admin"' in waiting.message
+
+
+async def test_a_held_back_rule_starts_when_the_services_cannot_be_listed(tmp_path: Path) -> None:
+    from .conftest import SCENARIO, start_run
+
+    async with SimCluster("refused", scenario=SCENARIO, token="right") as cluster:
+        path = cluster.write_kubeconfig(tmp_path / "kc", context="sim", token="wrong")
+        base = free_run(2)
+        numbered = Rule(ResourceType.SERVICE, "web", 80, local_port=base, name="numbered")
+        named = Rule(ResourceType.SERVICE, "web", "http", local_port=base, name="named")
+        run, events = await start_run(path, [numbered, named])
+        try:
+            # Never listed, so never known to be one forward: it runs rather than stay hidden.
+            fallback = await events.wait_for(EventKind.FALLBACK, lambda e: e.label == "named")
+            assert fallback.local_port == base + 1
+            assert [view.rule.name for view in run.views()] == ["numbered", "named"]
+        finally:
+            await run.stop()
 
 
 async def test_two_rules_wanting_one_port(cluster: SimCluster, run_rules) -> None:

@@ -10,18 +10,23 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Problem:
-    """Something wrong in a rules or Skaffold file, pointing at the file, line and field."""
+    """Something wrong in a rules or Skaffold file, pointing at the file, line and field.
+
+    A warning is about something kubetray can still run as written (two rules asking for one
+    local port, a listener open to the network); the rule stays. Anything else stops its rule.
+    """
 
     file: str
     line: int | None
     field: str | None  # e.g. "portForward[2].resourceType"
     message: str  # a full sentence
+    warning: bool = False
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
+        if self.field:
+            where = f"{where}: {self.field}"
+        return f"{where}: warning: {self.message}" if self.warning else f"{where}: {self.message}"
 
 
 def _squash(text: str) -> str:

@@ -35,30 +35,39 @@ class RuleSet:
     auto: AutoSettings = field(
         default_factory=AutoSettings
     )  # what to forward without a rule; top level only
-    problems: tuple[Problem, ...] = ()
+    problems: tuple[Problem, ...] = ()  # each stops its rule (or setting) from being used
     searched: Path | None = None  # where the rules file was looked for, even when missing
+    warnings: tuple[Problem, ...] = ()  # worth knowing; the rules run as written
+    # False when the file as a whole could not be used (unreadable, not YAML, not a mapping):
+    # then nothing above comes from it, and a running kubetray keeps its last good rules.
+    readable: bool = True
 
     def rules_for(self, context: str) -> tuple[Rule, ...]:
         """Global rules plus those of every pattern matching `context`.
 
-        A context rule replaces a global rule with the same target in place; the remaining
-        context rules follow in file order. When two patterns both match and name the same
-        target, the one written first wins.
+        A context's rules for a target replace the global rules for that target, in the place
+        of the first of them; the remaining context rules follow in file order. When two
+        patterns both match and name the same target, the one written first wins.
         """
-        chosen: dict[tuple[str, ...], Rule] = {}
+        chosen: dict[tuple[str, ...], list[Rule]] = {}
         for pattern, rules in self.context_rules:
             # Case-sensitive on every OS: kube context names are.
             if fnmatchcase(context, pattern):
-                for rule in rules:
-                    chosen.setdefault(rule.key, rule)
+                here: dict[tuple[str, ...], list[Rule]] = {}
+                for rule in rules:  # one target on two local ports is two rules of one pattern
+                    here.setdefault(rule.key, []).append(rule)
+                for key, group in here.items():
+                    chosen.setdefault(key, group)
         result: list[Rule] = []
         used: set[tuple[str, ...]] = set()
         for rule in self.rules:
             replacement = chosen.get(rule.key)
-            result.append(replacement or rule)
-            if replacement is not None:
+            if replacement is None:
+                result.append(rule)
+            elif rule.key not in used:
                 used.add(rule.key)
-        result.extend(rule for key, rule in chosen.items() if key not in used)
+                result.extend(replacement)
+        result.extend(rule for key, group in chosen.items() if key not in used for rule in group)
         return tuple(result)
 
 
@@ -221,14 +230,14 @@ class _Reader:
 
 def _merge(groups: list[RuleGroup]) -> tuple[Rule, ...]:
     # The same target listed in two places (the rules file restating a Skaffold rule, two Skaffold
-    # profiles) is normal, not a mistake: the first one, the rules file's own, wins.
+    # profiles) is normal, not a mistake: the first list naming it, the rules file's own, wins.
+    # Within one list, one target on two local ports is two forwards (drop_duplicates).
     seen: set[tuple[str, ...]] = set()
     merged: list[Rule] = []
     for group in groups:
-        for rule in group.rules:
-            if rule.key not in seen:
-                seen.add(rule.key)
-                merged.append(rule)
+        here = [rule for rule in group.rules if rule.key not in seen]
+        seen.update(rule.key for rule in group.rules)
+        merged.extend(here)
     return tuple(merged)
 
 
@@ -246,7 +255,10 @@ def load_rules_text(text: str, path: Path) -> RuleSet:
         documents = load_documents(text)
     except YamlLoadError as error:
         return RuleSet(
-            path=path, problems=(Problem(file, error.line, None, error.message),), searched=path
+            path=path,
+            problems=(Problem(file, error.line, None, error.message),),
+            searched=path,
+            readable=False,
         )
     problems: list[Problem] = []
     if len(documents) > 1:
@@ -271,20 +283,22 @@ def load_rules_text(text: str, path: Path) -> RuleSet:
                 f"found {describe_type(root)}.",
             )
         )
-        return RuleSet(path=path, problems=tuple(problems), searched=path)
+        return RuleSet(path=path, problems=tuple(problems), searched=path, readable=False)
     reader = _Reader(path, root)
     reader.keys(root, TOP_LEVEL_KEYS, "", "top-level key")
     groups = reader.global_rules()
     context_rules = reader.contexts()
     skaffold_groups, skaffold_problems = reader.skaffold()
     auto = reader.auto()
+    found = _ordered(problems + reader.problems) + _ordered(skaffold_problems)
     return RuleSet(
         path=path,
         rules=_merge(groups + skaffold_groups),
         context_rules=tuple(context_rules),
         auto=auto,
-        problems=_ordered(problems + reader.problems) + _ordered(skaffold_problems),
+        problems=tuple(p for p in found if not p.warning),
         searched=path,
+        warnings=tuple(p for p in found if p.warning),
     )
 
 
@@ -301,5 +315,6 @@ def load_rules(path: Path | None = None) -> RuleSet:
             path=path,
             problems=(Problem(str(path), None, None, f"Cannot read the rules file: {reason}."),),
             searched=path,
+            readable=False,
         )
     return load_rules_text(text, path)

@@ -2,7 +2,7 @@
 
 The fields are Skaffold's `portForward` schema, field for field, plus kubetray's own `name`,
 `scheme` and `path`. Every field is checked even after the first problem, so a user fixing a rule
-sees everything wrong with it at once. Also here: duplicate detection within one list.
+sees everything wrong with it at once. Also here: repeated and competing rules within one list.
 """
 
 from __future__ import annotations
@@ -274,49 +274,83 @@ def parse_rule_list(value: Any, where: Where, line: int) -> tuple[list[Rule], li
     return kept, problems + clashes
 
 
-def _endpoint(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+def _endpoint(address: str, port: int | None) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return host if port is None else f"{host}:{port}"
+
+
+def _bind_address(address: str) -> str:
+    # "localhost" listens on 127.0.0.1 (engine/ports.py), so the two ask for the same socket.
+    return "127.0.0.1" if address == "localhost" else address
+
+
+def _line(rule: Rule) -> str:
+    return str(rule.origin.line) if rule.origin and rule.origin.line is not None else "?"
+
+
+def _may_be_same_service_port(rule: Rule, earlier: Rule) -> bool:
+    """A named and a numbered port of one service: the same port if the name stands for it."""
+    return (
+        rule.resource_type is earlier.resource_type is ResourceType.SERVICE
+        and (rule.namespace, rule.resource_name, rule.address, rule.local_port)
+        == (earlier.namespace, earlier.resource_name, earlier.address, earlier.local_port)
+        and isinstance(rule.port, str) != isinstance(earlier.port, str)
+    )
 
 
 def drop_duplicates(rules: Sequence[Rule], where: Where) -> tuple[list[Rule], list[Problem]]:
-    """Drop and report rules repeating an earlier one's target or its address:localPort."""
+    """Drop rules that repeat an earlier one, and warn about rules that compete with one.
+
+    A rule repeats another when both forward the same target to the same local port (a named
+    port without `localPort` counts as the same local port); it is dropped with a warning. The
+    same target on two local ports is two forwards, as in Skaffold. Two targets asking for one
+    local port both run: the later one falls back to the next free port at run time, so this
+    is a warning, not a reason to drop either. Whether `port: http` and `port: 80` name the same
+    service port only the cluster knows; the engine forwards such a pair once (see
+    engine/resolve.py `same_target`), and this only points it out.
+    """
     kept: list[Rule] = []
     problems: list[Problem] = []
-    by_key: dict[tuple[str, ...], Rule] = {}
+    by_forward: dict[tuple[tuple[str, ...], int | None], Rule] = {}
     by_endpoint: dict[tuple[str, int], Rule] = {}
     for rule in rules:
         assert rule.origin is not None  # parse_rule always sets it
         field = where.item(rule.origin.index or 0)
         local = rule.requested_local_port
-        earlier = by_key.get(rule.key)
+
+        def warn(message: str, rule: Rule = rule, field: str = field) -> None:
+            assert rule.origin is not None
+            problems.append(Problem(where.file, rule.origin.line, field, message, warning=True))
+
+        earlier = by_forward.get((rule.key, local))
         if earlier is not None:
-            problems.append(
-                Problem(
-                    where.file,
-                    rule.origin.line,
-                    field,
-                    f"This rule forwards the same {rule.resource_type.value} {rule.namespace}/"
-                    f"{rule.resource_name} port {rule.port} on {rule.address} as the rule on line "
-                    f"{earlier.origin.line if earlier.origin else '?'}; it is ignored.",
-                )
+            warn(
+                f"This rule repeats the rule on line {_line(earlier)}: the same "
+                f"{rule.resource_type.value} {rule.namespace}/{rule.resource_name} "
+                f"port {rule.port} to {_endpoint(rule.address, local)}. "
+                "kubetray forwards it once; remove one of them."
             )
             continue
-        clash = by_endpoint.get((rule.address, local)) if local is not None else None
-        if clash is not None and local is not None:
-            problems.append(
-                Problem(
-                    where.file,
-                    rule.origin.line,
-                    field,
-                    "This rule asks for local address "
-                    f"{_endpoint(rule.address, local)}, which the rule on "
-                    f"line {clash.origin.line if clash.origin else '?'} already uses; it is ignored. "
-                    'Give one of them a different "localPort".',
-                )
+        same_port = next((r for r in kept if _may_be_same_service_port(rule, r)), None)
+        if same_port is not None:
+            named, number = (rule, same_port) if isinstance(rule.port, str) else (same_port, rule)
+            warn(
+                f"This rule and the rule on line {_line(same_port)} differ only in naming "
+                f"service {rule.namespace}/{rule.resource_name}'s port as "
+                f'"{named.port}" and as {number.port}. If "{named.port}" is port {number.port}, '
+                "they are one forward and kubetray runs it once, for the rule on line "
+                f"{_line(same_port)}."
             )
-            continue
-        by_key[rule.key] = rule
+        clash = by_endpoint.get((_bind_address(rule.address), local)) if local is not None else None
+        if clash is not None and same_port is None:
+            warn(
+                f"This rule asks for local address {_endpoint(rule.address, local)}, which "
+                f"the rule on line {_line(clash)} asks for too. kubetray forwards both and gives "
+                "this one the next free port (the next ten, then 4503-4533, as Skaffold does); "
+                'give it another "localPort" to choose the port yourself.'
+            )
+        by_forward[(rule.key, local)] = rule
         if local is not None:
-            by_endpoint[(rule.address, local)] = rule
+            by_endpoint.setdefault((_bind_address(rule.address), local), rule)
         kept.append(rule)
     return kept, problems

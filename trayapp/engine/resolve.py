@@ -12,7 +12,7 @@ Where kubectl has no answer (CronJob) or picks an old pod mid-rollout, we say wh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
@@ -368,6 +368,96 @@ def resolve(rule: Rule, source: ObjectSource, prefer: str | None = None) -> Reso
     return _resolve_selected(what, kind, obj, rule, source, prefer)
 
 
+# ---- one forward per service port ---------------------------------------------------------------
+
+# (namespace, service, port name) -> the port's number
+PortNumbers = Mapping[tuple[str, str, str], int]
+
+
+def service_port_numbers(namespace: str, service: Obj) -> dict[tuple[str, str, str], int]:
+    """Every named port of `service`, by name: what `port: http` stands for in a rule."""
+    found: dict[tuple[str, str, str], int] = {}
+    for port in (service.get("spec") or {}).get("ports") or ():
+        name, number = port.get("name"), port.get("port")
+        if isinstance(name, str) and name and isinstance(number, int):
+            found[(namespace, name_of(service), name)] = number
+    return found
+
+
+def _service_port(rule: Rule, numbers: PortNumbers) -> int | None:
+    number = _numeric(rule.port)
+    if number is not None:
+        return number
+    return numbers.get((rule.namespace, rule.resource_name, str(rule.port)))
+
+
+def _forward_group(rule: Rule) -> tuple[str, str, str, int | None] | None:
+    """Service rules that may be one forward: everything but the port's spelling is the same."""
+    if rule.resource_type is not ResourceType.SERVICE:
+        return None
+    return (rule.namespace, rule.resource_name, rule.address, rule.local_port)
+
+
+def target_key(rule: Rule, numbers: PortNumbers) -> tuple[str, str, str, str, str]:
+    """`rule.key` with a named service port given by its number, where the service told it."""
+    number = _service_port(rule, numbers) if rule.resource_type is ResourceType.SERVICE else None
+    if number is None:
+        return rule.key
+    kind, namespace, name, _, address = rule.key
+    return (kind, namespace, name, str(number), address)
+
+
+def namespaces_to_decide(rules: Sequence[Rule]) -> set[str]:
+    """Namespaces with a service rule that names a port and another that numbers it, alike otherwise."""
+    spellings: dict[tuple[str, str, str, int | None], set[bool]] = {}
+    for rule in rules:
+        group = _forward_group(rule)
+        if group is not None:
+            spellings.setdefault(group, set()).add(isinstance(rule.port, str))
+    return {group[0] for group, kinds in spellings.items() if len(kinds) == 2}
+
+
+def one_per_forward(
+    rules: Sequence[Rule], numbers: PortNumbers, unsynced: Container[str]
+) -> tuple[list[Rule], list[Rule], list[tuple[Rule, Rule]]]:
+    """Rules to run, rules to hold back, and (dropped, kept) pairs that are one forward.
+
+    Two service rules are one forward when they differ only in naming a service port (`http`)
+    and numbering it (`80`) and the service says the name stands for that number: only the
+    cluster knows that, so this is decided here, not in the rules file. The rule written first
+    runs. While the services of a rule's namespace are not listed yet, a rule that may repeat an
+    earlier one is held back, so it does not start only to be stopped a moment later; once they
+    are listed, a name the service does not have is a forward of its own.
+    """
+    kept: list[Rule] = []
+    held: list[Rule] = []
+    repeats: list[tuple[Rule, Rule]] = []
+    by_group: dict[tuple[str, str, str, int | None], list[Rule]] = {}
+    for rule in rules:
+        group = _forward_group(rule)
+        earlier = by_group.get(group, []) if group is not None else []
+        number = _service_port(rule, numbers)
+        same = next(
+            (o for o in earlier if number is not None and _service_port(o, numbers) == number),
+            None,
+        )
+        if same is not None:
+            repeats.append((rule, same))
+            continue
+        undecided = [
+            other for other in earlier
+            if isinstance(other.port, str) != isinstance(rule.port, str)
+            and (number is None or _service_port(other, numbers) is None)
+        ]
+        if undecided and rule.namespace in unsynced:
+            held.append(rule)
+            continue
+        kept.append(rule)
+        if group is not None:
+            by_group.setdefault(group, []).append(rule)
+    return kept, held, repeats
+
+
 __all__ = [
     "KIND_OF",
     "ObjectSource",
@@ -377,7 +467,11 @@ __all__ = [
     "container_port_by_name",
     "is_ready",
     "kinds_needed",
+    "namespaces_to_decide",
     "newest_version",
+    "one_per_forward",
     "order_pods",
     "resolve",
+    "service_port_numbers",
+    "target_key",
 ]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from trayapp.engine.auth import ClusterAccess, Credentials
-from trayapp.engine.autoforward import AutoForwarder
+from trayapp.engine.autoforward import AutoForwarder, namespaces_to_watch
 from trayapp.engine.cache import ClusterCache
 from trayapp.engine.discovery import Settings
 from trayapp.engine.events import EventBus
@@ -20,6 +20,8 @@ from trayapp.engine.forwarder import Forwarder
 from trayapp.engine.informer import Informer
 from trayapp.engine.kube import KubeApi
 from trayapp.engine.portmemory import PortKey, PortMemory
+from trayapp.engine.portnames import PortNames
+from trayapp.engine.resolve import namespaces_to_decide, one_per_forward, target_key
 from trayapp.errors import AuthError, KubetrayError
 from trayapp.model import Event, EventKind, Rule, TunnelState, tunnel_url
 
@@ -43,7 +45,17 @@ class TunnelView:
 
 
 def tunnel_id(context: str, rule: Rule) -> str:
-    return f"{context}/{rule.namespace}/{rule.resource_type.short}/{rule.resource_name}:{rule.port}@{rule.address}"
+    """One forward's id: its target and, when it is not the port itself, the local port it asks for.
+
+    One target on two local ports is two tunnels (as in Skaffold), so the local port is part of
+    the id; a rule that leaves it to the port keeps the shorter id it always had.
+    """
+    target = f"{context}/{rule.namespace}/{rule.resource_type.short}/{rule.resource_name}:{rule.port}"
+    local = rule.requested_local_port
+    if local is None or local == rule.port:
+        return f"{target}@{rule.address}"
+    host = f"[{rule.address}]" if ":" in rule.address else rule.address
+    return f"{target}@{host}:{local}"
 
 
 @dataclass
@@ -107,25 +119,47 @@ class ContextRun:
         self.switches = switches or Switches()
         self._switched_off: dict[str, Rule] = {}  # wanted, but stopped or paused by the user
         self._keep_port: dict[str, int] = {}  # a restarted tunnel gets its local port back
+        # What named service ports stand for, so `port: http` and `port: 80` run once (_wanted).
+        self._port_names = PortNames(self.cache, self._port_names_changed)
+        self._told_repeats: set[str] = set()
 
     @property
     def context(self) -> str:
         return self.access.context
 
     def _taken(self, address: str) -> set[int]:
+        """Local ports other tunnels hold on `address`; "localhost" listens on 127.0.0.1."""
+        def bound(where: str) -> str:
+            return "127.0.0.1" if where == "localhost" else where
+
         return {
             f.local_port for f in self.forwarders.values()
-            if f.rule.address == address and f.local_port is not None
+            if bound(f.rule.address) == bound(address) and f.local_port is not None
         }
 
     async def start(self) -> None:
         await self._apply()
+        self._start_auto()
+
+    def _start_auto(self) -> None:
         auto = self._plan.auto
         if auto is not None and (auto.skaffold or auto.annotation or auto.selectors):
             self._auto = AutoForwarder(
                 auto, self.context, self.access.namespace, self.cache, self._bus.publish, self._auto_changed,
             )
             self._auto.start()
+
+    async def namespace_changed(self, namespace: str) -> bool:
+        """The context's namespace changed: only automatic forwarding follows it (each rule names
+        its own namespace, "default" unless written). Automatic tunnels whose target stays keep
+        running; True when automatic forwarding now looks in other namespaces."""
+        before, self.access = self.access.namespace, replace(self.access, namespace=namespace)
+        if self._auto is None:
+            return False
+        self._auto.stop()
+        self._start_auto()  # hands over the new automatic rules; _apply moves only what changed
+        settings = self._auto.settings
+        return namespaces_to_watch(settings, before) != namespaces_to_watch(settings, namespace)
 
     async def apply_rules(self, rules: Sequence[Rule] | RunPlan) -> None:
         """New user rules (the rules file was reloaded); automatic rules stay as discovered."""
@@ -147,17 +181,48 @@ class ContextRun:
         self._pending = asyncio.get_running_loop().create_task(
             self._apply_after(previous), name=f"context:{self.context}:auto")
 
+    def _port_names_changed(self) -> None:
+        if self._stopped:
+            return
+        previous = self._pending
+        self._pending = asyncio.get_running_loop().create_task(
+            self._apply_after(previous), name=f"context:{self.context}:port-names")
+
     async def _apply_after(self, previous: asyncio.Task[None] | None) -> None:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
         await self._apply()
 
     def _wanted(self) -> dict[str, Rule]:
-        wanted = {tunnel_id(self.context, rule): rule for rule in self._plan.rules}
-        user_targets = {rule.key for rule in self._plan.rules}
+        """Every tunnel the plan asks for, by id, in rule order; the first rule for an id wins.
+
+        Two rules for one target on two local ports are two tunnels; two rules asking for one
+        local port are two tunnels too (the later one falls back, ports.py). `port: http` and
+        `port: 80` of one service with nothing else different are one tunnel, once the service
+        says they are the same port (resolve.one_per_forward).
+        """
+        self._port_names.watch(namespaces_to_decide(self._plan.rules))
+        rules, _held, repeats = one_per_forward(
+            self._plan.rules, self._port_names.numbers, self._port_names.unsynced)
+        for repeat, kept in repeats:
+            if tunnel_id(self.context, repeat) not in self._told_repeats:
+                self._told_repeats.add(tunnel_id(self.context, repeat))
+                log.info("context %s: %s is the same forward as %s; it runs once",
+                         self.context, repeat.label, kept.label)
+        wanted: dict[str, Rule] = {}
+        for rule in rules:
+            wanted.setdefault(tunnel_id(self.context, rule), rule)
+        numbers = self._port_names.numbers
+        user_targets = {target_key(rule, numbers) for rule in rules}
         for rule in self._auto_rules:
-            if rule.key not in user_targets:  # the user's own rule for that target wins
-                wanted.setdefault(tunnel_id(self.context, rule), rule)
+            if target_key(rule, numbers) not in user_targets:  # the user's own rule for that target wins
+                tid = tunnel_id(self.context, rule)
+                running = self._desired.get(tid)
+                if running is not None and running.auto and replace(running, name=rule.name) == rule:
+                    # Only the label moved (it names the namespace when that is not the context's):
+                    # not worth breaking its connections.
+                    rule = running
+                wanted.setdefault(tid, rule)
         return wanted
 
     def _remembered(self, rule: Rule) -> Rule:
@@ -254,6 +319,7 @@ class ContextRun:
             if self._pending is not None:  # waiting on the lock: cancelling it interrupts nothing
                 self._pending.cancel()
             forwarders, self.forwarders = list(self.forwarders.values()), {}
+            self._port_names.close()
             self._desired = {}
             self._auto_rules = ()
             self._switched_off = {}

@@ -2,9 +2,13 @@
 
 The kubeconfig files are watched (filewatch.py), never polled. After each change the effective
 context is read again; if its fingerprint (context, cluster, user, namespace) is unchanged nothing
-happens, otherwise the old context's tunnels stop, one `context` event is published, and the new
-context's rules start. A kubeconfig that cannot be read gives one `failed` event naming the file;
-the tunnels already running are kept, and kubetray recovers by itself when the file is fixed.
+happens. A new context name, cluster, server, proxy or user is a switch: the old context's tunnels
+stop, one `context` event is published, and the new context's rules start. Anything else keeps the
+running context and its connections: a new namespace moves only what follows the context's
+namespace (automatic forwarding; a rule names its own namespace), and new credentials (a token
+rewritten in place by an auth provider, a rotated certificate) are read again for the next request.
+A kubeconfig that cannot be read gives one `failed` event naming the file; the tunnels already
+running are kept, and kubetray recovers by itself when the file is fixed.
 """
 
 from __future__ import annotations
@@ -12,12 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from trayapp.engine.auth import Credentials
 from trayapp.engine.events import EventBus
 from trayapp.engine.filewatch import FileWatcher
-from trayapp.engine.kubeconfig import EffectiveContext, merged_kubeconfig, read_effective_context
+from trayapp.engine.kubeconfig import (
+    EffectiveContext,
+    MergedKubeconfig,
+    merged_kubeconfig,
+    read_effective_context,
+)
 from trayapp.engine.portmemory import PortMemory
 from trayapp.engine.runtime import ContextRun, RunPlan, Switches, TunnelView
 from trayapp.errors import KubetrayError
@@ -27,6 +37,29 @@ log = logging.getLogger(__name__)
 
 # What to run in a context: the user's rules for it and the automatic-forwarding settings.
 PlanFor = Callable[[EffectiveContext], RunPlan | Sequence[Rule]]
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """One reading of the kubeconfig: the effective context and where its connections go.
+
+    `route` is finer than nothing and coarser than the fingerprint: when it changes the tunnels
+    lead somewhere else and the context is switched; when only the fingerprint changes (the
+    namespace, a token, a certificate) the running tunnels stay.
+    """
+
+    effective: EffectiveContext
+    route: tuple[str, ...]
+
+
+class _UnknownPinnedContext(KubetrayError):
+    """--context names a context the kubeconfig does not have: the flag, not the file, is wrong."""
+
+
+def _route(effective: EffectiveContext, merged: MergedKubeconfig | None) -> tuple[str, ...]:
+    cluster = merged.clusters.get(effective.cluster) if merged is not None else None
+    proxy = str(cluster.body.get("proxy-url") or "") if cluster is not None else ""
+    return (effective.name, effective.cluster, effective.server, proxy, effective.user)
 
 
 class Supervisor:
@@ -52,6 +85,7 @@ class Supervisor:
         self._connect_timeout = connect_timeout
         self._lock = asyncio.Lock()
         self._last_problem: str | None = None
+        self._route: tuple[str, ...] | None = None  # of the running context (see _Reading)
         self._on_change = on_change or (lambda: None)
         self.switches = Switches()
         self.contexts: tuple[str, ...] = ()  # every context in the kubeconfig, for the tray's switch menu
@@ -97,35 +131,85 @@ class Supervisor:
         if self._closed:
             return
         try:
-            effective = await asyncio.to_thread(self._read)
+            reading = await asyncio.to_thread(self._read)
+        except _UnknownPinnedContext as exc:
+            keeping = self.run is not None
+            self._problem(exc.message, keeping, " kubetray keeps the current tunnels until it is back." if keeping
+                          else " kubetray starts forwarding if a context of that name is added; otherwise "
+                               "start kubetray again with --context set to one of those.")
+            return
         except KubetrayError as exc:
             self._problem(exc.message, keeping=self.run is not None)
             return
         self._last_problem = self.problem = None
-        if (not force and self.run is not None and self.effective is not None
-                and effective.fingerprint == self.effective.fingerprint):
-            return
+        effective = reading.effective
+        if not force and self.run is not None and self.effective is not None:
+            if effective.fingerprint == self.effective.fingerprint:
+                return
+            if reading.route == self._route:
+                await self._change_in_place(self.run, self.effective, effective)
+                return
         previous = self.effective
         stopped = len(self.run.forwarders) if self.run else 0
         await self._stop_run()
         self.effective = effective
+        self._route = reading.route
         await self._start_run(effective, previous, stopped)
 
-    def _read(self) -> EffectiveContext:
+    async def _change_in_place(self, run: ContextRun, previous: EffectiveContext, effective: EffectiveContext) -> None:
+        """Same context, cluster and user, something else changed: keep the tunnels and their connections."""
+        self.effective = effective
+        # Maybe the credentials (a token rewritten in place, a rotated certificate): the next
+        # request reads the kubeconfig again; the connections already open are left alone.
+        run.credentials.invalidate()
+        if previous.namespace == effective.namespace:
+            log.info("context %s: its kubeconfig entries changed; new requests use them", effective.name)
+            return
+        follows = await run.namespace_changed(effective.namespace)
+        if follows:
+            kept = sum(1 for forwarder in run.forwarders.values() if not forwarder.rule.auto)
+            what = (f"kubetray keeps the {kept} tunnel{'s' if kept != 1 else ''} of your rules, each "
+                    "of which names its own namespace; automatic forwarding now looks in namespace "
+                    f"{effective.namespace!r}.")
+        else:
+            kept = len(run.forwarders)
+            what = (f"kubetray keeps its {kept} tunnel{'s' if kept != 1 else ''}: each rule names its "
+                    "own namespace.")
+        self._bus.publish(Event(
+            EventKind.CONTEXT,
+            f"The namespace of context {effective.name} changed from {previous.namespace!r} to "
+            f"{effective.namespace!r}. {what}",
+            context=effective.name,
+            previous_context=previous.name,
+            namespace=effective.namespace,
+        ))
+
+    def _read(self) -> _Reading:
         """In a worker thread: the effective context, and every context's name on the way."""
+        merged: MergedKubeconfig | None = None
         try:
-            self.contexts = tuple(sorted(merged_kubeconfig(self.paths).contexts))
+            merged = merged_kubeconfig(self.paths)
+            self.contexts = tuple(sorted(merged.contexts))
         except KubetrayError:
             pass  # read_effective_context reports the same problem, with its file
-        return read_effective_context(self.paths, self._pinned)
+        if merged is not None and self._pinned is not None and self._pinned not in merged.contexts:
+            files = ", ".join(str(path) for path in merged.files)
+            known = ", ".join(sorted(merged.contexts)) or "none"
+            raise _UnknownPinnedContext(
+                f"The context {self._pinned!r} named by --context does not exist in the kubeconfig "
+                f"{files} (it has: {known})."
+            )
+        effective = read_effective_context(self.paths, self._pinned)
+        return _Reading(effective, _route(effective, merged))
 
-    def _problem(self, message: str, keeping: bool) -> None:
+    def _problem(self, message: str, keeping: bool, tail: str | None = None) -> None:
         self.problem = message
         if message == self._last_problem:
             return  # one event per problem, however often the file is rewritten meanwhile
         self._last_problem = message
-        tail = (" kubetray keeps the current tunnels and switches once the file is fixed." if keeping
-                else " kubetray starts forwarding once the file is fixed.")
+        if tail is None:
+            tail = (" kubetray keeps the current tunnels and switches once the file is fixed." if keeping
+                    else " kubetray starts forwarding once the file is fixed.")
         self._bus.publish(Event(EventKind.FAILED, message + tail,
                                 context=self.effective.name if self.effective else None))
 
