@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 
 from trayapp.config.auto import ALL_NAMESPACES, AutoSettings
 from trayapp.config.problems import Problem
 from trayapp.config.rules import RuleSet
-from trayapp.model import Rule
+from trayapp.model import Rule, is_loopback
 
 GLOBAL_SCOPE = "(all contexts)"
 _HEADERS = ("SCOPE", "RESOURCE", "NAMESPACE", "FORWARD", "NAME", "WRITTEN AT")
@@ -72,21 +71,12 @@ def _auto_lines(settings: AutoSettings) -> list[str]:
     return lines
 
 
-def _is_loopback(address: str) -> bool:
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
 def _open_to_network(ruleset: RuleSet) -> list[Problem]:
     """A warning for each rule whose listener other machines can reach."""
     found: list[Problem] = []
     every = [*ruleset.rules, *(rule for _, rules in ruleset.context_rules for rule in rules)]
     for rule in every:
-        if _is_loopback(rule.address) or rule.origin is None:
+        if is_loopback(rule.address) or rule.origin is None:
             continue
         wildcard = rule.address in ("0.0.0.0", "::")
         whose = "your network" if wildcard else f"the network of {rule.address}"
