@@ -1,7 +1,7 @@
 """The app without its face: one object that runs the engine for the tray and the terminal.
 
-`Controller.serve()` loads the rules, follows the kubeconfig (Supervisor) and the rules file, and
-runs until stopped. Its commands (pause, stop or restart a tunnel, switch context, reload, store a
+`Controller.serve()` loads the rules, follows the kubeconfig (Supervisor), the rules file and the
+OS's sleep, wake and network signals (platform/power), and runs until stopped. Its commands (pause, stop or restart a tunnel, switch context, reload, store a
 token) are coroutines on the engine's loop; the tray calls them through `EngineThread.submit`.
 After anything changes it hands a fresh `Snapshot` to `on_snapshot`, at most once per loop turn,
 so the UI renders state it is given and never asks the engine while a menu is opening.
@@ -29,6 +29,7 @@ from trayapp.engine.runtime import RunPlan, TunnelView
 from trayapp.engine.supervisor import Supervisor
 from trayapp.errors import KubetrayError
 from trayapp.model import Event, EventKind
+from trayapp.platform.power import NetworkWatcher
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,21 @@ class Controller:
             watcher = FileWatcher([self.rules_path])
             await watcher.start()
             watching = self._loop.create_task(self._follow_rules(watcher), name="controller:rules")
+
+        async def follow_network() -> None:
+            try:
+                async for change in NetworkWatcher().changes():
+                    await self.network_changed(change.text)
+            except Exception:  # kubetray works without these signals; its own checks remain
+                log.exception("listening for sleep and network changes failed")
+
+        network = self._loop.create_task(follow_network(), name="controller:network")
         try:
             await self.supervisor.serve(stop)
         finally:
+            # Cancelling also ends a connect to a system bus that hangs: stopping never waits on it.
+            network.cancel()
+            await asyncio.gather(network, return_exceptions=True)
             if watching is not None:
                 watching.cancel()
                 await asyncio.gather(watching, return_exceptions=True)
@@ -170,8 +183,12 @@ class Controller:
             return None
 
     async def network_changed(self, why: str) -> None:
-        """Sleep, wake or a network change (platform/power.py): restart every watch and session."""
-        log.info("%s: restarting every watch and port-forward session", why)
+        """Sleep, wake or a network change (platform/power): restart every watch and session.
+
+        Only logged: the tunnels' own events say what changed for the user (a moved pod, a
+        reconnect), and a wake that changed nothing should not show up in the tray at all.
+        """
+        log.info("%s: kubetray restarts every watch and port-forward session", why)
         self.supervisor.network_changed()
         self.changed()
 
