@@ -29,15 +29,16 @@ from typing import Any
 
 import pytest
 
+from tests.platform.system_bus import (
+    LOGIN1,
+    FakeService,
+    PrivateBus,
+    fake_service,
+    private_system_bus,
+)
 from trayapp.sim import SimCluster
 from trayapp.sim.kubeconfig import write_kubeconfig
 from trayapp.sim.runner import SimThread, run_in_thread
-from tests.platform.system_bus import (
-    FakeService,
-    PrivateBus,
-    logind,  # noqa: F401 - fixtures
-    system_bus,  # noqa: F401
-)
 
 from .conftest import SCENARIO
 
@@ -151,6 +152,18 @@ class Kubetray:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+@pytest.fixture
+def system_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateBus]:
+    with private_system_bus(tmp_path / "system-bus", monkeypatch) as bus:
+        yield bus
+
+
+@pytest.fixture
+def logind(system_bus: PrivateBus) -> Iterator[FakeService]:
+    with fake_service(system_bus, LOGIN1) as service:
+        yield service
 
 
 @pytest.fixture

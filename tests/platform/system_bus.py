@@ -7,6 +7,7 @@ dbus-fast code is checked against an independent implementation and a real bus d
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -99,11 +100,11 @@ class FakeService:
         self.connection.close()
 
 
-@pytest.fixture
-def system_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateBus]:
+@contextlib.contextmanager
+def private_system_bus(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateBus]:
     """A private bus that kubetray takes for the system bus (DBUS_SYSTEM_BUS_ADDRESS)."""
     pytest.importorskip("jeepney", reason="the fake logind and NetworkManager are written with jeepney")
-    bus = PrivateBus(tmp_path / "system-bus")
+    bus = PrivateBus(folder)
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.address)
     try:
         yield bus
@@ -111,15 +112,10 @@ def system_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Priv
         bus.close()
 
 
-@pytest.fixture
-def logind(system_bus: PrivateBus) -> Iterator[FakeService]:
-    service = FakeService(system_bus.address, LOGIN1)
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def network_manager(system_bus: PrivateBus) -> Iterator[FakeService]:
-    service = FakeService(system_bus.address, NETWORK_MANAGER)
-    yield service
-    service.close()
+@contextlib.contextmanager
+def fake_service(bus: PrivateBus, service: tuple[str, str, str]) -> Iterator[FakeService]:
+    fake = FakeService(bus.address, service)
+    try:
+        yield fake
+    finally:
+        fake.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,15 +15,7 @@ import pytest
 from trayapp.platform.power import Change, Emit, NetworkWatcher, Reason
 from trayapp.platform.power.linux import LinuxSource, NetworkManagerState
 
-from .system_bus import (
-    NM_CONNECTED_GLOBAL,
-    NM_DISCONNECTED,
-    FakeService,
-    PrivateBus,
-    logind,  # noqa: F401 - fixtures
-    network_manager,  # noqa: F401
-    system_bus,  # noqa: F401
-)
+from .system_bus import NM_CONNECTED_GLOBAL, NM_DISCONNECTED, FakeService, PrivateBus
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux source only")
 

@@ -48,7 +48,7 @@ class Reason(enum.Enum):
 
 @dataclass(frozen=True)
 class Change:
-    """One burst of signals: the weightiest reason in it, and how long the machine slept, if known."""
+    """One burst of signals: its weightiest reason, and how long the machine slept, if known."""
 
     reason: Reason
     slept: float | None = None  # seconds between going to sleep and waking
@@ -136,7 +136,8 @@ class NetworkWatcher:
     def _signal(self, reason: Reason) -> None:
         if reason is Reason.SLEEPING:
             self._slept_at = self._clock()
-            log.info("%s; kubetray restarts its watches and connections when it wakes.", reason.value)
+            log.info("%s; kubetray restarts its watches and connections when it wakes.",
+                     reason.value)
             return
         self._burst.add(reason)
         if self._timer is None:

@@ -41,12 +41,18 @@ PROPERTIES = "org.freedesktop.DBus.Properties"
 
 NM_CONNECTED_LOCAL = 50  # NMState: 50 local, 60 site, 70 global connectivity
 
+
+def _match(sender: str, path: str, interface: str, member: str, arg0: str | None = None) -> str:
+    """A D-Bus match rule for one signal of one service."""
+    rule = (f"type='signal',sender='{sender}',path='{path}',"
+            f"interface='{interface}',member='{member}'")
+    return rule if arg0 is None else f"{rule},arg0='{arg0}'"
+
+
 MATCH_RULES = (
-    f"type='signal',sender='{LOGIN1}',path='{LOGIN1_PATH}',interface='{LOGIN1_MANAGER}',"
-    "member='PrepareForSleep'",
-    f"type='signal',sender='{NM}',path='{NM_PATH}',interface='{NM}',member='StateChanged'",
-    f"type='signal',sender='{NM}',path='{NM_PATH}',interface='{PROPERTIES}',"
-    f"member='PropertiesChanged',arg0='{NM}'",
+    _match(LOGIN1, LOGIN1_PATH, LOGIN1_MANAGER, "PrepareForSleep"),
+    _match(NM, NM_PATH, NM, "StateChanged"),
+    _match(NM, NM_PATH, PROPERTIES, "PropertiesChanged", arg0=NM),  # NM's own properties only
 )
 
 
@@ -85,14 +91,17 @@ class LinuxSource:
         except BaseException as exc:  # a cancelled start (kubetray stopping) closes the bus too
             await _close(bus)
             if isinstance(exc, TimeoutError):
-                raise SourceUnavailable(f"the system bus did not answer within {CONNECT_TIMEOUT:.0f} s.") from None
+                raise SourceUnavailable(
+                    f"the system bus did not answer within {CONNECT_TIMEOUT:.0f} s.") from None
             if isinstance(exc, SourceUnavailable) or not isinstance(exc, Exception):
                 raise
             # OSError, an authentication or address error: dbus-fast raises several kinds
-            raise SourceUnavailable(f"there is no system bus to listen on ({type(exc).__name__}).") from None
+            raise SourceUnavailable(
+                f"there is no system bus to listen on ({type(exc).__name__}).") from None
         self._bus, self._emit = bus, emit
         bus.add_message_handler(self._on_message)
-        self._watch = asyncio.get_running_loop().create_task(self._follow(bus), name="power:system-bus")
+        self._watch = asyncio.get_running_loop().create_task(
+            self._follow(bus), name="power:system-bus")
         log.debug("listening for sleep and network changes on the system bus")
 
     async def aclose(self) -> None:
@@ -105,12 +114,12 @@ class LinuxSource:
             await asyncio.gather(self._watch, return_exceptions=True)
 
     async def _follow(self, bus: MessageBus) -> None:
-        """Say once if the system bus goes away (dbus-daemon restarted); the engine copes without."""
+        """Say once if the system bus goes away (dbus-daemon restarted); the engine copes."""
         with contextlib.suppress(Exception):
-            await bus.wait_for_disconnect()
+            await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
         if not self._closing:
-            log.warning("The system bus closed kubetray's connection; kubetray no longer hears about "
-                        "sleep and network changes, and relies on its own checks.")
+            log.warning("The system bus closed kubetray's connection; kubetray no longer hears "
+                        "about sleep and network changes, and relies on its own checks.")
 
     def _on_message(self, message: Message) -> bool | None:
         if message.message_type is not MessageType.SIGNAL or self._emit is None:
@@ -129,20 +138,22 @@ class LinuxSource:
         elif message.member == "StateChanged" and message.interface == NM:
             if message.signature == "u" and self._nm.state_changed(int(body[0])):
                 return Reason.NETWORK
-        elif message.member == "PropertiesChanged" and message.interface == PROPERTIES:
-            if message.signature.startswith("sa{sv}") and body[0] == NM:
-                primary = body[1].get("PrimaryConnection")
-                if primary is not None and primary.signature == "o" and self._nm.primary_changed(primary.value):
-                    return Reason.NETWORK
+        elif (message.member == "PropertiesChanged" and message.interface == PROPERTIES
+              and message.signature.startswith("sa{sv}") and body[0] == NM):
+            primary = body[1].get("PrimaryConnection")
+            if (primary is not None and primary.signature == "o"
+                    and self._nm.primary_changed(primary.value)):
+                return Reason.NETWORK
         return None
 
 
 async def _add_match(bus: MessageBus, rule: str) -> None:
     reply = await bus.call(Message(
-        destination="org.freedesktop.DBus", path="/org/freedesktop/DBus", interface="org.freedesktop.DBus",
-        member="AddMatch", signature="s", body=[rule]))
+        destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+        interface="org.freedesktop.DBus", member="AddMatch", signature="s", body=[rule]))
     if reply is not None and reply.message_type is MessageType.ERROR:
-        raise SourceUnavailable(f"the system bus refused to pass on its signals ({reply.error_name}).")
+        raise SourceUnavailable(
+            f"the system bus refused to pass on its signals ({reply.error_name}).")
 
 
 async def _close(bus: MessageBus) -> None:
@@ -152,4 +163,4 @@ async def _close(bus: MessageBus) -> None:
     bus.disconnect()
     with contextlib.suppress(Exception):
         async with asyncio.timeout(CLOSE_TIMEOUT):
-            await bus.wait_for_disconnect()
+            await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]

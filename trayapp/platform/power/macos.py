@@ -41,7 +41,8 @@ class MacSource:
             import AppKit  # noqa: F401 - pyobjc-framework-Cocoa
             import SystemConfiguration  # noqa: F401 - pyobjc-framework-SystemConfiguration
         except ImportError:
-            raise SourceUnavailable("pyobjc's Cocoa and SystemConfiguration frameworks are not installed.") from None
+            raise SourceUnavailable(
+                "pyobjc's Cocoa and SystemConfiguration frameworks are not installed.") from None
         loop = asyncio.get_running_loop()
 
         def post(reason: Reason) -> None:  # from any thread

@@ -33,8 +33,10 @@ AF_UNSPEC = 0
 NO_ERROR = 0
 
 # ULONG CALLBACK DeviceNotifyCallbackRoutine(PVOID Context, ULONG Type, PVOID Setting)
-_POWER_CALLBACK = ctypes.WINFUNCTYPE(wintypes.ULONG, ctypes.c_void_p, wintypes.ULONG, ctypes.c_void_p)
-# VOID NETIOAPI_API_ PUNICAST_IPADDRESS_CHANGE_CALLBACK(PVOID, PMIB_UNICASTIPADDRESS_ROW, MIB_NOTIFICATION_TYPE)
+_POWER_CALLBACK = ctypes.WINFUNCTYPE(
+    wintypes.ULONG, ctypes.c_void_p, wintypes.ULONG, ctypes.c_void_p)
+# VOID NETIOAPI_API_ PUNICAST_IPADDRESS_CHANGE_CALLBACK(
+#     PVOID CallerContext, PMIB_UNICASTIPADDRESS_ROW Row, MIB_NOTIFICATION_TYPE NotificationType)
 _ADDRESS_CALLBACK = ctypes.WINFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
 
 
@@ -73,7 +75,8 @@ class WindowsSource:
             powrprof = ctypes.WinDLL("powrprof")
             iphlpapi = ctypes.WinDLL("iphlpapi")
         except OSError as exc:
-            raise SourceUnavailable(f"Windows' power and network libraries did not load ({exc.strerror}).") from None
+            raise SourceUnavailable(
+                f"Windows' power and network libraries did not load ({exc.strerror}).") from None
         power_callback = _POWER_CALLBACK(on_power)
         parameters = _SubscribeParameters(power_callback, None)
         address_callback = _ADDRESS_CALLBACK(on_address)
@@ -81,7 +84,8 @@ class WindowsSource:
         status = powrprof.PowerRegisterSuspendResumeNotification(
             DEVICE_NOTIFY_CALLBACK, ctypes.byref(parameters), ctypes.byref(self._power_handle))
         if status != NO_ERROR:
-            raise SourceUnavailable(f"Windows refused the sleep and wake notification (error {status}).")
+            raise SourceUnavailable(
+                f"Windows refused the sleep and wake notification (error {status}).")
         status = iphlpapi.NotifyUnicastIpAddressChange(
             AF_UNSPEC, address_callback, None, False, ctypes.byref(self._address_handle))
         if status != NO_ERROR:
