@@ -94,7 +94,10 @@ class Controller:
         watcher = None
         watching = None
         if self.options.watch_rules and self.rules_path is not None:
-            watcher = FileWatcher([self.rules_path])
+            # watchfiles' thread wakes every step (debounce_ms) to poll, also when nothing
+            # changes: at the default 50 ms that was most of an idle kubetray's CPU. 250 ms still
+            # applies a saved rules file within about half a second.
+            watcher = FileWatcher([self.rules_path], debounce_ms=250)
             await watcher.start()
             watching = self._loop.create_task(self._follow_rules(watcher), name="controller:rules")
 

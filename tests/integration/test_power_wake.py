@@ -103,7 +103,10 @@ class Kubetray:
     """`kubetray --headless --json -v`: JSON events from stdout, log lines from stderr, on threads."""
 
     def __init__(self, *args: str) -> None:
-        env = {**os.environ, "XDG_STATE_HOME": tempfile.mkdtemp(prefix="kubetray-test-state-")}
+        # Its own state and instance folders: another kubetray on this machine must not answer
+        # `already running` in its place.
+        env = {**os.environ, "XDG_STATE_HOME": tempfile.mkdtemp(prefix="kubetray-test-state-"),
+               "XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="kubetray-test-run-")}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "trayapp", "--headless", "--json", "-v", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
