@@ -15,10 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from trayapp.platform.power import Emit, Reason, SourceUnavailable
+
+# Imported only on its own OS (power.default_source); type checkers skip it elsewhere.
+assert sys.platform == "darwin"
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +76,7 @@ class MacSource:
                              (NSWorkspaceWillSleepNotification, Reason.SLEEPING)):
             # queue None: the block runs on the posting thread (the main one); post() hops threads
             token = self._center.addObserverForName_object_queue_usingBlock_(
-                name, None, None, lambda _note, reason=reason: post(reason))
+                name, None, None, _observer(post, reason))
             self._observers.append(token)
 
     def _run_store(self, post: Any, ready: threading.Event, failure: list[str]) -> None:
@@ -117,3 +122,12 @@ class MacSource:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, START_TIMEOUT)
             self._thread = None
+
+
+def _observer(post: Callable[[Reason], None], reason: Reason) -> Callable[[Any], None]:
+    """A block of exactly one argument (the NSNotification), as pyobjc expects for this API."""
+
+    def observe(_notification: Any) -> None:
+        post(reason)
+
+    return observe

@@ -18,10 +18,14 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import sys
 from ctypes import wintypes
 from typing import Any
 
 from trayapp.platform.power import Emit, Reason, SourceUnavailable
+
+# Imported only on its own OS (power.default_source); type checkers skip it elsewhere.
+assert sys.platform == "win32"
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,8 @@ class WindowsSource:
         self._power_handle = ctypes.c_void_p()
         self._address_handle = wintypes.HANDLE()
         self._keep: list[Any] = []  # ctypes callbacks and structures Windows holds pointers to
+        self._powrprof: Any = None  # the DLLs whose functions _declare() typed
+        self._iphlpapi: Any = None
 
     async def start(self, emit: Emit) -> None:
         loop = asyncio.get_running_loop()
@@ -72,11 +78,12 @@ class WindowsSource:
             post(Reason.NETWORK)
 
         try:
-            powrprof = ctypes.WinDLL("powrprof")
-            iphlpapi = ctypes.WinDLL("iphlpapi")
-        except OSError as exc:
-            raise SourceUnavailable(
-                f"Windows' power and network libraries did not load ({exc.strerror}).") from None
+            powrprof = self._powrprof = ctypes.WinDLL("powrprof")
+            iphlpapi = self._iphlpapi = ctypes.WinDLL("iphlpapi")
+            _declare(powrprof, iphlpapi)
+        except (OSError, AttributeError) as exc:  # AttributeError: before Windows 8, no such call
+            raise SourceUnavailable("Windows' power and network calls are not available "
+                                    f"({type(exc).__name__}).") from None
         power_callback = _POWER_CALLBACK(on_power)
         parameters = _SubscribeParameters(power_callback, None)
         address_callback = _ADDRESS_CALLBACK(on_address)
@@ -99,8 +106,23 @@ class WindowsSource:
 
     def _unregister(self) -> None:
         if self._power_handle.value:
-            ctypes.WinDLL("powrprof").PowerUnregisterSuspendResumeNotification(self._power_handle)
+            self._powrprof.PowerUnregisterSuspendResumeNotification(self._power_handle)
             self._power_handle = ctypes.c_void_p()
         if self._address_handle.value:
-            ctypes.WinDLL("iphlpapi").CancelMibChangeNotify2(self._address_handle)
+            self._iphlpapi.CancelMibChangeNotify2(self._address_handle)
             self._address_handle = wintypes.HANDLE()
+
+
+def _declare(powrprof: Any, iphlpapi: Any) -> None:
+    """Argument and result types, so that handles and pointers pass at their full 64-bit width."""
+    handle_out = ctypes.POINTER(wintypes.HANDLE)
+    powrprof.PowerRegisterSuspendResumeNotification.argtypes = [
+        wintypes.DWORD, ctypes.POINTER(_SubscribeParameters), ctypes.POINTER(ctypes.c_void_p)]
+    powrprof.PowerRegisterSuspendResumeNotification.restype = wintypes.DWORD
+    powrprof.PowerUnregisterSuspendResumeNotification.argtypes = [ctypes.c_void_p]
+    powrprof.PowerUnregisterSuspendResumeNotification.restype = wintypes.DWORD
+    iphlpapi.NotifyUnicastIpAddressChange.argtypes = [
+        wintypes.USHORT, _ADDRESS_CALLBACK, ctypes.c_void_p, wintypes.BOOLEAN, handle_out]
+    iphlpapi.NotifyUnicastIpAddressChange.restype = wintypes.DWORD
+    iphlpapi.CancelMibChangeNotify2.argtypes = [wintypes.HANDLE]
+    iphlpapi.CancelMibChangeNotify2.restype = wintypes.DWORD
