@@ -258,3 +258,13 @@ async def test_a_hung_system_bus_neither_blocks_nor_keeps_kubetray_from_stopping
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+def test_the_source_for_this_os_and_the_others_compile() -> None:
+    """macOS and Windows code is not run here; it must at least be valid Python."""
+    from trayapp.platform import power
+
+    assert isinstance(power.default_source(), LinuxSource)
+    folder = Path(power.__file__).parent
+    for name in ("macos.py", "windows.py"):
+        compile((folder / name).read_text(encoding="utf-8"), name, "exec", dont_inherit=True)
