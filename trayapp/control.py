@@ -1,10 +1,11 @@
 """The app without its face: one object that runs the engine for the tray and the terminal.
 
-`Controller.serve()` loads the rules, follows the kubeconfig (Supervisor), the rules file and the
-OS's sleep, wake and network signals (platform/power), and runs until stopped. Its commands (pause, stop or restart a tunnel, switch context, reload, store a
+`Controller.serve()` loads the rules, follows the kubeconfig (Supervisor) and the rules file, and
+runs until stopped. Its commands (pause, stop or restart a tunnel, switch context, reload, store a
 token) are coroutines on the engine's loop; the tray calls them through `EngineThread.submit`.
 After anything changes it hands a fresh `Snapshot` to `on_snapshot`, at most once per loop turn,
 so the UI renders state it is given and never asks the engine while a menu is opening.
+A wake from sleep or a network change (platform/power) restarts every watch and session at once.
 
 It joins config, engine and platform, so it sits above them, beside `headless`; it imports no Qt.
 """
@@ -94,10 +95,7 @@ class Controller:
         watcher = None
         watching = None
         if self.options.watch_rules and self.rules_path is not None:
-            # watchfiles' thread wakes every step (debounce_ms) to poll, also when nothing
-            # changes: at the default 50 ms that was most of an idle kubetray's CPU. 250 ms still
-            # applies a saved rules file within about half a second.
-            watcher = FileWatcher([self.rules_path], debounce_ms=250)
+            watcher = FileWatcher([self.rules_path])
             await watcher.start()
             watching = self._loop.create_task(self._follow_rules(watcher), name="controller:rules")
 
