@@ -1,11 +1,11 @@
-"""A wake from sleep heals kubetray at once: `kubetray --headless` as a real process, its API
-traffic through a path that dies the way a sleeping laptop's does, logind's real PrepareForSleep
-signal on a private bus standing in for the system bus.
+"""A wake from sleep or a new network heals kubetray at once: `kubetray --headless` as a real
+process, its API traffic through a path that dies the way a sleeping laptop's does, logind's and
+NetworkManager's real signals on a private bus standing in for the system bus.
 
-While "asleep", every connection on the path goes silent for good (no FIN, no reset) and the
-serving pod is deleted; the watch on the dead path never hears of it. The wake signal alone
-must end the open local connection, restart the watches on the new path and move the tunnel to
-the replacement pod on the same local port.
+While "asleep" (or offline), every connection on the path goes silent for good (no FIN, no
+reset) and the serving pod is deleted; the watch on the dead path never hears of it. The OS's
+signal alone must end the open local connection, restart the watches on the new path and move
+the tunnel to the replacement pod on the same local port (about 0.5 s after the signal here).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ import pytest
 
 from tests.platform.system_bus import (
     LOGIN1,
+    NETWORK_MANAGER,
+    NM_CONNECTED_GLOBAL,
+    NM_DISCONNECTED,
     FakeService,
     PrivateBus,
     fake_service,
@@ -170,6 +173,12 @@ def logind(system_bus: PrivateBus) -> Iterator[FakeService]:
 
 
 @pytest.fixture
+def network_manager(system_bus: PrivateBus) -> Iterator[FakeService]:
+    with fake_service(system_bus, NETWORK_MANAGER) as service:
+        yield service
+
+
+@pytest.fixture
 def sim() -> Iterator[SimThread]:
     with run_in_thread(SimCluster("power", scenario=SCENARIO)) as thread:
         yield thread
@@ -194,9 +203,13 @@ def serving_pod(port: int) -> str:
         return str(answer.headers["X-Pod"])
 
 
-def test_wake_moves_a_tunnel_whose_watch_died_in_sleep(
-    sim: SimThread, system_bus: PrivateBus, logind: FakeService, tmp_path: Path, unused_tcp_port: int
+@pytest.mark.parametrize("how", ["wake", "new-network"])
+def test_a_tunnel_whose_watch_died_moves_when_the_os_says_so(
+    how: str, sim: SimThread, logind: FakeService, network_manager: FakeService, tmp_path: Path,
+    unused_tcp_port: int,
 ) -> None:
+    """`wake`: logind's PrepareForSleep(true), then (false). `new-network`: NetworkManager goes
+    offline, then connected again, as when a laptop moves to another Wi-Fi network."""
     cluster = sim.cluster
     cluster.scale("deployments", "default", "web", 1)
     path = DyingPath(cluster.port)
@@ -217,12 +230,18 @@ def test_wake_moves_a_tunnel_whose_watch_died_in_sleep(
             conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_response_head(conn)["x-pod"] == first["pod"]
 
-            logind.signal("PrepareForSleep", "b", True)
+            if how == "wake":
+                logind.signal("PrepareForSleep", "b", True)
+            else:
+                network_manager.signal("StateChanged", "u", NM_DISCONNECTED)
             assert sim.call(path.die) >= 4  # the watches and the open session, both ways
             replacement = cluster.delete_pod("default", first["pod"])
             assert replacement and replacement != first["pod"]
             woke = time.monotonic()
-            logind.signal("PrepareForSleep", "b", False)
+            if how == "wake":
+                logind.signal("PrepareForSleep", "b", False)
+            else:
+                network_manager.signal("StateChanged", "u", NM_CONNECTED_GLOBAL)
 
             # the open connection rode the dead path: it is ended, not left hanging
             with _ended():
@@ -231,8 +250,8 @@ def test_wake_moves_a_tunnel_whose_watch_died_in_sleep(
         moved = app.wait_for(lambda e: e["event"] == "reconnected")
         assert (moved["oldPod"], moved["pod"], moved["localPort"]) == (first["pod"], replacement, unused_tcp_port)
         assert serving_pod(unused_tcp_port) == replacement
-        print(f"wake signal to the replacement serving: {time.monotonic() - woke:.2f} s")
-        app.wait_for_log("the computer woke from sleep after")
+        print(f"{how} signal to the replacement serving: {time.monotonic() - woke:.2f} s")
+        app.wait_for_log("the computer woke from sleep after" if how == "wake" else "the network changed: ")
         assert app.stop(signal.SIGINT) == 0
     finally:
         app.kill()
