@@ -5,6 +5,7 @@ runs until stopped. Its commands (pause, stop or restart a tunnel, switch contex
 token) are coroutines on the engine's loop; the tray calls them through `EngineThread.submit`.
 After anything changes it hands a fresh `Snapshot` to `on_snapshot`, at most once per loop turn,
 so the UI renders state it is given and never asks the engine while a menu is opening.
+A wake from sleep or a network change (platform/power) restarts every watch and session at once.
 
 It joins config, engine and platform, so it sits above them, beside `headless`; it imports no Qt.
 """
@@ -30,6 +31,7 @@ from trayapp.engine.runtime import RunPlan, TunnelView
 from trayapp.engine.supervisor import Supervisor
 from trayapp.errors import KubetrayError
 from trayapp.model import Event, EventKind, is_loopback, listen_text, tunnel_url
+from trayapp.platform.power import NetworkWatcher
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +101,21 @@ class Controller:
             watcher = FileWatcher([self.rules_path])
             await watcher.start()
             watching = self._loop.create_task(self._follow_rules(watcher), name="controller:rules")
+
+        async def follow_network() -> None:
+            try:
+                async for change in NetworkWatcher().changes():
+                    await self.network_changed(change.text)
+            except Exception:  # kubetray works without these signals; its own checks remain
+                log.exception("listening for sleep and network changes failed")
+
+        network = self._loop.create_task(follow_network(), name="controller:network")
         try:
             await self.supervisor.serve(stop)
         finally:
+            # Cancelling also ends a connect to a system bus that hangs: stopping never waits on it.
+            network.cancel()
+            await asyncio.gather(network, return_exceptions=True)
             if watching is not None:
                 watching.cancel()
                 await asyncio.gather(watching, return_exceptions=True)
@@ -208,8 +222,12 @@ class Controller:
             return None
 
     async def network_changed(self, why: str) -> None:
-        """Sleep, wake or a network change (platform/power.py): restart every watch and session."""
-        log.info("%s: restarting every watch and port-forward session", why)
+        """Sleep, wake or a network change (platform/power): restart every watch and session.
+
+        Only logged: the tunnels' own events say what changed for the user (a moved pod, a
+        reconnect), and a wake that changed nothing should not show up in the tray at all.
+        """
+        log.info("%s: kubetray restarts every watch and port-forward session", why)
         self.supervisor.network_changed()
         self.changed()
 

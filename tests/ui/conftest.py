@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,12 @@ def _own_user_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(autouse=True)
+def _qt_garbage_dies_on_the_gui_thread() -> Iterator[None]:
+    """A test's Qt objects left in reference cycles are collected here, on the GUI thread. Left
+    to the cyclic GC, they die in whichever thread allocates next, e.g. a later test's engine
+    thread: "Timers cannot be stopped from another thread", then a segmentation fault."""
+    yield
+    gc.collect()
