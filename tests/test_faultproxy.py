@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.support.faultproxy import FaultProxy, FaultProxyThread
+from tests.support.faultproxy import FaultProxy, FaultProxyThread, reset_socket
 
 QUIET = 0.3  # how long "nothing arrives" is watched for; it can only make a check pass wrongly, never fail
 
@@ -123,7 +123,7 @@ async def test_blackhole_silences_open_connections_without_fin_or_reset(
 ) -> None:
     reader, writer = await connect(proxy)
     assert await roundtrip(reader, writer, b"before") == b"before"
-    server_reader, server_writer = await upstream.connection(0)
+    _, server_writer = await upstream.connection(0)
     proxy.blackhole()
     writer.write(b"lost?")
     await writer.drain()
@@ -166,6 +166,21 @@ async def test_reset_sends_an_rst_to_both_ends(proxy: FaultProxy, upstream: Upst
     assert await reset_seen(server_reader)
     counts = await proxy.wait_until(lambda c: c.open == 0, 10)
     assert counts.resets == 2
+    writer.close()
+
+
+@pytest.mark.parametrize("latency", [0.0, 0.05])
+async def test_a_reset_from_the_server_reaches_the_client_as_a_reset(
+    proxy: FaultProxy, upstream: Upstream, latency: float
+) -> None:
+    proxy.slow(latency=latency)
+    upstream.echo = False
+    reader, writer = await connect(proxy)
+    _, server_writer = await upstream.connection(0)
+    reset_socket(server_writer)
+    assert await reset_seen(reader)
+    counts = await proxy.wait_until(lambda c: c.open == 0, 10)
+    assert counts.resets == 1  # the proxy passed it on to the client
     writer.close()
 
 

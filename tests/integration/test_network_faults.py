@@ -117,7 +117,9 @@ async def serving_pod(port: int) -> str:
     return headers["x-pod"]
 
 
-async def one_pod_forwarding(cluster: SimCluster, engine: Callable[..., Any], port: int) -> tuple[ContextRun, Events, str]:
+async def one_pod_forwarding(
+    cluster: SimCluster, engine: Callable[..., Any], port: int
+) -> tuple[ContextRun, Events, str]:
     """`web` scaled to one pod, so a deleted pod has exactly one replacement; forwarding on `port`."""
     cluster.scale("deployments", "default", "web", 1)
     run, events = await engine([Rule(ResourceType.DEPLOYMENT, "web", 8080, local_port=port)])
@@ -131,7 +133,7 @@ async def test_a_reset_of_every_api_connection_heals_by_itself(
     cluster: SimCluster, proxy: FaultProxy, engine: Callable[..., Any], unused_tcp_port: int
 ) -> None:
     port = unused_tcp_port
-    run, events, pod = await one_pod_forwarding(cluster, engine, port)
+    _, events, pod = await one_pod_forwarding(cluster, engine, port)
     await proxy.wait_until(lambda c: c.open >= 1, 10)  # at least the watch is open through the proxy
     proxy.reset_all()
     replacement = cluster.delete_pod("default", pod)
@@ -145,7 +147,7 @@ async def test_a_slow_link_still_moves_the_tunnel_to_the_replacement(
     cluster: SimCluster, proxy: FaultProxy, engine: Callable[..., Any], unused_tcp_port: int
 ) -> None:
     port = unused_tcp_port
-    run, events, pod = await one_pod_forwarding(cluster, engine, port)
+    _, events, pod = await one_pod_forwarding(cluster, engine, port)
     proxy.slow(latency=0.2, bandwidth=256_000)
     replacement = cluster.delete_pod("default", pod)
     moved = await events.wait_for(EventKind.RECONNECTED, lambda e: e.pod == replacement, HEAL_TIMEOUT)

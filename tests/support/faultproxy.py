@@ -29,6 +29,7 @@ the platform's sleep and network signals can; a kernel keepalive is tested elsew
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import socket
@@ -37,7 +38,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from trayapp.engine.aio import deadline
 
@@ -81,10 +82,8 @@ def reset_socket(writer: asyncio.StreamWriter) -> None:
     """Close with an RST instead of a FIN: SO_LINGER on, timeout 0, then close."""
     sock = writer.get_extra_info("socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):  # already closed
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass  # already closed
     writer.transport.abort()
 
 
@@ -153,7 +152,7 @@ class FaultProxy:
         self._changed = asyncio.Event()  # set and replaced on every change the counts show
 
     # -- lifetime ------------------------------------------------------------------------
-    async def start(self) -> FaultProxy:
+    async def start(self) -> Self:
         self._server = await asyncio.start_server(self._accepted_conn, self._host, self._port, limit=CHUNK)
         return self
 
@@ -170,7 +169,7 @@ class FaultProxy:
             await self._server.wait_closed()
         self._conns.clear()
 
-    async def __aenter__(self) -> FaultProxy:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -359,7 +358,7 @@ class FaultProxy:
             delay = read_at + self._shape.latency - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await pacer.take(len(data), self._shape.bandwidth)
+            await pacer.take(len(data) if data else 0, self._shape.bandwidth)
             if not await self._held(conn):
                 return
             assert dest.writer is not None
@@ -407,10 +406,8 @@ class FaultProxy:
         )
         writer.write(head.encode() + body)
         self._unavailable += 1
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await writer.drain()
-        except (ConnectionError, OSError):
-            pass
         self._close_end(conn, conn.client)
 
     # -- state changes -------------------------------------------------------------------
@@ -473,7 +470,7 @@ class FaultProxyThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="faultproxy", daemon=True)
 
-    def start(self, timeout: float = 10.0) -> FaultProxyThread:
+    def start(self, timeout: float = 10.0) -> Self:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self.proxy.start(), self._loop).result(timeout)
         return self
@@ -488,7 +485,7 @@ class FaultProxyThread:
             self._thread.join(timeout)
             self._loop.close()
 
-    def __enter__(self) -> FaultProxyThread:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
