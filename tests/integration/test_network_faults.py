@@ -224,3 +224,16 @@ async def test_a_pod_deleted_while_asleep_is_not_shown_as_forwarding_after_the_w
     assert (view.state, view.pod) == (TunnelState.FORWARDING, replacement)
     lies = [e for e in events.seen[start:] if e.kind == EventKind.FORWARDING and e.pod == pod]
     assert not lies, f"claimed forwarding to the deleted pod after the wake: {lies}"
+
+
+@NEEDS_LIVENESS
+async def test_a_connection_during_a_503_waits_for_the_server_instead_of_failing(
+    cluster: SimCluster, proxy: FaultProxy, engine: Callable[..., Any], unused_tcp_port: int
+) -> None:
+    port = unused_tcp_port
+    _, _, pod = await one_pod_forwarding(cluster, engine, port)
+    proxy.unavailable(retry_after=1)  # the port-forward dial of the next connection gets a 503
+    request = asyncio.ensure_future(serving_pod(port))
+    await proxy.wait_until(lambda c: c.unavailable >= 1, HEAL_TIMEOUT)
+    proxy.pass_through()  # the server is back: the waiting connection goes through
+    assert await request == pod
