@@ -214,10 +214,10 @@ FAULTS = {
                    lambda b: fault_sleep(b, wake_signal=False)),
     "wake-signal": Fault("wake-signal", "the same, with logind's PrepareForSleep",
                          lambda b: fault_sleep(b, wake_signal=True)),
-    "blackhole": Fault("blackhole", "blackhole {blackhole_seconds:g} s, back on a {blackhole_return} network",
+    "blackhole": Fault("blackhole", "blackhole {blackhole_seconds:g} s, back on {blackhole_network} network",
                        fault_blackhole),
     "reset": Fault("reset", "reset storm {storm_seconds:g} s", fault_reset),
-    "slow": Fault("slow", "slow link {slow_latency:g} s each way, {slow_bandwidth_k} kB/s", fault_slow,
+    "slow": Fault("slow", "slow link {slow_latency:g} s each way, {slow_bandwidth_k}", fault_slow,
                   lambda a: a.probe_timeout + 6 * a.slow_latency),  # a dial and a GET: ~3 round trips
     "503": Fault("503", "503 + Retry-After {unavailable_seconds:g} s", fault_unavailable),
 }
@@ -479,8 +479,10 @@ def run(args: argparse.Namespace) -> tuple[list[Row], str | None]:
             _log(f"kubectl port-forward: {kubectl_missing or 'forwards; it runs each fault too'}")
             for key in args.faults:
                 fault = FAULTS[key]
-                label = fault.label.format(**vars(args), slow_bandwidth_k=f"{(args.slow_bandwidth or 0) / 1000:g}"
-                                           if args.slow_bandwidth else "unlimited")
+                label = fault.label.format(
+                    **vars(args),
+                    slow_bandwidth_k=f"{args.slow_bandwidth / 1000:g} kB/s" if args.slow_bandwidth else "no bandwidth cap",
+                    blackhole_network="a new" if args.blackhole_return == "new" else "the same")
                 if key == "wake-signal" and bench.logind_missing:
                     rows.append(Row(fault, label, Outcome(skipped=bench.logind_missing), None))
                     _log(f"{key}: {bench.logind_missing}")
