@@ -15,13 +15,37 @@ from trayapp.engine.aio import deadline as time_limit
 from trayapp.engine.backoff import Backoff
 from trayapp.engine.cache import ClusterCache
 from trayapp.engine.ports import bind_listener
-from trayapp.engine.relay import READ_SIZE, relay
+from trayapp.engine.relay import READ_SIZE, close_local, relay
 from trayapp.engine.resolve import Target, Unresolved, kinds_needed, resolve
-from trayapp.engine.tunnel import CloseConnections, Command, Publish, TargetChanged, TunnelMachine
+from trayapp.engine.tunnel import (
+    CloseConnections,
+    Command,
+    Publish,
+    Relist,
+    TargetChanged,
+    TunnelMachine,
+    Wakeup,
+)
 from trayapp.errors import ApiError, ApiUnreachable, AuthError, KubetrayError, NotFound, PortError
 from trayapp.model import Event, Rule, TunnelState
 
 log = logging.getLogger(__name__)
+
+# How long a connection that failed waits for the tunnel to move to another pod before the failure
+# counts as the connection's own: in a rollout the kubelet's error can beat the watch event.
+SETTLE = 1.0
+# The kubelet's (CRI runtime's) words for a pod whose sandbox or container no longer exists.
+_POD_GONE_TEXTS = ("failed to find sandbox", "not found", "no such container")
+
+
+def server_away(error: KubetrayError) -> bool:
+    """The API server did not answer, or asked us to come back later (503, 429)."""
+    return isinstance(error, ApiUnreachable) or (isinstance(error, ApiError) and error.status in (429, 503))
+
+
+def pod_gone_text(text: str) -> bool:
+    lowered = text.lower()
+    return any(words in lowered for words in _POD_GONE_TEXTS)
 
 
 class Forwarder:
@@ -47,6 +71,7 @@ class Forwarder:
         self._retry = Backoff(initial=0.1, cap=1.0)
         self._connections: dict[asyncio.Task[None], str] = {}
         self._kinds = kinds_needed(rule.resource_type)
+        self._wakeup: asyncio.TimerHandle | None = None
 
     @property
     def state(self) -> TunnelState:
@@ -97,8 +122,15 @@ class Forwarder:
         if isinstance(error, AuthError):
             # The context run tells the user once for the whole context; the tunnel only shows it.
             self.machine.cluster_failed(f"The cluster refused kubetray's credentials. ({error.message})")
+        elif server_away(error):
+            now = asyncio.get_running_loop().time()
+            self._run(self.machine.server_failed(self._server_name, now, from_watch=True))
         elif self.machine.target is None:
             self._run(self.machine.resolved(Unresolved(f"{error.message} kubetray keeps retrying.")))
+
+    @property
+    def _server_name(self) -> str:
+        return self._cache.api.access.server
 
     def _run(self, commands: list[Command]) -> None:
         for command in commands:
@@ -112,54 +144,123 @@ class Forwarder:
                 for task, pod in list(self._connections.items()):
                     if pod == command.pod:
                         task.cancel()
+            elif isinstance(command, Wakeup):
+                if self._wakeup is not None:
+                    self._wakeup.cancel()
+                self._wakeup = asyncio.get_running_loop().call_later(command.delay, self._woken)
+            elif isinstance(command, Relist):
+                self._cache.relist(self._kinds, self.rule.namespace)
+
+    def _woken(self) -> None:
+        self._wakeup = None
+        self._run(self.machine.wakeup(asyncio.get_running_loop().time()))
+
+    def _dial_failed(self, began: float) -> None:
+        """A dial found the API server away: maybe the watches are dead too, so list again now."""
+        now = asyncio.get_running_loop().time()
+        first = not self.machine.server_away
+        self._run(self.machine.server_failed(self._server_name, now, from_watch=False, began=began))
+        if first:
+            self._cache.relist(self._kinds, self.rule.namespace)
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._connect_timeout
-        avoid: Target | None = None  # a pod that just refused: wait for the cluster to move on
-        attempt = 0
         self._connections[task] = ""  # known from the start, so stop() also ends a waiting connection
         try:
-            while True:
-                target = await self._wait_for_target(deadline, avoid)
-                if target is None:
-                    log.info("%s: closed a connection: no ready pod within %.0f s (%s)",
-                             self.rule.label, self._connect_timeout, self.machine.reason)
-                    return
-                self._connections[task] = target.pod
-                try:
-                    ws = await self._cache.api.dial_portforward(target.namespace, target.pod, target.port)
-                except (NotFound, ApiUnreachable) as exc:
-                    # The pod died before its watch event reached us, or the API server is
-                    # restarting: retry on the replacement (or once it answers) until the deadline.
-                    log.debug("%s: dialing %s failed (%s); retrying", self.rule.label, target.pod, exc)
-                    if isinstance(exc, NotFound) or exc.status == 400:
-                        avoid = target
-                    else:
-                        await asyncio.sleep(min(self._retry.delay(attempt), max(0.0, deadline - loop.time())))
-                    attempt += 1
-                    if loop.time() >= deadline:
-                        self._run(self.machine.connection_failed(target.pod, exc.message))
-                        return
-                    continue
-                except ApiError as exc:
-                    self._run(self.machine.connection_failed(target.pod, exc.message))
-                    return
-                except Exception as exc:  # a library error we did not translate: this connection only
-                    log.warning("%s: dialing pod %s failed", self.rule.label, target.pod, exc_info=True)
-                    self._run(self.machine.connection_failed(target.pod, f"{type(exc).__name__}: {exc}"))
-                    return
-                result = await relay(reader, writer, ws, target.port)
-                if result.error:
-                    self._run(self.machine.connection_failed(target.pod, result.error))
-                return
+            await self._connect_and_relay(task, reader, writer)
         except asyncio.CancelledError:
             pass
         finally:
             self._connections.pop(task, None)
-            writer.close()
+            await close_local(writer)
+
+    async def _connect_and_relay(
+        self, task: asyncio.Task[None], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._connect_timeout
+        avoid: Target | None = None  # a pod found gone or refusing: wait for the cluster to move on
+        attempt = 0
+        replay = b""  # what this connection already sent to a pod that turned out to be gone
+        while True:
+            target = await self._wait_for_target(deadline, avoid)
+            if target is None:
+                log.info("%s: closed a connection: no ready pod within %.0f s (%s)",
+                         self.rule.label, self._connect_timeout, self.machine.reason)
+                return
+            self._connections[task] = target.pod
+            began = loop.time()
+            try:
+                ws = await self._cache.api.dial_portforward(
+                    target.namespace, target.pod, target.port, timeout=max(deadline - began, 0.1))
+            except ApiError as exc:
+                if isinstance(exc, NotFound) or exc.status == 400:
+                    # The pod died before its watch event reached us (or that watch is dead): ask
+                    # the server again now, and wait for the replacement until the deadline.
+                    log.debug("%s: pod %s is gone (%s)", self.rule.label, target.pod, exc.message)
+                    avoid = target
+                    self._run(self.machine.pod_gone(target))
+                    continue
+                if not server_away(exc):
+                    self._run(self.machine.connection_failed(target.pod, exc.message))
+                    return
+                # Unreachable, restarting or busy (503/429): retry until the deadline.
+                self._dial_failed(began)
+                delay = max(self._retry.delay(attempt), getattr(exc, "retry_after", None) or 0.0)
+                attempt += 1
+                if loop.time() + delay >= deadline:
+                    log.info("%s: closed a connection: the API server did not answer within %.0f s (%s)",
+                             self.rule.label, self._connect_timeout, exc.message)
+                    return
+                await asyncio.sleep(delay)
+                continue
+            except Exception:  # a library error we did not translate: this connection only
+                log.warning("%s: dialing pod %s failed", self.rule.label, target.pod, exc_info=True)
+                self._run(self.machine.connection_failed(
+                    target.pod, "kubetray could not open a port-forward stream to it; its log has the details."))
+                return
+            self._run(self.machine.server_answered())
+            result = await relay(reader, writer, ws, target.port, first=replay)
+            if result.error is None:
+                return
+            error = result.error
+            gone = pod_gone_text(error)
+            if gone:
+                self._run(self.machine.pod_gone(target))
+            if result.unanswered is not None:
+                # The pod sent nothing, so nothing is lost: once the tunnel moves on (the pod is
+                # gone, or a rollout took it away), carry this connection to the new pod.
+                until = deadline if gone else min(deadline, loop.time() + SETTLE)
+                if await self._moved_from(target, until):
+                    replay, avoid = result.unanswered, target
+                    continue
+            else:
+                await close_local(writer)  # the client learns at once; the verdict can wait
+                gone = gone or await self._moved_from(target, loop.time() + SETTLE)
+            if gone:
+                # The pod went away under the connection: a rollout or a deletion, which the
+                # tunnel reports as such, not a failure of its own.
+                log.info("%s: a connection to pod %s ended as the pod went away (%s)",
+                         self.rule.label, target.pod, error.strip())
+                return
+            self._run(self.machine.connection_failed(target.pod, error))
+            return
+
+    async def _moved_from(self, target: Target, until: float) -> bool:
+        """Wait until `until` for the tunnel to leave `target`; True if it did."""
+        loop = asyncio.get_running_loop()
+        while self.machine.target == target and self.machine.state != TunnelState.STOPPED:
+            remaining = until - loop.time()
+            if remaining <= 0:
+                return False
+            changed = self._target_changed
+            try:
+                async with time_limit(remaining):
+                    await changed.wait()
+            except asyncio.TimeoutError:
+                return False
+        return self.machine.state != TunnelState.STOPPED
 
     async def _wait_for_target(self, deadline: float, avoid: Target | None) -> Target | None:
         loop = asyncio.get_running_loop()
@@ -191,6 +292,9 @@ class Forwarder:
 
     async def stop(self) -> None:
         self._cache.unsubscribe(self)
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+            self._wakeup = None
         self._run(self.machine.stopped())
         if self._server_task is not None:
             await asyncio.gather(self._server_task, return_exceptions=True)
