@@ -245,7 +245,12 @@ class TunnelMachine:
         outage.told = True
         self.reason = self._outage_reason(outage, now)
         self._set_state(TunnelState.WAITING)
-        return [self._event(EventKind.WAITING, f"{self.rule.label} is waiting: {self.reason}")]
+        commands: list[Command] = [self._event(EventKind.WAITING, f"{self.rule.label} is waiting: {self.reason}")]
+        if outage.from_watch:
+            # A watch that broke resumes from its resourceVersion, and a resumed watch on a
+            # quiet cluster says nothing: listing again makes the server's first answer heard.
+            commands.append(Relist())
+        return commands
 
     def server_answered(self) -> list[Command]:
         """A port-forward dial got through. It ends an outage that only dials had seen; one that

@@ -33,6 +33,12 @@ CLOSE_TIMEOUT = 5.0
 class PortTarget:
     port: int
     address: tuple[str, int] | None  # the backend listener; None: nothing listens on that port
+    error: str | None = None  # the error-channel text instead of connecting (a lost sandbox)
+
+
+def sandbox_gone_text(port: int, pod_name: str, uid: str) -> str:
+    """containerd's wording when the API still has the pod but the node no longer has its sandbox."""
+    return f"error forwarding port {port} to pod {uid}, uid : failed to find sandbox \"{uid}\" in store: not found"
 
 
 def refused_text(port: int, pod_name: str) -> str:
@@ -106,7 +112,7 @@ class PortForwardSession:
         self._flush()
         loop = asyncio.get_running_loop()
         for index, target in enumerate(self._targets):
-            if target.address is None:
+            if target.address is None or target.error:
                 self._refuse(index)
             else:
                 task = loop.create_task(self._connect(index, target.address),
@@ -137,7 +143,8 @@ class PortForwardSession:
 
     def _refuse(self, index: int) -> None:
         if self._ws.state is OPEN:
-            self._ws.send_binary(self._channels.encode_error(refused_text(self._targets[index].port, self._pod),
+            target = self._targets[index]
+            self._ws.send_binary(self._channels.encode_error(target.error or refused_text(target.port, self._pod),
                                                              index))
             self._flush()
         self.backend_closed(index)
