@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from trayapp.engine.relay import HALF_CLOSE_LINGER
 from trayapp.engine.runtime import ContextRun
 from trayapp.model import EventKind, ResourceType, Rule, TunnelState
 from trayapp.sim import SimCluster
@@ -31,6 +32,15 @@ def freeze_watches(run: ContextRun) -> None:
     for informer in run.cache._informers.values():
         assert informer._task is not None
         informer._task.cancel()
+
+
+async def connections_ended(run: ContextRun, timeout: float = 15.0) -> None:
+    async def ended() -> None:
+        for forwarder in run.forwarders.values():
+            while forwarder._connections:
+                await asyncio.gather(*forwarder._connections, return_exceptions=True)
+
+    await asyncio.wait_for(ended(), timeout)
 
 
 def state_of(run: ContextRun, port: int) -> TunnelState:
@@ -140,7 +150,9 @@ async def test_a_lost_sandbox_on_the_error_channel_moves_the_connection_with_its
 async def test_a_rollout_shows_no_failure_for_connections_on_the_old_pods(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:
-    _, events = await run_rules([Rule(ResourceType.DEPLOYMENT, "web", 8080, local_port=unused_tcp_port)])
+    # the kubelet reports the broken copy to each open stream, as the one in the issue did
+    cluster.settings.stream_errors_on_pod_stop = True
+    run, events = await run_rules([Rule(ResourceType.DEPLOYMENT, "web", 8080, local_port=unused_tcp_port)])
     first = await events.wait_for(EventKind.FORWARDING)
     old_pods = set(cluster.pod_names("default", "app=web"))
     streams = [await asyncio.open_connection("127.0.0.1", unused_tcp_port) for _ in range(5)]
@@ -155,7 +167,30 @@ async def test_a_rollout_shows_no_failure_for_connections_on_the_old_pods(
             pass
         writer.close()
     assert await serving_pod(unused_tcp_port) not in old_pods
-    await asyncio.sleep(1.5)  # longer than the forwarder's SETTLE: any verdict is in
+    await connections_ended(run)
+    assert not events.of(EventKind.FAILED)
+
+
+async def test_connections_on_a_deleted_pod_end_without_a_failure_even_when_the_watch_is_dead(
+    cluster: SimCluster, run_rules, unused_tcp_port: int
+) -> None:
+    """The kubelet's error beats the news of the deletion: kubetray asks the server, sees the
+    pod gone, and reports a reconnect, not a failed connection."""
+    cluster.settings.stream_errors_on_pod_stop = True
+    cluster.scale("deployments", "default", "web", 1)
+    run, events = await run_rules([Rule(ResourceType.DEPLOYMENT, "web", 8080, local_port=unused_tcp_port)])
+    first = await events.wait_for(EventKind.FORWARDING)
+    reader, writer = await asyncio.open_connection("127.0.0.1", unused_tcp_port)
+    writer.write(b"GET /bytes/1073741824 HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readexactly(64 * 1024)
+    freeze_watches(run)
+    replacement = cluster.delete_pod("default", first.pod)
+    while await asyncio.wait_for(reader.read(1 << 20), 10):
+        pass
+    writer.close()
+    moved = await events.wait_for(EventKind.RECONNECTED)
+    assert (moved.old_pod, moved.pod) == (first.pod, replacement)
+    await connections_ended(run)  # the connection's verdict is in once its task ended
     assert not events.of(EventKind.FAILED)
 
 
@@ -212,7 +247,9 @@ async def test_a_slow_reader_after_a_half_close_gets_every_byte(
     writer.write_eof()  # nothing to say: only read from the source
     size = 8 * 1024 * 1024
     received = bytearray(await reader.readexactly(256 * 1024))
-    await asyncio.sleep(3.0)  # a reader busy with something else, longer than the linger
+    # A reader busy with something else for longer than two lingers, so that no look at the
+    # linger clock (one per linger) can see progress while it stalls.
+    await asyncio.sleep(2 * HALF_CLOSE_LINGER + 0.5)
     while len(received) < size:
         chunk = await asyncio.wait_for(reader.read(min(64 * 1024, size - len(received))), 10)
         assert chunk, f"the download ended after {len(received)} of {size} bytes"

@@ -15,7 +15,7 @@ from trayapp.engine.aio import deadline as time_limit
 from trayapp.engine.backoff import Backoff
 from trayapp.engine.cache import ClusterCache
 from trayapp.engine.ports import bind_listener
-from trayapp.engine.relay import READ_SIZE, close_local, relay
+from trayapp.engine.relay import LOCAL_FLUSH_TIMEOUT, READ_SIZE, close_local, relay
 from trayapp.engine.resolve import Target, Unresolved, kinds_needed, resolve
 from trayapp.engine.tunnel import (
     CloseConnections,
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 # How long a connection that failed waits for the tunnel to move to another pod before the failure
 # counts as the connection's own: in a rollout the kubelet's error can beat the watch event.
-SETTLE = 1.0
+SETTLE = 2.0
 # The kubelet's (CRI runtime's) words for a pod whose sandbox or container no longer exists.
 _POD_GONE_TEXTS = ("failed to find sandbox", "not found", "no such container")
 
@@ -167,13 +167,14 @@ class Forwarder:
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = ""  # known from the start, so stop() also ends a waiting connection
+        flush = LOCAL_FLUSH_TIMEOUT
         try:
             await self._connect_and_relay(task, reader, writer)
         except asyncio.CancelledError:
-            pass
+            flush = 0.0  # ended on purpose (stop, restart, new network): no waiting on the client
         finally:
             self._connections.pop(task, None)
-            await close_local(writer)
+            await close_local(writer, flush)
 
     async def _connect_and_relay(
         self, task: asyncio.Task[None], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -226,8 +227,9 @@ class Forwarder:
                 return
             error = result.error
             gone = pod_gone_text(error)
-            if gone:
-                self._run(self.machine.pod_gone(target))
+            # Whatever broke the connection may have taken the pod with it, and a watch that
+            # is dead would never say so: ask the server once per pod.
+            self._run(self.machine.pod_gone(target))
             if result.unanswered is not None:
                 # The pod sent nothing, so nothing is lost: once the tunnel moves on (the pod is
                 # gone, or a rollout took it away), carry this connection to the new pod.

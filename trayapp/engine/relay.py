@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from trayapp.engine.aio import deadline
 from trayapp.engine.wire import ClientChannels, DataReceived, ErrorReceived
 from trayapp.errors import WireError
 
@@ -37,6 +38,7 @@ HALF_CLOSE_LINGER = 2.0  # seconds of pod silence after the local EOF before the
 # Bytes sent before the pod's first byte are kept (up to this much) so that a connection whose
 # pod turned out to be gone can be replayed to its replacement.
 REPLAY_LIMIT = 1024 * 1024
+LOCAL_FLUSH_TIMEOUT = 5.0  # seconds a closing local connection may take to drain what is left
 
 
 @dataclass(frozen=True)
@@ -147,11 +149,20 @@ async def relay(
     return RelayResult(progress.sent, progress.received, progress.error, unanswered)
 
 
-async def close_local(writer: asyncio.StreamWriter) -> None:
-    """End the local connection: EOF first, so a half-closed client reads to the end."""
+async def close_local(writer: asyncio.StreamWriter, flush_timeout: float = LOCAL_FLUSH_TIMEOUT) -> None:
+    """End the local connection: EOF first, so a half-closed client reads to the end; a client
+    that does not read what is still buffered for it loses it after `flush_timeout` seconds,
+    rather than holding the tunnel (and kubetray's stop) forever."""
     with contextlib.suppress(Exception):
         if writer.can_write_eof() and not writer.is_closing():
             writer.write_eof()
     writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
+    try:
+        async with deadline(flush_timeout):
+            await writer.wait_closed()
+    except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+        writer.transport.abort()
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+    except Exception:  # the client reset the connection: it is closed either way
+        pass

@@ -287,11 +287,12 @@ class TunnelMachine:
         )
 
     def pod_gone(self, target: Target) -> list[Command]:
-        """A dial to `target` found its pod gone while the cache still shows it: the view is stale."""
+        """A dial to `target` found its pod gone (or a connection to it broke) while the cache
+        still shows it: the view may be stale. One relist per pod, however many connections."""
         if target != self.target or target == self._relisted_for or self.state == TunnelState.STOPPED:
             return []
         self._relisted_for = target
-        log.info("tunnel %s: pod %s is gone but kubetray's view still shows it; listing again",
+        log.info("tunnel %s: pod %s may be gone while kubetray's view still shows it; listing again",
                  self.tunnel_id, target.pod)
         return [Relist()]
 

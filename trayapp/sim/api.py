@@ -41,6 +41,9 @@ class ApiSettings:
     forbid_all_namespaces: bool = False
     # Pod uids whose sandbox the node lost while the API still shows the pod (SimCluster.lose_sandbox).
     lost_sandboxes: set[str] = field(default_factory=set)
+    # When a pod's programs stop, open port-forward streams get the kubelet's "connection reset
+    # by peer" on their error channel before they close, as some kubelets report it.
+    stream_errors_on_pod_stop: bool = False
 
 
 def _resource_list(group_version: str, kinds: list[Kind]) -> Obj:
@@ -214,4 +217,7 @@ class ApiHandler(Handler):
         lost = uid in self.settings.lost_sandboxes
         targets = [PortTarget(p, self._backends.address(uid, p), sandbox_gone_text(p, name, uid) if lost else None)
                    for p in ports]
-        PortForwardSession(conn, name, targets, self._tasks).upgrade(request)
+        session = PortForwardSession(conn, name, targets, self._tasks)
+        if self.settings.stream_errors_on_pod_stop:
+            session.forget = self._backends.on_stop(uid, session.pod_stopped)
+        session.upgrade(request)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from websockets.datastructures import Headers
@@ -90,6 +91,7 @@ class PortForwardSession:
         self._tasks = tasks
         self._close_timer: asyncio.TimerHandle | None = None
         self._lost = False
+        self.forget: Callable[[], None] | None = None  # unregisters pod_stopped, if registered
 
     # -- handshake -----------------------------------------------------------------------
     def upgrade(self, request: Request) -> None:
@@ -140,6 +142,18 @@ class PortForwardSession:
         self._pending[index].clear()
         if self._conn.transport is not None and not any(self._pending):
             self._conn.transport.resume_reading()
+
+    def pod_stopped(self) -> None:
+        """The pod's programs died under open connections: say so on their error channels, as a
+        kubelet whose copy to the pod broke does (the backends' close follows)."""
+        for index, side in enumerate(self._backends):
+            if side is not None and self._ws.state is OPEN:
+                port = self._targets[index].port
+                self._ws.send_binary(self._channels.encode_error(
+                    f"error forwarding port {port} to pod {self._pod}, uid : failed to execute portforward in "
+                    f"network namespace \"/var/run/netns/cni-sim\": read tcp4 127.0.0.1:51234->127.0.0.1:{port}: "
+                    "read: connection reset by peer", index))
+        self._flush()
 
     def _refuse(self, index: int) -> None:
         if self._ws.state is OPEN:
@@ -241,6 +255,8 @@ class PortForwardSession:
 
     def connection_lost(self) -> None:
         self._lost = True
+        if self.forget is not None:
+            self.forget()
         if self._close_timer is not None:
             self._close_timer.cancel()
         self._close_backends()
