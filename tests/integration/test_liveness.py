@@ -23,7 +23,7 @@ from .faultproxy import FaultProxy
 from .test_forwarding import http_get
 from .test_reconnect import serving_pod
 
-OUTAGE = 4.0  # seconds the API server refuses connections in the outage tests
+OUTAGE = 6.0  # seconds the API server refuses connections in the outage tests (3 graces)
 
 
 def freeze_watches(run: ContextRun) -> None:
@@ -58,7 +58,7 @@ async def test_an_api_server_outage_is_told_once_and_the_port_stays_open(
     assert "has not answered for" in waiting.message and "reconnects when it answers" in waiting.message
     assert waiting.local_port == unused_tcp_port
     assert state_of(run, unused_tcp_port) == TunnelState.WAITING
-    reader, writer = await asyncio.open_connection("127.0.0.1", unused_tcp_port)  # the listener stays
+    _, writer = await asyncio.open_connection("127.0.0.1", unused_tcp_port)  # the listener stays
     writer.close()
     back = await events.wait_for(EventKind.FORWARDING, lambda e: e is not forwarding, timeout=30)
     assert back.pod == forwarding.pod and "answers again" in back.message

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable, Container
 
 from trayapp.engine.aio import deadline as time_limit
@@ -40,7 +41,11 @@ _POD_GONE_TEXTS = ("failed to find sandbox", "not found", "no such container")
 
 def server_away(error: KubetrayError) -> bool:
     """The API server did not answer, or asked us to come back later (503, 429)."""
-    return isinstance(error, ApiUnreachable) or (isinstance(error, ApiError) and error.status in (429, 503))
+    if isinstance(error, ApiError) and error.status in (429, 503):
+        return True
+    # A certificate kubetray refuses is an answer, and a problem that waiting does not fix: it is
+    # reported with its own words, not as silence.
+    return isinstance(error, ApiUnreachable) and not isinstance(error.__cause__, ssl.SSLCertVerificationError)
 
 
 def pod_gone_text(text: str) -> bool:
@@ -153,7 +158,10 @@ class Forwarder:
 
     def _woken(self) -> None:
         self._wakeup = None
-        self._run(self.machine.wakeup(asyncio.get_running_loop().time()))
+        commands = self.machine.wakeup(asyncio.get_running_loop().time())
+        if any(isinstance(command, Publish) for command in commands):
+            log.info("%s: %s", self.rule.label, self.machine.reason)
+        self._run(commands)
 
     def _dial_failed(self, began: float) -> None:
         """A dial found the API server away: maybe the watches are dead too, so list again now."""

@@ -159,10 +159,9 @@ async def close_local(writer: asyncio.StreamWriter, flush_timeout: float = LOCAL
     writer.close()
     try:
         async with deadline(flush_timeout):
-            await writer.wait_closed()
+            with contextlib.suppress(OSError):  # the client reset it: closed either way
+                await writer.wait_closed()
     except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
         writer.transport.abort()
         if isinstance(exc, asyncio.CancelledError):
             raise
-    except Exception:  # the client reset the connection: it is closed either way
-        pass

@@ -223,8 +223,8 @@ class TunnelMachine:
         failed attempt started (a dial into a dead path fails only at its timeout); later
         failures only update the reason that `status` shows.
         """
-        if self.state == TunnelState.STOPPED:
-            return []
+        if self.state in (TunnelState.STOPPED, TunnelState.FAILED):
+            return []  # a refused credential or a port it could not bind says more than this
         outage = self._outage
         if outage is None:
             since = now if began is None else min(began, now)
