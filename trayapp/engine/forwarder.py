@@ -3,6 +3,13 @@
 The listener is bound once and kept for the tunnel's life, whatever happens to the pods behind
 it. Each accepted connection gets its own port-forward stream to the tunnel's current pod; a
 connection that arrives while no pod is ready waits for one, up to `connect_timeout`.
+
+Failures are sorted here, by type: an API server that does not answer (or answers 503/429) is an
+outage the state machine tells once, and dials retry until `connect_timeout`; a pod the server
+says is gone (404, or the kubelet's "failed to find sandbox") means kubetray's view is stale, so
+the tunnel's kinds are listed again at once and the connection waits for the new pod, carrying
+what it already sent when the pod never answered. A connection that breaks while the tunnel moves
+off its pod (a rollout, a deletion) is part of that move, not a failure of its own.
 """
 
 from __future__ import annotations
