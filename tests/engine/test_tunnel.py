@@ -128,13 +128,16 @@ def forwarding_on_a() -> TunnelMachine:
     return m
 
 
-def test_an_outage_is_told_once_after_the_grace_with_server_port_and_seconds() -> None:
+def test_an_outage_is_told_once_with_server_port_and_seconds() -> None:
     m = forwarding_on_a()
     assert m.server_failed(SERVER, now=100.0, from_watch=True) == [Wakeup(OUTAGE_GRACE)]
     assert m.state == TunnelState.FORWARDING  # a watch that comes right back is no outage
     assert m.server_failed(SERVER, now=100.5, from_watch=True) == []
+    # first a fresh list (a resumed watch on a quiet cluster would never say the server is back)
+    assert m.wakeup(now=100.0 + OUTAGE_GRACE) == [Relist(), Wakeup(OUTAGE_GRACE)]
+    assert m.state == TunnelState.FORWARDING
     told = m.wakeup(now=100.0 + 20)
-    assert kinds(told) == [EventKind.WAITING, "Relist"]  # so that the first answer is heard
+    assert kinds(told) == [EventKind.WAITING]
     assert m.state == TunnelState.WAITING
     message = told[0].event.message
     assert SERVER in message and "20 s" in message and "127.0.0.1:8080" in message
@@ -145,11 +148,21 @@ def test_an_outage_is_told_once_after_the_grace_with_server_port_and_seconds() -
     assert "30 s" in (m.reason or "")  # status shows the count as it grows
 
 
+def told_outage(from_watch: bool = True) -> TunnelMachine:
+    m = forwarding_on_a()
+    m.server_failed(SERVER, now=100.0, from_watch=from_watch)
+    m.wakeup(now=102.0)
+    m.wakeup(now=110.0)
+    assert m.state == TunnelState.WAITING
+    return m
+
+
 def test_the_server_answering_within_the_grace_says_nothing() -> None:
     m = forwarding_on_a()
     m.server_failed(SERVER, now=100.0, from_watch=True)
-    assert m.resolved(POD_A) == []  # the watch listed again
-    assert m.wakeup(now=100.0 + OUTAGE_GRACE) == []
+    m.wakeup(now=100.0 + OUTAGE_GRACE)  # relists
+    assert m.resolved(POD_A) == []  # which answered
+    assert m.wakeup(now=100.0 + 2 * OUTAGE_GRACE) == []
     assert m.state == TunnelState.FORWARDING
 
 
@@ -160,9 +173,7 @@ def test_a_wakeup_that_comes_early_asks_again_for_the_rest() -> None:
 
 
 def test_after_an_outage_the_same_pod_is_forwarding_again_with_its_pod() -> None:
-    m = forwarding_on_a()
-    m.server_failed(SERVER, now=100.0, from_watch=True)
-    m.wakeup(now=110.0)
+    m = told_outage()
     back = m.resolved(POD_A)
     assert kinds(back) == [EventKind.FORWARDING]
     assert back[0].event.pod == "web-a" and SERVER in back[0].event.message
@@ -172,34 +183,29 @@ def test_after_an_outage_the_same_pod_is_forwarding_again_with_its_pod() -> None
 
 
 def test_after_an_outage_a_new_pod_is_a_reconnect() -> None:
-    m = forwarding_on_a()
-    m.server_failed(SERVER, now=100.0, from_watch=True)
-    m.wakeup(now=110.0)
+    m = told_outage()
     back = m.resolved(POD_B)
     event = back[-1].event
     assert (event.kind, event.old_pod, event.pod) == (EventKind.RECONNECTED, "web-a", "web-b")
 
 
-def test_a_dial_that_fails_into_a_dead_path_counts_from_when_it_began() -> None:
+def test_a_dial_that_fails_into_a_dead_path_counts_from_when_it_began_and_relists() -> None:
     m = forwarding_on_a()
-    assert m.server_failed(SERVER, now=110.0, from_watch=False, began=100.0) == [Wakeup(0.0)]
-    assert "10 s" in m.wakeup(now=110.0)[0].event.message
+    assert m.server_failed(SERVER, now=110.0, from_watch=False, began=100.0) == [Wakeup(0.0), Relist()]
+    assert "10 s" in m.wakeup(now=110.0)[0].event.message  # already listed again: told at once
 
 
 def test_an_outage_seen_only_by_dials_ends_with_a_good_dial() -> None:
     m = forwarding_on_a()
     m.server_failed(SERVER, now=100.0, from_watch=False)
     assert kinds(m.wakeup(now=103.0)) == [EventKind.WAITING]
-    assert m.state == TunnelState.WAITING
     back = m.server_answered()
     assert kinds(back) == [EventKind.FORWARDING] and m.state == TunnelState.FORWARDING
 
 
 def test_an_outage_a_watch_saw_ends_only_when_the_watch_lists_again() -> None:
-    m = forwarding_on_a()
-    m.server_failed(SERVER, now=100.0, from_watch=False)
-    m.server_failed(SERVER, now=101.0, from_watch=True)
-    m.wakeup(now=103.0)
+    m = told_outage(from_watch=False)
+    assert m.server_failed(SERVER, now=111.0, from_watch=True) == []  # the dial already relisted
     assert m.server_answered() == []
     assert m.state == TunnelState.WAITING
     assert kinds(m.resolved(POD_A)) == [EventKind.FORWARDING]
@@ -210,7 +216,8 @@ def test_an_outage_while_waiting_for_a_pod_then_still_no_pod() -> None:
     m.listening(8080, 8080, False, ())
     m.resolved(Unresolved("no ready pod."))
     m.server_failed(SERVER, now=100.0, from_watch=True)
-    assert kinds(m.wakeup(now=105.0)) == [EventKind.WAITING, "Relist"]
+    m.wakeup(now=102.0)
+    assert kinds(m.wakeup(now=105.0)) == [EventKind.WAITING]
     again = m.resolved(Unresolved("no ready pod."))  # the server answers: the pod reason is back
     assert kinds(again) == [EventKind.WAITING] and "no ready pod." in again[0].event.message
 

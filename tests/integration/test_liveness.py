@@ -13,6 +13,7 @@ import pytest
 
 from trayapp.engine.relay import HALF_CLOSE_LINGER
 from trayapp.engine.runtime import ContextRun
+from trayapp.engine.tunnel import OUTAGE_GRACE
 from trayapp.model import EventKind, ResourceType, Rule, TunnelState
 from trayapp.sim import SimCluster
 from trayapp.sim.backends import pattern
@@ -66,6 +67,19 @@ async def test_an_api_server_outage_is_told_once_and_the_port_stays_open(
     assert await serving_pod(unused_tcp_port) == forwarding.pod
     assert len(events.of(EventKind.WAITING)) == 1  # one message per outage, not one per retry
     assert not events.of(EventKind.FAILED)
+
+
+async def test_an_api_server_restart_that_is_over_at_once_says_nothing(
+    cluster: SimCluster, run_rules, unused_tcp_port: int
+) -> None:
+    run, events = await run_rules([Rule(ResourceType.SERVICE, "web", 80, local_port=unused_tcp_port)])
+    forwarding = await events.wait_for(EventKind.FORWARDING)
+    await cluster.drop_connections(down_for=0.3)  # every watch breaks; the server is back at once
+    # Nothing to wait for but time: longer than the grace and the relist that follows it.
+    await asyncio.sleep(2 * OUTAGE_GRACE + 1.0)
+    assert [e.kind for e in events.seen] == [EventKind.FORWARDING]
+    assert state_of(run, unused_tcp_port) == TunnelState.FORWARDING
+    assert await serving_pod(unused_tcp_port) == forwarding.pod
 
 
 async def test_a_pod_replaced_during_an_outage_is_a_reconnect_to_the_new_pod(

@@ -171,12 +171,8 @@ class Forwarder:
         self._run(commands)
 
     def _dial_failed(self, began: float) -> None:
-        """A dial found the API server away: maybe the watches are dead too, so list again now."""
         now = asyncio.get_running_loop().time()
-        first = not self.machine.server_away
         self._run(self.machine.server_failed(self._server_name, now, from_watch=False, began=began))
-        if first:
-            self._cache.relist(self._kinds, self.rule.namespace)
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

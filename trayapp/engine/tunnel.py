@@ -4,9 +4,9 @@ Pure: it never touches a socket or reads the clock (callers pass `now`), and tim
 (Wakeup) the forwarder carries out, so every transition is tested as a transcript.
 The forwarder (forwarder.py) feeds it and carries out the commands it returns.
 
-An API server that stops answering is an outage: after OUTAGE_GRACE seconds without an answer
-(a watch that broke and comes right back is no outage) the tunnel says `waiting`, once per
-outage, and keeps its listener and its last pod. The first answer ends it: `forwarding` again, or
+An API server that stops answering is an outage: when it has not answered for a grace (a watch
+that broke and comes right back is no outage) the tunnel says `waiting`, once per outage, and
+keeps its listener and its last pod. The first answer ends it: `forwarding` again, or
 `reconnected` when the pod changed meanwhile.
 """
 
@@ -67,6 +67,7 @@ class _Outage:
     since: float
     from_watch: bool  # a watch failed too: only a watch's answer ends it, not one good dial
     told: bool = False
+    relisted: bool = False  # the tunnel's kinds were listed again for this outage
 
 
 class TunnelMachine:
@@ -228,12 +229,22 @@ class TunnelMachine:
         outage = self._outage
         if outage is None:
             since = now if began is None else min(began, now)
-            self._outage = _Outage(server, since, from_watch)
-            return [Wakeup(max(0.0, since + OUTAGE_GRACE - now))]
-        outage.from_watch = outage.from_watch or from_watch
+            outage = self._outage = _Outage(server, since, from_watch)
+            commands: list[Command] = [Wakeup(max(0.0, since + OUTAGE_GRACE - now))]
+            if not from_watch:
+                # A dial found the server away; the watches may be just as dead and not know it.
+                outage.relisted = True
+                commands.append(Relist())
+            return commands
+        commands = []
+        if from_watch:
+            outage.from_watch = True
+            if outage.told and not outage.relisted:
+                outage.relisted = True
+                commands.append(Relist())
         if outage.told:
             self.reason = self._outage_reason(outage, now)
-        return []
+        return commands
 
     def wakeup(self, now: float) -> list[Command]:
         """The grace timer fired: if the server still has not answered, say so, once."""
@@ -242,15 +253,16 @@ class TunnelMachine:
             return []
         if now - outage.since < OUTAGE_GRACE:
             return [Wakeup(OUTAGE_GRACE - (now - outage.since))]
+        if not outage.relisted:
+            # A watch that broke resumes from its resourceVersion, and a resumed watch on a quiet
+            # cluster says nothing: list again, so that the server's first answer is heard, and
+            # give that list one more grace before telling (a server that restarted is back).
+            outage.relisted = True
+            return [Relist(), Wakeup(OUTAGE_GRACE)]
         outage.told = True
         self.reason = self._outage_reason(outage, now)
         self._set_state(TunnelState.WAITING)
-        commands: list[Command] = [self._event(EventKind.WAITING, f"{self.rule.label} is waiting: {self.reason}")]
-        if outage.from_watch:
-            # A watch that broke resumes from its resourceVersion, and a resumed watch on a
-            # quiet cluster says nothing: listing again makes the server's first answer heard.
-            commands.append(Relist())
-        return commands
+        return [self._event(EventKind.WAITING, f"{self.rule.label} is waiting: {self.reason}")]
 
     def server_answered(self) -> list[Command]:
         """A port-forward dial got through. It ends an outage that only dials had seen; one that
@@ -264,11 +276,6 @@ class TunnelMachine:
         self.reason = None
         self._set_state(TunnelState.FORWARDING)
         return [self._answered_event(outage)]
-
-    @property
-    def server_away(self) -> bool:
-        """True while an outage is open, told or not."""
-        return self._outage is not None
 
     def _outage_reason(self, outage: _Outage, now: float) -> str:
         seconds = max(round(now - outage.since), 1)
