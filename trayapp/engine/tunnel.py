@@ -20,8 +20,9 @@ from trayapp.model import Event, EventKind, Rule, TunnelState
 
 log = logging.getLogger(__name__)
 
-# Seconds from the first failure to reach the API server until the tunnel says it is waiting. A
-# watch cut by a restarting server lists again well within this, and says nothing.
+# Seconds the API server may stay silent before kubetray acts. A dial that failed starts a list
+# at once and tells after one grace; a watch that failed gets one grace before kubetray lists
+# again and one more for that list to answer, so a server restart that is over says nothing.
 OUTAGE_GRACE = 2.0
 
 
@@ -46,7 +47,8 @@ class Wakeup:
 
 @dataclass(frozen=True)
 class Relist:
-    """List the tunnel's kinds again now: the cache still shows a pod the server says is gone."""
+    """List the tunnel's kinds again now: the view may be stale, or its watches dead or resumed
+    silently."""
 
 
 @dataclass(frozen=True)
