@@ -19,7 +19,7 @@ from trayapp.sim import SimCluster
 from trayapp.sim.backends import pattern
 from trayapp.sim.kubeconfig import write_kubeconfig
 
-from .conftest import start_run
+from .conftest import SCENARIO, start_run
 from .faultproxy import FaultProxy
 from .test_forwarding import http_get
 from .test_reconnect import serving_pod
@@ -289,3 +289,16 @@ async def test_a_failing_forwarder_stop_is_logged(
         await run.apply_rules([])
     assert any("stopping tunnel" in r.getMessage() and r.exc_info for r in caplog.records)
     assert not run.forwarders
+
+
+async def test_refused_credentials_say_what_to_do(tmp_path: Path, unused_tcp_port: int) -> None:
+    async with SimCluster("auth", scenario=SCENARIO, token="the-right-one") as cluster:
+        path = cluster.write_kubeconfig(tmp_path / "kubeconfig", context="sim", token="a-wrong-one")
+        run, events = await start_run(path, [Rule(ResourceType.SERVICE, "web", 80, local_port=unused_tcp_port)])
+        try:
+            failed = await events.wait_for(EventKind.FAILED, lambda e: e.tunnel_id is None)
+            assert "`kubetray token set sim`" in failed.message
+            assert "refresh the kubeconfig's credentials" in failed.message
+            assert "a-wrong-one" not in failed.message
+        finally:
+            await run.stop()
