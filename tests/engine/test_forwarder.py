@@ -2,7 +2,7 @@
 
 import ssl
 
-from trayapp.engine.forwarder import pod_gone_text, server_away
+from trayapp.engine.forwarder import never_reached_text, pod_gone_text, server_away
 from trayapp.errors import ApiError, ApiUnreachable, AuthError, NotFound
 
 
@@ -32,3 +32,8 @@ def test_the_kubelets_words_for_a_pod_that_is_gone() -> None:
                          "not found")
     assert pod_gone_text("an error occurred forwarding 8080 -> 8080: pod not found (\"web-1_default\")")
     assert not pod_gone_text("error forwarding port 8080 to pod web-1, uid : ... connect: connection refused")
+
+
+def test_only_a_refused_dial_means_nothing_reached_the_pod() -> None:
+    assert never_reached_text("... dial tcp4 127.0.0.1:8080: connect: connection refused ")
+    assert not never_reached_text("... read tcp4 127.0.0.1:51234->127.0.0.1:8080: read: connection reset by peer")

@@ -60,6 +60,11 @@ def pod_gone_text(text: str) -> bool:
     return any(words in lowered for words in _POD_GONE_TEXTS)
 
 
+def never_reached_text(text: str) -> bool:
+    """The kubelet could not connect to the pod's port at all: nothing reached the program."""
+    return "connection refused" in text.lower()
+
+
 class Forwarder:
     def __init__(
         self,
@@ -241,9 +246,11 @@ class Forwarder:
             # Whatever broke the connection may have taken the pod with it, and a watch that
             # is dead would never say so: ask the server once per pod.
             self._run(self.machine.pod_gone(target))
-            if result.unanswered is not None:
-                # The pod sent nothing, so nothing is lost: once the tunnel moves on (the pod is
-                # gone, or a rollout took it away), carry this connection to the new pod.
+            if result.unanswered is not None and (gone or never_reached_text(error)):
+                # The kubelet never reached the pod's port, so nothing was delivered and nothing
+                # is lost: once the tunnel moves on (the pod is gone, or a rollout took it
+                # away), carry this connection, and what it sent, to the new pod. (A connection
+                # the pod dropped may have delivered a request: that is never sent twice.)
                 until = deadline if gone else min(deadline, loop.time() + SETTLE)
                 if await self._moved_from(target, until):
                     replay, avoid = result.unanswered, target
