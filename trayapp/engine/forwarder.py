@@ -188,6 +188,8 @@ class Forwarder:
             await self._connect_and_relay(task, reader, writer)
         except asyncio.CancelledError:
             flush = 0.0  # ended on purpose (stop, restart, new network): no waiting on the client
+        except Exception:  # a bug in one connection must not reach asyncio's default handler
+            log.exception("%s: a connection failed unexpectedly", self.rule.label)
         finally:
             self._connections.pop(task, None)
             await close_local(writer, flush)
