@@ -24,7 +24,7 @@ from .faultproxy import FaultProxy
 from .test_forwarding import http_get
 from .test_reconnect import serving_pod
 
-OUTAGE = 6.0  # seconds the API server refuses connections in the outage tests (3 graces)
+OUTAGE = 8.0  # seconds the API server refuses connections: told after two graces, then room to look
 
 
 def freeze_watches(run: ContextRun) -> None:
