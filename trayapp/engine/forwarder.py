@@ -3,6 +3,13 @@
 The listener is bound once and kept for the tunnel's life, whatever happens to the pods behind
 it. Each accepted connection gets its own port-forward stream to the tunnel's current pod; a
 connection that arrives while no pod is ready waits for one, up to `connect_timeout`.
+
+Failures are sorted here, by type: an API server that does not answer (or answers 503/429) is an
+outage the state machine tells once, and dials retry until `connect_timeout`; a pod the server
+says is gone (404, or the kubelet's "failed to find sandbox") means kubetray's view is stale, so
+the tunnel's kinds are listed again at once and the connection waits for the new pod, carrying
+what it already sent when the pod never answered. A connection that breaks while the tunnel moves
+off its pod (a rollout, a deletion) is part of that move, not a failure of its own.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Container
 
 from trayapp.engine.aio import deadline as time_limit
@@ -17,13 +25,46 @@ from trayapp.engine.backoff import Backoff
 from trayapp.engine.cache import ClusterCache
 from trayapp.engine.listeners import Listeners
 from trayapp.engine.ports import bind_listener, refusal_for
-from trayapp.engine.relay import READ_SIZE, relay
+from trayapp.engine.relay import LOCAL_FLUSH_TIMEOUT, READ_SIZE, close_local, relay
 from trayapp.engine.resolve import Target, Unresolved, kinds_needed, resolve
-from trayapp.engine.tunnel import CloseConnections, Command, Publish, TargetChanged, TunnelMachine
+from trayapp.engine.tunnel import (
+    CloseConnections,
+    Command,
+    Publish,
+    Relist,
+    TargetChanged,
+    TunnelMachine,
+    Wakeup,
+)
 from trayapp.errors import ApiError, ApiUnreachable, AuthError, KubetrayError, NotFound, PortError
 from trayapp.model import Event, Rule, TunnelState
 
 log = logging.getLogger(__name__)
+
+# How long a connection that failed waits for the tunnel to move to another pod before the failure
+# counts as the connection's own: in a rollout the kubelet's error can beat the watch event.
+SETTLE = 2.0
+# The kubelet's (CRI runtime's) words for a pod whose sandbox or container no longer exists.
+_POD_GONE_TEXTS = ("failed to find sandbox", "not found", "no such container")
+
+
+def server_away(error: KubetrayError) -> bool:
+    """The API server did not answer, or asked us to come back later (503, 429)."""
+    if isinstance(error, ApiError) and error.status in (429, 503):
+        return True
+    # A certificate kubetray refuses is an answer, and a problem that waiting does not fix: it is
+    # reported with its own words, not as silence.
+    return isinstance(error, ApiUnreachable) and not isinstance(error.__cause__, ssl.SSLCertVerificationError)
+
+
+def pod_gone_text(text: str) -> bool:
+    lowered = text.lower()
+    return any(words in lowered for words in _POD_GONE_TEXTS)
+
+
+def never_reached_text(text: str) -> bool:
+    """The kubelet could not connect to the pod's port at all: nothing reached the program."""
+    return "connection refused" in text.lower()
 
 
 class Forwarder:
@@ -49,6 +90,7 @@ class Forwarder:
         self._retry = Backoff(initial=0.1, cap=1.0)
         self._connections: dict[asyncio.Task[None], str] = {}
         self._kinds = kinds_needed(rule.resource_type)
+        self._wakeup: asyncio.TimerHandle | None = None
 
     @property
     def state(self) -> TunnelState:
@@ -103,8 +145,15 @@ class Forwarder:
         if isinstance(error, AuthError):
             # The context run tells the user once for the whole context; the tunnel only shows it.
             self.machine.cluster_failed(f"The cluster refused kubetray's credentials. ({error.message})")
+        elif server_away(error):
+            now = asyncio.get_running_loop().time()
+            self._run(self.machine.server_failed(self._server_name, now, from_watch=True))
         elif self.machine.target is None:
             self._run(self.machine.resolved(Unresolved(f"{error.message} kubetray keeps retrying.")))
+
+    @property
+    def _server_name(self) -> str:
+        return self._cache.api.access.server
 
     def _run(self, commands: list[Command]) -> None:
         for command in commands:
@@ -118,54 +167,128 @@ class Forwarder:
                 for task, pod in list(self._connections.items()):
                     if pod == command.pod:
                         task.cancel()
+            elif isinstance(command, Wakeup):
+                if self._wakeup is not None:
+                    self._wakeup.cancel()
+                self._wakeup = asyncio.get_running_loop().call_later(command.delay, self._woken)
+            elif isinstance(command, Relist):
+                self._cache.relist(self._kinds, self.rule.namespace)
+
+    def _woken(self) -> None:
+        self._wakeup = None
+        commands = self.machine.wakeup(asyncio.get_running_loop().time())
+        if any(isinstance(command, Publish) for command in commands):
+            log.info("%s: %s", self.rule.label, self.machine.reason)
+        self._run(commands)
+
+    def _dial_failed(self, began: float) -> None:
+        now = asyncio.get_running_loop().time()
+        self._run(self.machine.server_failed(self._server_name, now, from_watch=False, began=began))
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._connect_timeout
-        avoid: Target | None = None  # a pod that just refused: wait for the cluster to move on
-        attempt = 0
         self._connections[task] = ""  # known from the start, so stop() also ends a waiting connection
+        flush = LOCAL_FLUSH_TIMEOUT
         try:
-            while True:
-                target = await self._wait_for_target(deadline, avoid)
-                if target is None:
-                    log.info("%s: closed a connection: no ready pod within %.0f s (%s)",
-                             self.rule.label, self._connect_timeout, self.machine.reason)
-                    return
-                self._connections[task] = target.pod
-                try:
-                    ws = await self._cache.api.dial_portforward(target.namespace, target.pod, target.port)
-                except (NotFound, ApiUnreachable) as exc:
-                    # The pod died before its watch event reached us, or the API server is
-                    # restarting: retry on the replacement (or once it answers) until the deadline.
-                    log.debug("%s: dialing %s failed (%s); retrying", self.rule.label, target.pod, exc)
-                    if isinstance(exc, NotFound) or exc.status == 400:
-                        avoid = target
-                    else:
-                        await asyncio.sleep(min(self._retry.delay(attempt), max(0.0, deadline - loop.time())))
-                    attempt += 1
-                    if loop.time() >= deadline:
-                        self._run(self.machine.connection_failed(target.pod, exc.message))
-                        return
-                    continue
-                except ApiError as exc:
-                    self._run(self.machine.connection_failed(target.pod, exc.message))
-                    return
-                except Exception as exc:  # a library error we did not translate: this connection only
-                    log.warning("%s: dialing pod %s failed", self.rule.label, target.pod, exc_info=True)
-                    self._run(self.machine.connection_failed(target.pod, f"{type(exc).__name__}: {exc}"))
-                    return
-                result = await relay(reader, writer, ws, target.port)
-                if result.error:
-                    self._run(self.machine.connection_failed(target.pod, result.error))
-                return
+            await self._connect_and_relay(task, reader, writer)
         except asyncio.CancelledError:
-            pass
+            flush = 0.0  # ended on purpose (stop, restart, new network): no waiting on the client
+        except Exception:  # a bug in one connection must not reach asyncio's default handler
+            log.exception("%s: a connection failed unexpectedly", self.rule.label)
         finally:
             self._connections.pop(task, None)
-            writer.close()
+            await close_local(writer, flush)
+
+    async def _connect_and_relay(
+        self, task: asyncio.Task[None], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._connect_timeout
+        avoid: Target | None = None  # a pod found gone or refusing: wait for the cluster to move on
+        attempt = 0
+        replay = b""  # what this connection already sent to a pod that turned out to be gone
+        while True:
+            target = await self._wait_for_target(deadline, avoid)
+            if target is None:
+                log.info("%s: closed a connection: no ready pod within %.0f s (%s)",
+                         self.rule.label, self._connect_timeout, self.machine.reason)
+                return
+            self._connections[task] = target.pod
+            began = loop.time()
+            try:
+                ws = await self._cache.api.dial_portforward(
+                    target.namespace, target.pod, target.port, timeout=max(deadline - began, 0.1))
+            except ApiError as exc:
+                if isinstance(exc, NotFound) or exc.status == 400:
+                    # The pod died before its watch event reached us (or that watch is dead): ask
+                    # the server again now, and wait for the replacement until the deadline.
+                    log.debug("%s: pod %s is gone (%s)", self.rule.label, target.pod, exc.message)
+                    avoid = target
+                    self._run(self.machine.pod_gone(target))
+                    continue
+                if not server_away(exc):
+                    self._run(self.machine.connection_failed(target.pod, exc.message))
+                    return
+                # Unreachable, restarting or busy (503/429): retry until the deadline.
+                self._dial_failed(began)
+                delay = max(self._retry.delay(attempt), getattr(exc, "retry_after", None) or 0.0)
+                attempt += 1
+                if loop.time() + delay >= deadline:
+                    log.info("%s: closed a connection: the API server did not answer within %.0f s (%s)",
+                             self.rule.label, self._connect_timeout, exc.message)
+                    return
+                await asyncio.sleep(delay)
+                continue
+            except Exception:  # a library error we did not translate: this connection only
+                log.warning("%s: dialing pod %s failed", self.rule.label, target.pod, exc_info=True)
+                self._run(self.machine.connection_failed(
+                    target.pod, "kubetray could not open a port-forward stream to it; its log has the details."))
+                return
+            self._run(self.machine.server_answered())
+            result = await relay(reader, writer, ws, target.port, first=replay)
+            if result.error is None:
+                return
+            error = result.error
+            gone = pod_gone_text(error)
+            # Whatever broke the connection may have taken the pod with it, and a watch that
+            # is dead would never say so: ask the server once per pod.
+            self._run(self.machine.pod_gone(target))
+            if result.unanswered is not None and (gone or never_reached_text(error)):
+                # The kubelet never reached the pod's port, so nothing was delivered and nothing
+                # is lost: once the tunnel moves on (the pod is gone, or a rollout took it
+                # away), carry this connection, and what it sent, to the new pod. (A connection
+                # the pod dropped may have delivered a request: that is never sent twice.)
+                until = deadline if gone else min(deadline, loop.time() + SETTLE)
+                if await self._moved_from(target, until):
+                    replay, avoid = result.unanswered, target
+                    continue
+            else:
+                await close_local(writer)  # the client learns at once; the verdict can wait
+                gone = gone or await self._moved_from(target, loop.time() + SETTLE)
+            if gone:
+                # The pod went away under the connection: a rollout or a deletion, which the
+                # tunnel reports as such, not a failure of its own.
+                log.info("%s: a connection to pod %s ended as the pod went away (%s)",
+                         self.rule.label, target.pod, error.strip())
+                return
+            self._run(self.machine.connection_failed(target.pod, error))
+            return
+
+    async def _moved_from(self, target: Target, until: float) -> bool:
+        """Wait until `until` for the tunnel to leave `target`; True if it did."""
+        loop = asyncio.get_running_loop()
+        while self.machine.target == target and self.machine.state != TunnelState.STOPPED:
+            remaining = until - loop.time()
+            if remaining <= 0:
+                return False
+            changed = self._target_changed
+            try:
+                async with time_limit(remaining):
+                    await changed.wait()
+            except asyncio.TimeoutError:
+                return False
+        return self.machine.state != TunnelState.STOPPED
 
     async def _wait_for_target(self, deadline: float, avoid: Target | None) -> Target | None:
         loop = asyncio.get_running_loop()
@@ -197,6 +320,9 @@ class Forwarder:
 
     async def stop(self) -> None:
         self._cache.unsubscribe(self)
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+            self._wakeup = None
         self._run(self.machine.stopped())
         if self._server_task is not None:
             await asyncio.gather(self._server_task, return_exceptions=True)

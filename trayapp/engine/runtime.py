@@ -241,7 +241,7 @@ class ContextRun:
             gone = [self.forwarders[tid] for tid, rule in self._desired.items() if wanted.get(tid) != rule]
             # Stop first, so a changed rule's new forwarder can have its port back; until they
             # are stopped, _taken() still counts their ports.
-            await asyncio.gather(*(f.stop() for f in gone), return_exceptions=True)
+            await _stop_all(gone)
             for forwarder in gone:
                 del self.forwarders[forwarder.tunnel_id]
                 del self._desired[forwarder.tunnel_id]
@@ -307,7 +307,8 @@ class ContextRun:
         self._bus.publish(Event(
             EventKind.FAILED,
             f"The cluster of context {self.context!r} refused kubetray's credentials (HTTP {error.status}), "
-            "even after reading them again; that context needs new credentials.",
+            "even after reading them again; that context needs new credentials: store a token with "
+            f"`kubetray token set {self.context}` or refresh the kubeconfig's credentials.",
             context=self.context,
         ))
 
@@ -323,7 +324,7 @@ class ContextRun:
             self._desired = {}
             self._auto_rules = ()
             self._switched_off = {}
-            await asyncio.gather(*(f.stop() for f in forwarders), return_exceptions=True)
+            await _stop_all(forwarders)
         await self.cache.stop()
         self.credentials.close()
 
@@ -341,3 +342,12 @@ class ContextRun:
             views[tid] = TunnelView(tid, rule, TunnelState.STOPPED, None, None, reason)
         order = {tid: position for position, tid in enumerate(self._wanted())}
         return sorted(views.values(), key=lambda v: order.get(v.tunnel_id, len(order)))
+
+
+async def _stop_all(forwarders: Sequence[Forwarder]) -> None:
+    """Stop forwarders together; one that fails to stop is logged and the others still stop."""
+    results = await asyncio.gather(*(f.stop() for f in forwarders), return_exceptions=True)
+    for forwarder, result in zip(forwarders, results):
+        if isinstance(result, Exception):
+            log.error("stopping tunnel %s failed; its listener or connections may linger",
+                      forwarder.tunnel_id, exc_info=result)

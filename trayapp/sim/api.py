@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from trayapp.sim.backends import Backends
 from trayapp.sim.http import Handler, HttpConnection, Request
 from trayapp.sim.objects import KINDS, Kind, Obj, kind_for_path, status
-from trayapp.sim.portforward import PortForwardSession, PortTarget
+from trayapp.sim.portforward import PortForwardSession, PortTarget, sandbox_gone_text
 from trayapp.sim.selectors import SelectorError, parse_field_selector, parse_label_selector
 from trayapp.sim.store import Store, WatchFilter
 from trayapp.sim.watch import WatchOptions, WatchStream
@@ -39,6 +39,11 @@ class ApiSettings:
     bookmark_interval: float = 5.0
     # RBAC stand-in: a user bound to namespaced Roles only may not list across all namespaces.
     forbid_all_namespaces: bool = False
+    # Pod uids whose sandbox the node lost while the API still shows the pod (SimCluster.lose_sandbox).
+    lost_sandboxes: set[str] = field(default_factory=set)
+    # When a pod's programs stop, open port-forward streams get the kubelet's "connection reset
+    # by peer" on their error channel before they close, as some kubelets report it.
+    stream_errors_on_pod_stop: bool = False
 
 
 def _resource_list(group_version: str, kinds: list[Kind]) -> Obj:
@@ -209,5 +214,10 @@ class ApiHandler(Handler):
         if not request.wants_upgrade:
             raise ApiError(400, "BadRequest", "Upgrade request required")
         uid = pod["metadata"]["uid"]
-        targets = [PortTarget(p, self._backends.address(uid, p)) for p in ports]
-        PortForwardSession(conn, name, targets, self._tasks).upgrade(request)
+        lost = uid in self.settings.lost_sandboxes
+        targets = [PortTarget(p, self._backends.address(uid, p), sandbox_gone_text(p, name, uid) if lost else None)
+                   for p in ports]
+        session = PortForwardSession(conn, name, targets, self._tasks)
+        if self.settings.stream_errors_on_pod_stop:
+            session.forget = self._backends.on_stop(uid, session.pod_stopped)
+        session.upgrade(request)

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,6 +232,12 @@ class Backends:
 
     def __init__(self) -> None:
         self._by_pod: dict[str, dict[int, Listener]] = {}
+        self._on_stop: dict[str, set[Callable[[], None]]] = {}
+
+    def on_stop(self, uid: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` once when the pod's programs stop (deletion, restart); returns a canceller."""
+        self._on_stop.setdefault(uid, set()).add(callback)
+        return lambda: self._on_stop.get(uid, set()).discard(callback)
 
     def start(self, pod: PodIdentity, specs: dict[int, dict[str, object]]) -> None:
         loop = asyncio.get_running_loop()
@@ -263,6 +270,8 @@ class Backends:
         listener.task = None
 
     def stop(self, uid: str) -> None:
+        for callback in self._on_stop.pop(uid, set()):
+            callback()
         for listener in self._by_pod.pop(uid, {}).values():
             listener.close()
 

@@ -257,6 +257,13 @@ class SimCluster:
         With `down_for` the port also refuses connections that long, then listens again."""
         await self.server.drop_connections(down_for)
 
+    def lose_sandbox(self, ns: str, pod: str) -> None:
+        """The node lost the pod's sandbox while the API still shows the pod as it was: its
+        programs stop, and port-forward dials answer with containerd's "failed to find sandbox"."""
+        uid = self._must("pods", ns, pod)["metadata"]["uid"]
+        self.settings.lost_sandboxes.add(uid)
+        self.backends.stop(uid)
+
     def compact_history(self) -> None:
         self.store.compact()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from websockets.datastructures import Headers
@@ -33,6 +34,12 @@ CLOSE_TIMEOUT = 5.0
 class PortTarget:
     port: int
     address: tuple[str, int] | None  # the backend listener; None: nothing listens on that port
+    error: str | None = None  # the error-channel text instead of connecting (a lost sandbox)
+
+
+def sandbox_gone_text(port: int, pod_name: str, uid: str) -> str:
+    """containerd's wording when the API still has the pod but the node no longer has its sandbox."""
+    return f"error forwarding port {port} to pod {uid}, uid : failed to find sandbox \"{uid}\" in store: not found"
 
 
 def refused_text(port: int, pod_name: str) -> str:
@@ -84,6 +91,7 @@ class PortForwardSession:
         self._tasks = tasks
         self._close_timer: asyncio.TimerHandle | None = None
         self._lost = False
+        self.forget: Callable[[], None] | None = None  # unregisters pod_stopped, if registered
 
     # -- handshake -----------------------------------------------------------------------
     def upgrade(self, request: Request) -> None:
@@ -106,7 +114,7 @@ class PortForwardSession:
         self._flush()
         loop = asyncio.get_running_loop()
         for index, target in enumerate(self._targets):
-            if target.address is None:
+            if target.address is None or target.error:
                 self._refuse(index)
             else:
                 task = loop.create_task(self._connect(index, target.address),
@@ -135,9 +143,22 @@ class PortForwardSession:
         if self._conn.transport is not None and not any(self._pending):
             self._conn.transport.resume_reading()
 
+    def pod_stopped(self) -> None:
+        """The pod's programs died under open connections: say so on their error channels, as a
+        kubelet whose copy to the pod broke does (the backends' close follows)."""
+        for index, side in enumerate(self._backends):
+            if side is not None and self._ws.state is OPEN:
+                port = self._targets[index].port
+                self._ws.send_binary(self._channels.encode_error(
+                    f"error forwarding port {port} to pod {self._pod}, uid : failed to execute portforward in "
+                    f"network namespace \"/var/run/netns/cni-sim\": read tcp4 127.0.0.1:51234->127.0.0.1:{port}: "
+                    "read: connection reset by peer", index))
+        self._flush()
+
     def _refuse(self, index: int) -> None:
         if self._ws.state is OPEN:
-            self._ws.send_binary(self._channels.encode_error(refused_text(self._targets[index].port, self._pod),
+            target = self._targets[index]
+            self._ws.send_binary(self._channels.encode_error(target.error or refused_text(target.port, self._pod),
                                                              index))
             self._flush()
         self.backend_closed(index)
@@ -234,6 +255,8 @@ class PortForwardSession:
 
     def connection_lost(self) -> None:
         self._lost = True
+        if self.forget is not None:
+            self.forget()
         if self._close_timer is not None:
             self._close_timer.cancel()
         self._close_backends()
