@@ -206,6 +206,23 @@ async def test_bookmarks_keep_a_quiet_watch_alive(server: hs.HostileServer, tmp_
     assert set(seen) == {"BOOKMARK"}
 
 
+async def test_a_watch_that_stops_its_bookmark_pace_is_dead_well_before_the_ceiling(
+    server: hs.HostileServer, tmp_path: Path
+) -> None:
+    server.bookmark_interval = 0.1
+    api = await hs.kube_api(server, tmp_path, watch_silence=60.0)
+    api.pace.floor = 0.5  # the product's floor is 10 s; the pace is what is under test
+    seen = 0
+    loop = asyncio.get_running_loop()
+    with pytest.raises(ApiUnreachable, match="sent nothing on a watch for 0.5 s"):
+        async for _event in api.watch("pods", "default", "1"):
+            seen += 1
+            if seen == 5:
+                server.bookmark_interval = 3600  # the path dies: no FIN, no reset, no bookmark
+                silent_since = loop.time()
+    assert loop.time() - silent_since < 5  # not the 60 s ceiling
+
+
 async def test_a_watch_line_longer_than_the_cap_closes_the_watch(server: hs.HostileServer, tmp_path: Path) -> None:
     server.on_watch = hs.endless_line(64 * MiB)
     api = await hs.kube_api(server, tmp_path)

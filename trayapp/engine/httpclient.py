@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -156,20 +156,25 @@ class HttpStream:
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                 return received
 
-    async def lines(self, max_line: int, silence: float | None = None) -> AsyncIterator[bytes]:
+    async def lines(
+        self, max_line: int, silence: float | Callable[[], float] | None = None
+    ) -> AsyncIterator[bytes]:
         """The body split into lines, as a watch streams one JSON event per line.
 
         Linear time: each byte is scanned once and copied at most twice (into a piece, then into
         its line). A line longer than `max_line` raises ResponseTooLarge before it is joined. With
         `silence`, a line must end within that many seconds of the previous one (or of the start):
-        a stream that goes quiet for longer is taken for dead and raises ApiUnreachable.
+        a stream that goes quiet for longer is taken for dead and raises ApiUnreachable. A callable
+        `silence` is asked again after each line (the limit follows the server's bookmark pace).
         """
-        # What happened, not what the caller does next: the informer retries, a tunnel keeps its port.
-        late = (
-            f"{self._server} sent nothing on a watch for {silence:g} s, so kubetray took the connection for dead."
-            if silence is not None else ""
-        )
-        self._expect_by(silence, late)
+        def expect() -> None:
+            limit = silence() if callable(silence) else silence
+            # What happened, not what the caller does next: the informer retries, a tunnel keeps its port.
+            late = (f"{self._server} sent nothing on a watch for {limit:g} s, so kubetray took the connection "
+                    "for dead." if limit is not None else "")
+            self._expect_by(limit, late)
+
+        expect()
         pieces: list[bytes] = []
         held = 0
         async for chunk in self.body_chunks():
@@ -181,7 +186,7 @@ class HttpStream:
                 pieces, held, start = [], 0, newline + 1
                 if line.strip():
                     yield line
-                    self._expect_by(silence, late)
+                    expect()
             if start < len(chunk):
                 held += len(chunk) - start
                 if held > max_line:

@@ -25,6 +25,7 @@ from trayapp import __version__
 from trayapp.engine import connect as connection
 from trayapp.engine.auth import ClusterAccess, Credentials
 from trayapp.engine.httpclient import HttpStream, open_stream, status_message
+from trayapp.engine.watchpace import WatchPace
 from trayapp.engine.wire import SUBPROTOCOL
 from trayapp.errors import (
     ApiBusy,
@@ -175,6 +176,7 @@ class KubeApi:
         self.access = access
         self.credentials = credentials
         self.watch_silence = watch_silence
+        self.pace = WatchPace(ceiling=watch_silence)
         self.read_timeout = read_timeout
         self.list_timeout = list_timeout
         self.page_size = page_size
@@ -305,7 +307,8 @@ class KubeApi:
         """Changes after resource_version until the server ends the watch. Raises Gone on 410.
 
         `on_open` is called once the server has accepted the watch (200). A watch silent for
-        `watch_silence` seconds raises ApiUnreachable; a line over `max_line` bytes raises
+        `watch_silence` seconds, or for three of its server's bookmark gaps once it has seen them
+        (watchpace.py), raises ApiUnreachable; a line over `max_line` bytes raises
         ResponseTooLarge; a line that is not JSON raises ApiError. An event whose envelope is
         malformed (not an object, no type) is logged and skipped.
         """
@@ -320,10 +323,13 @@ class KubeApi:
         what = f"{kind} in namespace {namespace!r}" if namespace else kind
         stream = await self._get(collection_path(kind, namespace), query, what)
         skipped = 0
+        collection = collection_path(kind, namespace)
+        loop = asyncio.get_running_loop()
+        last_bookmark: float | None = None
         try:
             if on_open is not None:
                 on_open()
-            async for line in stream.lines(self.max_line, self.watch_silence):
+            async for line in stream.lines(self.max_line, lambda: self.pace.limit(collection)):
                 try:
                     event = json.loads(line)
                 except ValueError as exc:
@@ -344,6 +350,11 @@ class KubeApi:
                         code if isinstance(code, int) else 500, str(obj.get("message") or "watch error"), what,
                         context=self.access.context, retry_after=_status_retry_after(obj), server=self.access.server,
                     )
+                if kind_of_event == "BOOKMARK":
+                    now = loop.time()
+                    if last_bookmark is not None:
+                        self.pace.bookmark(collection, now - last_bookmark)
+                    last_bookmark = now
                 yield WatchEvent(kind_of_event, obj)
         finally:
             stream.close()

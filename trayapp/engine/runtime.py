@@ -18,7 +18,7 @@ from trayapp.engine.discovery import Settings
 from trayapp.engine.events import EventBus
 from trayapp.engine.forwarder import Forwarder
 from trayapp.engine.informer import Informer
-from trayapp.engine.kube import KubeApi
+from trayapp.engine.kube import WATCH_SILENCE_SECONDS, KubeApi
 from trayapp.engine.portmemory import PortKey, PortMemory
 from trayapp.engine.portnames import PortNames
 from trayapp.engine.resolve import namespaces_to_decide, one_per_forward, target_key
@@ -100,10 +100,12 @@ class ContextRun:
         connect_timeout: float = 10.0,
         port_memory: PortMemory | None = None,
         switches: Switches | None = None,
+        watch_silence: float = WATCH_SILENCE_SECONDS,
     ) -> None:
         self.access = access
         self.credentials = credentials
-        self.cache = ClusterCache(KubeApi(access, credentials), on_error=self._cluster_error)
+        api = KubeApi(access, credentials, watch_silence=watch_silence)
+        self.cache = ClusterCache(api, on_error=self._cluster_error)
         self.forwarders: dict[str, Forwarder] = {}
         self._bus = bus
         self._plan = plan if isinstance(plan, RunPlan) else RunPlan(tuple(plan))
