@@ -147,7 +147,7 @@ class Forwarder:
             self.machine.cluster_failed(f"The cluster refused kubetray's credentials. ({error.message})")
         elif server_away(error):
             now = asyncio.get_running_loop().time()
-            self._run(self.machine.server_failed(self._server_name, now, from_watch=True))
+            self._run(self.machine.server_failed(self._server_name, now, from_watch=True, detail=error.message))
         elif self.machine.target is None:
             self._run(self.machine.resolved(Unresolved(f"{error.message} kubetray keeps retrying.")))
 
@@ -181,9 +181,9 @@ class Forwarder:
             log.info("%s: %s", self.rule.label, self.machine.reason)
         self._run(commands)
 
-    def _dial_failed(self, began: float) -> None:
+    def _dial_failed(self, began: float, detail: str) -> None:
         now = asyncio.get_running_loop().time()
-        self._run(self.machine.server_failed(self._server_name, now, from_watch=False, began=began))
+        self._run(self.machine.server_failed(self._server_name, now, from_watch=False, began=began, detail=detail))
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -231,7 +231,7 @@ class Forwarder:
                     self._run(self.machine.connection_failed(target.pod, exc.message))
                     return
                 # Unreachable, restarting or busy (503/429): retry until the deadline.
-                self._dial_failed(began)
+                self._dial_failed(began, exc.message)
                 delay = max(self._retry.delay(attempt), getattr(exc, "retry_after", None) or 0.0)
                 attempt += 1
                 if loop.time() + delay >= deadline:

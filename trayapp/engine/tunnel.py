@@ -68,6 +68,7 @@ class _Outage:
     server: str
     since: float
     from_watch: bool  # a watch failed too: only a watch's answer ends it, not one good dial
+    detail: str | None = None  # what the last attempt ran into (a proxy's refusal, a timeout), a sentence
     told: bool = False
     relisted: bool = False  # the tunnel's kinds were listed again for this outage
 
@@ -221,7 +222,9 @@ class TunnelMachine:
         return [self._event(EventKind.FAILED, f"{self.rule.label}: {message}")]
 
     # -- the API server does not answer ---------------------------------------------------
-    def server_failed(self, server: str, now: float, from_watch: bool, began: float | None = None) -> list[Command]:
+    def server_failed(
+        self, server: str, now: float, from_watch: bool, began: float | None = None, detail: str | None = None,
+    ) -> list[Command]:
         """A list, watch or port-forward dial found the API server unreachable (or 503/429).
 
         The first failure of an outage starts the grace timer, counted from `began`, when the
@@ -231,9 +234,11 @@ class TunnelMachine:
         if self.state in (TunnelState.STOPPED, TunnelState.FAILED):
             return []  # a refused credential or a port it could not bind says more than this
         outage = self._outage
+        if outage is not None:
+            outage.detail = detail or outage.detail
         if outage is None:
             since = now if began is None else min(began, now)
-            outage = self._outage = _Outage(server, since, from_watch)
+            outage = self._outage = _Outage(server, since, from_watch, detail)
             commands: list[Command] = [Wakeup(max(0.0, since + OUTAGE_GRACE - now))]
             if not from_watch:
                 # A dial found the server away; the watches may be just as dead and not know it.
@@ -287,7 +292,9 @@ class TunnelMachine:
             doing = f"kubetray keeps {self.where} open and reconnects when it answers."
         else:
             doing = "kubetray reconnects when it answers."
-        return f"The API server {outage.server} has not answered for {seconds} s; {doing}"
+        # What the last attempt ran into tells a proxy refusing the password from a path that died.
+        detail = f" {outage.detail}" if outage.detail else ""
+        return f"The API server {outage.server} has not answered for {seconds} s; {doing}{detail}"
 
     def _answered_event(self, outage: _Outage) -> Publish:
         assert self.target is not None
