@@ -95,7 +95,7 @@ async def silent(reader: asyncio.StreamReader) -> bool:
     """True if neither bytes nor a FIN nor a reset arrive for QUIET seconds."""
     try:
         await asyncio.wait_for(reader.read(1), QUIET)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return not reader.at_eof()
     return False
 

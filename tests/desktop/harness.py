@@ -431,7 +431,7 @@ def describe(message: Any, calls: set[tuple[str, int]]) -> dict[str, Any] | None
         urgency = hints.get("urgency")  # a (signature, value) variant
         return {"kind": "notify", "sender": sender, "serial": serial, "appname": appname,
                 "replaces_id": replaces_id, "icon": icon, "summary": summary, "body": body,
-                "actions": dict(zip(actions[::2], actions[1::2])),  # key, label, key, label...
+                "actions": dict(zip(actions[::2], actions[1::2], strict=False)),  # key, label, key, label...
                 "urgency": urgency[1] if urgency else None, "timeout": timeout}
     answered = (fields.get(HeaderFields.destination, ""), fields.get(HeaderFields.reply_serial, 0))
     if kind == MessageType.method_return and answered in calls:

@@ -25,8 +25,8 @@ from tests.proxyservers import ConnectProxy, Socks5Proxy
 from trayapp.engine import connect
 from trayapp.engine.aio import deadline
 from trayapp.engine.auth import ClusterAccess, Credentials
-from trayapp.engine.tlsfiles import TlsSettings
 from trayapp.engine.kube import KubeApi
+from trayapp.engine.tlsfiles import TlsSettings
 from trayapp.engine.wire import SUBPROTOCOL
 from trayapp.errors import ApiUnreachable
 from trayapp.sim import SimCluster

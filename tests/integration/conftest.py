@@ -91,7 +91,7 @@ class Events:
 
         try:
             return await asyncio.wait_for(find(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(f"no {kind.value} event; saw: {[e.message for e in self.seen]}") from None
 
     def of(self, kind: EventKind) -> list[Event]:

@@ -6,8 +6,8 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 import urllib.request
 from collections.abc import Iterator

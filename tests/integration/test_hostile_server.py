@@ -325,10 +325,10 @@ async def test_tunnels_keep_serving_and_following_the_cluster_while_a_hostile_se
 
         server.bookmark_interval = 0.2
         server.on_watch = hs.good_watch  # the server behaves again
-        for informer, recorder in zip(hostile, recorders.values()):
+        for informer, recorder in zip(hostile, recorders.values(), strict=True):
             await recorder.until(lambda i=informer: i.last_error is None)
         server.put(hs.pod("fresh"))
-        for informer, recorder in zip(hostile, recorders.values()):
+        for informer, recorder in zip(hostile, recorders.values(), strict=True):
             await recorder.until(lambda i=informer: i.objects)
     finally:
         for informer in hostile:

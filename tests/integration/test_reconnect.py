@@ -168,6 +168,6 @@ async def test_network_change_ends_open_connections_and_lists_again(
     assert await asyncio.wait_for(reader.read(), 10) is not None
     writer.close()
     # every watch started over, and the tunnel serves on the same local port
-    assert all(informer._task is not before for informer, before in zip(informers, tasks_before))
+    assert all(informer._task is not before for informer, before in zip(informers, tasks_before, strict=True))
     await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in informers)), 10)
     assert await serving_pod(unused_tcp_port)

@@ -7,14 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .system_bus import (
-    LOGIN1,
-    NETWORK_MANAGER,
-    FakeService,
-    PrivateBus,
-    fake_service,
-    private_system_bus,
-)
+from .system_bus import LOGIN1, NETWORK_MANAGER, FakeService, PrivateBus, fake_service, private_system_bus
 
 
 @pytest.fixture

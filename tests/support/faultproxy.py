@@ -257,7 +257,7 @@ class FaultProxy:
                 while not condition(counts := self.counts()):
                     await self._changed.wait()
                 return counts
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"the proxy's counts did not get there in {timeout} s: {self.counts()}") from None
 
     def _notify(self) -> None:
@@ -389,8 +389,7 @@ class FaultProxy:
         try:
             async with deadline(10):
                 await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
-                ConnectionError, OSError):
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, OSError):
             self._close_end(conn, conn.client)
             return
         body = json.dumps({

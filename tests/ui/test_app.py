@@ -21,7 +21,14 @@ from trayapp.sim import SimCluster
 from trayapp.sim.runner import SimThread, run_in_thread
 from trayapp.ui.app import TrayApp
 from trayapp.ui.menu_model import (
-    CopyText, OpenUrl, SetEnabled, SetNotifications, SetPaused, Simple, SwitchContext, build_menu,
+    CopyText,
+    OpenUrl,
+    SetEnabled,
+    SetNotifications,
+    SetPaused,
+    Simple,
+    SwitchContext,
+    build_menu,
 )
 
 SCENARIO = """

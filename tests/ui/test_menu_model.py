@@ -8,8 +8,22 @@ from trayapp.control import Snapshot
 from trayapp.engine.runtime import TunnelView
 from trayapp.model import AutoSource, ResourceType, Rule, TunnelState
 from trayapp.ui.menu_model import (
-    CopyText, Item, Mark, OpenUrl, Prefs, Restart, SetAutostart, SetEnabled, SetNotifications, SetPaused, SetToken,
-    Simple, SwitchContext, build_menu, overall, tooltip,
+    CopyText,
+    Item,
+    Mark,
+    OpenUrl,
+    Prefs,
+    Restart,
+    SetAutostart,
+    SetEnabled,
+    SetNotifications,
+    SetPaused,
+    SetToken,
+    Simple,
+    SwitchContext,
+    build_menu,
+    overall,
+    tooltip,
 )
 
 WEB = Rule(ResourceType.SERVICE, "web", 80, local_port=8080, name="web")

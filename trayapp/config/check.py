@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from trayapp.config.auto import ALL_NAMESPACES, AutoSettings
 from trayapp.config.problems import Problem
 from trayapp.config.rules import RuleSet
@@ -33,7 +32,7 @@ def _row(scope: str, rule: Rule) -> tuple[str, ...]:
 def _table(rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() for row in rows
     ]
 
 

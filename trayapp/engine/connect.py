@@ -111,7 +111,7 @@ async def open_socket(route: Route, timeout: float = 10.0) -> socket.socket:
     try:
         async with deadline(timeout):
             sock = await _open(route)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise ApiUnreachable(f"{_cap(route.described)} did not answer within {timeout:g} s.") from None
     except OSError as exc:  # a proxy that broke the connection halfway through its answer
         raise unreachable(exc, route, timeout) from exc
@@ -131,7 +131,7 @@ async def open_stream(
                 sock=sock, ssl=tls, server_hostname=(access.server_hostname or access.host) if tls else None,
                 limit=STREAM_LIMIT,
             )
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         sock.close()
         raise unreachable(exc, route, timeout, access.server_hostname) from exc
 
@@ -416,7 +416,7 @@ async def _socks(route: Route, proxy: ProxyUrl) -> socket.socket:
             _tcp_failure(cause, proxy.described, proxy.host, proxy.port) + f" kubetray needs it to reach {redact(route.server)}."
         ) from exc
     except ProxyTimeoutError:
-        raise asyncio.TimeoutError from None
+        raise TimeoutError from None
     except ProxyError as exc:
         reason = _SOCKS_REPLIES.get(exc.error_code or 0) or (
             "the SOCKS handshake failed (a user or password the proxy does not accept, or one it needs)"

@@ -127,7 +127,7 @@ class ExecPlugin:
         try:
             async with deadline(timeout):
                 out, err = await process.communicate()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ExecPluginFailed(
                 f"The credential plugin {self.name} for context {self.context!r} did not answer within "
                 f"{timeout:g} s; kubetray stopped it and tries again at the next connection. Run "

@@ -27,15 +27,7 @@ from trayapp.engine.listeners import Listeners
 from trayapp.engine.ports import bind_listener, refusal_for
 from trayapp.engine.relay import LOCAL_FLUSH_TIMEOUT, READ_SIZE, close_local, relay
 from trayapp.engine.resolve import Target, Unresolved, kinds_needed, resolve
-from trayapp.engine.tunnel import (
-    CloseConnections,
-    Command,
-    Publish,
-    Relist,
-    TargetChanged,
-    TunnelMachine,
-    Wakeup,
-)
+from trayapp.engine.tunnel import CloseConnections, Command, Publish, Relist, TargetChanged, TunnelMachine, Wakeup
 from trayapp.errors import ApiError, ApiUnreachable, AuthError, KubetrayError, NotFound, PortError
 from trayapp.model import Event, Rule, TunnelState
 
@@ -286,7 +278,7 @@ class Forwarder:
             try:
                 async with time_limit(remaining):
                     await changed.wait()
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
         return self.machine.state != TunnelState.STOPPED
 
@@ -305,7 +297,7 @@ class Forwarder:
             try:
                 async with time_limit(remaining):
                     await changed.wait()
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return None
 
     def network_changed(self) -> None:

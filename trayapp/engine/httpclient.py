@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 import h11
 
 from trayapp.engine.aio import deadline
-from trayapp.engine.connect import open_stream  # noqa: F401 - kube.py opens its streams from here
 from trayapp.errors import ApiUnreachable, ResponseTooLarge
 
 _READ_SIZE = 65536
@@ -91,7 +90,7 @@ class HttpStream:
         try:
             async with deadline(max(remaining, 0.0)):
                 return await awaitable
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             if getattr(exc, "errno", None) is not None:  # the socket's own ETIMEDOUT (keepalive gave up)
                 raise
             raise ApiUnreachable(self._late) from None

@@ -24,18 +24,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from trayapp import __version__
 from trayapp.engine import connect as connection
 from trayapp.engine.auth import ClusterAccess, Credentials
-from trayapp.engine.httpclient import HttpStream, open_stream, status_message
+from trayapp.engine.connect import open_stream
+from trayapp.engine.httpclient import HttpStream, status_message
 from trayapp.engine.watchpace import WatchPace
 from trayapp.engine.wire import SUBPROTOCOL
-from trayapp.errors import (
-    ApiBusy,
-    ApiError,
-    ApiUnreachable,
-    AuthError,
-    Gone,
-    NotFound,
-    ResponseTooLarge,
-)
+from trayapp.errors import ApiBusy, ApiError, ApiUnreachable, AuthError, Gone, NotFound, ResponseTooLarge
 
 # kind (plural resource name) -> API group path
 _API_PATHS: dict[str, str] = {
@@ -413,7 +406,7 @@ class KubeApi:
                 raise connection.unreachable(exc.__cause__, route, timeout, access.server_hostname) from exc
             raise ApiUnreachable(f"{route.described[:1].upper()}{route.described[1:]} did not open a {what}: "
                                  "its answer was not a WebSocket handshake.") from exc
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             sock.close()
             raise connection.unreachable(exc, route, timeout, access.server_hostname) from exc
 

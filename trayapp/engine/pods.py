@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 Obj = Mapping[str, Any]  # a Kubernetes object (or part of one) as the API returns it
@@ -36,7 +36,7 @@ def _time(text: object) -> datetime | None:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def created_at(obj: Obj) -> datetime | None:
@@ -181,7 +181,7 @@ def newest_version(pods: Sequence[Obj], revisions: Mapping[str, int] | None = No
     if len(groups) <= 1:
         return list(pods)
     known = revisions or {}
-    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    epoch = datetime.min.replace(tzinfo=UTC)
 
     def rank(pod: Obj) -> tuple[int, datetime, str]:
         owner = _version_key(pod)[0]

@@ -161,7 +161,7 @@ async def close_local(writer: asyncio.StreamWriter, flush_timeout: float = LOCAL
         async with deadline(flush_timeout):
             with contextlib.suppress(OSError):  # the client reset it: closed either way
                 await writer.wait_closed()
-    except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+    except (TimeoutError, asyncio.CancelledError) as exc:
         writer.transport.abort()
         if isinstance(exc, asyncio.CancelledError):
             raise

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 from trayapp.engine.pods import (
@@ -339,7 +339,7 @@ def _resolve_cronjob(rule: Rule, source: ObjectSource, prefer: str | None) -> Re
     ]
     if not jobs:
         return Unresolved(f'cronjob "{name}" has not run a job yet.')
-    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    epoch = datetime.min.replace(tzinfo=UTC)
     job = max(jobs, key=lambda j: (created_at(j) or epoch, name_of(j)))
     what = f'cronjob "{name}" (its newest job "{name_of(job)}")'
     return _resolve_selected(what, ResourceType.JOB, job, rule, source, prefer)

@@ -349,7 +349,7 @@ class ContextRun:
 async def _stop_all(forwarders: Sequence[Forwarder]) -> None:
     """Stop forwarders together; one that fails to stop is logged and the others still stop."""
     results = await asyncio.gather(*(f.stop() for f in forwarders), return_exceptions=True)
-    for forwarder, result in zip(forwarders, results):
+    for forwarder, result in zip(forwarders, results, strict=True):
         if isinstance(result, Exception):
             log.error("stopping tunnel %s failed; its listener or connections may linger",
                       forwarder.tunnel_id, exc_info=result)

@@ -22,12 +22,7 @@ from pathlib import Path
 from trayapp.engine.auth import Credentials
 from trayapp.engine.events import EventBus
 from trayapp.engine.filewatch import FileWatcher
-from trayapp.engine.kubeconfig import (
-    EffectiveContext,
-    MergedKubeconfig,
-    merged_kubeconfig,
-    read_effective_context,
-)
+from trayapp.engine.kubeconfig import EffectiveContext, MergedKubeconfig, merged_kubeconfig, read_effective_context
 from trayapp.engine.portmemory import PortMemory
 from trayapp.engine.runtime import ContextRun, RunPlan, Switches, TunnelView
 from trayapp.errors import KubetrayError

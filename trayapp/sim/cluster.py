@@ -14,7 +14,7 @@ import copy
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,7 @@ from trayapp.sim.control import ControlHandler
 from trayapp.sim.controllers import Controllers
 from trayapp.sim.http import HttpServer
 from trayapp.sim.kubeconfig import ClusterEntry, write_kubeconfig
-from trayapp.sim.objects import (
-    SCALE_DOWN_DELAY_ANNOTATION,
-    Obj,
-    controller_uid,
-    kind_of,
-    namespace,
-    node,
-)
+from trayapp.sim.objects import SCALE_DOWN_DELAY_ANNOTATION, Obj, controller_uid, kind_of, namespace, node
 from trayapp.sim.pods import Kubelet
 from trayapp.sim.scenario import Scenario, load_scenario
 from trayapp.sim.selectors import parse_label_selector
@@ -298,4 +291,4 @@ class SimCluster:
 
 
 def _now_precise() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")

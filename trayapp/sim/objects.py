@@ -13,7 +13,7 @@ import random
 import string
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 Obj = dict[str, Any]
@@ -81,7 +81,7 @@ def kind_for_path(group: str, version: str, plural: str) -> Kind | None:
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def random_suffix(length: int = 5) -> str:

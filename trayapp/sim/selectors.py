@@ -11,13 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trayapp.selectors import (
-    EVERYTHING,
-    Selector,
-    from_label_selector,
-    from_map,
-    parse_selector,
-)
+from trayapp.selectors import EVERYTHING, Selector, from_label_selector, from_map, parse_selector
 
 
 class SelectorError(ValueError):

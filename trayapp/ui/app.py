@@ -36,8 +36,18 @@ from trayapp.platform.autostart import AutostartError, for_platform, installed_c
 from trayapp.platform.notify import DesktopNotices
 from trayapp.ui.bridge import Bridge
 from trayapp.ui.menu_model import (
-    Command, CopyText, OpenUrl, Prefs, Restart, SetAutostart, SetEnabled, SetNotifications, SetPaused,
-    SetToken, Simple, SwitchContext,
+    Command,
+    CopyText,
+    OpenUrl,
+    Prefs,
+    Restart,
+    SetAutostart,
+    SetEnabled,
+    SetNotifications,
+    SetPaused,
+    SetToken,
+    Simple,
+    SwitchContext,
 )
 from trayapp.ui.notices import NoticePolicy
 from trayapp.ui.tray import Tray, icon_path

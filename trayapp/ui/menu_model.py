@@ -13,14 +13,7 @@ from dataclasses import dataclass, field
 
 from trayapp.control import Snapshot
 from trayapp.engine.runtime import TunnelView
-from trayapp.model import (
-    AutoSource,
-    TunnelState,
-    is_loopback,
-    listen_text,
-    local_address,
-    tunnel_url,
-)
+from trayapp.model import AutoSource, TunnelState, is_loopback, listen_text, local_address, tunnel_url
 
 
 # Commands: what an entry does when chosen.

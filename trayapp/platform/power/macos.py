@@ -65,11 +65,7 @@ class MacSource:
             raise SourceUnavailable(failure[0] if failure else "the dynamic store did not start.")
 
     def _observe_workspace(self, post: Any) -> None:
-        from AppKit import (
-            NSWorkspace,
-            NSWorkspaceDidWakeNotification,
-            NSWorkspaceWillSleepNotification,
-        )
+        from AppKit import NSWorkspace, NSWorkspaceDidWakeNotification, NSWorkspaceWillSleepNotification
 
         self._center = NSWorkspace.sharedWorkspace().notificationCenter()
         for name, reason in ((NSWorkspaceDidWakeNotification, Reason.WOKE),
@@ -80,12 +76,7 @@ class MacSource:
             self._observers.append(token)
 
     def _run_store(self, post: Any, ready: threading.Event, failure: list[str]) -> None:
-        from CoreFoundation import (
-            CFRunLoopAddSource,
-            CFRunLoopGetCurrent,
-            CFRunLoopRunInMode,
-            kCFRunLoopDefaultMode,
-        )
+        from CoreFoundation import CFRunLoopAddSource, CFRunLoopGetCurrent, CFRunLoopRunInMode, kCFRunLoopDefaultMode
         from SystemConfiguration import (
             SCDynamicStoreCreate,
             SCDynamicStoreCreateRunLoopSource,
