@@ -239,3 +239,23 @@ def test_automatic_rules_listen_only_on_loopback_with_the_user_ports_reserved() 
     guarded = AutoForwarder.guard(asked, user)
     assert [rule.address for rule in guarded] == ["127.0.0.1", "::1", "127.0.0.1"]
     assert all(rule.reserved_ports == {5432, 8000} and rule.auto for rule in guarded)
+
+
+async def test_a_user_rule_added_later_takes_its_port_back_from_an_automatic_tunnel(
+    cluster: SimCluster, kubeconfig: Path
+) -> None:
+    wanted = free_port()
+    cluster.create(service("opted-in", 80, 8080, annotations={"kubetray.dev/forward": f"80:{wanted}"}))
+    run, events = await start(kubeconfig, RunPlan((), AutoSettings(annotation=True)))
+    try:
+        first = await events.wait_for(EventKind.FORWARDING, lambda e: e.resource_name == "opted-in")
+        assert first.local_port == wanted
+        # The user writes a rule for that port: the cluster object gives it up, the user gets it.
+        mine = Rule(ResourceType.SERVICE, "web", 80, local_port=wanted, name="mine")
+        await run.apply_rules([mine])
+        moved = await events.wait_for(EventKind.FALLBACK, lambda e: e.resource_name == "opted-in")
+        assert moved.local_port != wanted
+        ours = await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "mine")
+        assert ours.local_port == wanted
+    finally:
+        await run.stop()

@@ -25,7 +25,9 @@ EXAMPLE_RULES = """\
 #     portForward:
 #       - {resourceType: deployment, resourceName: api, port: 9090}
 #
-# Forward what Skaffold deployed, and services annotated kubetray.dev/forward: "true":
+# What Skaffold deployed is forwarded by default. Services and pods annotated
+# kubetray.dev/forward: "true" are forwarded only if you opt in (anyone who may edit a pod could
+# otherwise open a port on your machine):
 # auto:
 #   skaffold: true
 #   annotation: true

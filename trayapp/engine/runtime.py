@@ -110,6 +110,7 @@ class ContextRun:
         self._bus = bus
         self._plan = plan if isinstance(plan, RunPlan) else RunPlan(tuple(plan))
         self._auto_rules: tuple[Rule, ...] = ()
+        self._discovered: tuple[Rule, ...] = ()  # the automatic rules as found, before the guard
         self._desired: dict[str, Rule] = {}  # the rule each forwarder was started for, before port memory
         self._connect_timeout = connect_timeout
         self._memory = port_memory
@@ -167,11 +168,14 @@ class ContextRun:
         """New user rules (the rules file was reloaded); automatic rules stay as discovered."""
         plan = rules if isinstance(rules, RunPlan) else RunPlan(tuple(rules), self._plan.auto)
         self._plan = RunPlan(plan.rules, self._plan.auto)
+        # The user's rules name the ports that cluster objects may not take: guard again.
+        self._auto_rules = AutoForwarder.guard(self._discovered, self._plan.rules)
         await self._apply()
 
     def _auto_changed(self, rules: Sequence[Rule]) -> None:
         # What a cluster object may ask for ends here: loopback only, never a port that one of
         # the user's rules names (nor, in the forwarder, one below 1024).
+        self._discovered = tuple(rules)
         guarded = AutoForwarder.guard(rules, self._plan.rules)
         changed = guarded != self._auto_rules
         self._auto_rules = guarded  # also when only the reserved ports changed: new starts use them
@@ -222,8 +226,8 @@ class ContextRun:
                 running = self._desired.get(tid)
                 if running is not None and running.auto and replace(running, name=rule.name) == rule:
                     # Only the label moved (it names the namespace when that is not the context's):
-                    # not worth breaking its connections.
-                    rule = running
+                    # not worth breaking its connections. The ports now reserved are the new ones.
+                    rule = replace(running, reserved_ports=rule.reserved_ports)
                 wanted.setdefault(tid, rule)
         return wanted
 
@@ -240,7 +244,10 @@ class ContextRun:
             everything = self._wanted()
             wanted = {tid: rule for tid, rule in everything.items() if self.switches.enabled(tid)}
             self._switched_off = {tid: rule for tid, rule in everything.items() if tid not in wanted}
-            gone = [self.forwarders[tid] for tid, rule in self._desired.items() if wanted.get(tid) != rule]
+            gone = [
+                self.forwarders[tid] for tid, rule in self._desired.items()
+                if wanted.get(tid) != rule or _gives_way(self.forwarders[tid], wanted[tid])
+            ]
             # Stop first, so a changed rule's new forwarder can have its port back; until they
             # are stopped, _taken() still counts their ports.
             await _stop_all(gone)
@@ -324,7 +331,7 @@ class ContextRun:
             forwarders, self.forwarders = list(self.forwarders.values()), {}
             self._port_names.close()
             self._desired = {}
-            self._auto_rules = ()
+            self._auto_rules = self._discovered = ()
             self._switched_off = {}
             await _stop_all(forwarders)
         await self.cache.stop()
@@ -344,6 +351,11 @@ class ContextRun:
             views[tid] = TunnelView(tid, rule, TunnelState.STOPPED, None, None, reason)
         order = {tid: position for position, tid in enumerate(self._wanted())}
         return sorted(views.values(), key=lambda v: order.get(v.tunnel_id, len(order)))
+
+
+def _gives_way(forwarder: Forwarder, rule: Rule) -> bool:
+    """An automatic tunnel on a port that a user rule now names starts again elsewhere."""
+    return rule.auto and forwarder.local_port is not None and forwarder.local_port in rule.reserved_ports
 
 
 async def _stop_all(forwarders: Sequence[Forwarder]) -> None:
