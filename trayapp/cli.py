@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "autostart":
         return run_autostart(args.action)
     if args.headless or args.json:
-        from trayapp.headless import run_headless
+        from trayapp.startup import run_headless
 
         return run_headless(args)
     from trayapp.ui.preflight import desktop_problem
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     problem = desktop_problem()
     if problem is not None:
         print(f"{problem}, so kubetray runs without the tray, as with --headless.", file=sys.stderr)
-        from trayapp.headless import run_headless
+        from trayapp.startup import run_headless
 
         return run_headless(args)
     from trayapp.ui.app import run_tray

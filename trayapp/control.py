@@ -7,7 +7,7 @@ After anything changes it hands a fresh `Snapshot` to `on_snapshot`, at most onc
 so the UI renders state it is given and never asks the engine while a menu is opening.
 A wake from sleep or a network change (platform/power) restarts every watch and session at once.
 
-It joins config, engine and platform, so it sits above them, beside `headless`; it imports no Qt.
+It joins config, engine and platform, so it sits above them, beside `startup`; it imports no Qt.
 """
 
 from __future__ import annotations

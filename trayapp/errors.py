@@ -12,19 +12,14 @@ class KubetrayError(Exception):
 
     title = "kubetray error"
 
-    def __init__(self, message: str, *, title: str | None = None, recoverable: bool = True) -> None:
+    def __init__(self, message: str, *, title: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         if title is not None:
             self.title = title
-        self.recoverable = recoverable
 
     def __str__(self) -> str:
         return self.message
-
-
-class ConfigError(KubetrayError):
-    title = "Rules file problem"
 
 
 class KubeconfigError(KubetrayError):
@@ -36,10 +31,9 @@ class ApiError(KubetrayError):
 
     title = "Kubernetes API error"
 
-    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
-        self.reason = reason
 
 
 class ApiUnreachable(ApiError):
@@ -90,9 +84,3 @@ class WireError(KubetrayError):
     """The port-forward stream broke the v4.channel.k8s.io protocol."""
 
     title = "Port-forward protocol error"
-
-
-class PortForwardRefused(KubetrayError):
-    """The kubelet reported an error on the port's error channel."""
-
-    title = "Pod refused the connection"

@@ -273,10 +273,11 @@ def test_tray_demo_end_to_end(desktop: Desktop, tmp_path: Path, unused_tcp_port_
 
         # --- the token typed into the dialog is stored in the session's gnome-keyring ---------
         tray.click(entry(tray.open_menu(), "Set token for this context"))
-        found = desktop.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^kubetray: set token$"],
-                            timeout=10)
-        assert found.returncode == 0 and found.stdout.split(), "the token dialog did not open"
-        dialog = found.stdout.split()[0]
+        # Searched again until found: a search that meets the closing menu's window gets BadWindow.
+        dialog = desktop.wait_for(
+            lambda: desktop.run(["xdotool", "search", "--onlyvisible", "--name", "^kubetray: set token$"],
+                                timeout=10).stdout.split()[:1],
+            timeout=20, what="the token dialog to open")[0]
         desktop.xdotool("windowfocus", "--sync", dialog)
         desktop.xdotool("type", "--delay", "5", TOKEN)
         desktop.screenshot("tray-token-dialog")

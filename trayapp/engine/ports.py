@@ -142,7 +142,6 @@ def normalize_address(address: str) -> tuple[str, socket.AddressFamily]:
         raise PortError(
             f'The listen address "{address}" is not an IP address; '
             "use one such as 127.0.0.1, ::1 or 0.0.0.0.",
-            recoverable=False,
         ) from None
     return str(ip), socket.AF_INET6 if ip.version == 6 else socket.AF_INET
 
@@ -248,7 +247,7 @@ def _port_error(address: str, port: int, exc: OSError) -> PortError:
         detail = f"{address} is not an address of this machine"
     else:
         detail = exc.strerror or str(exc)
-    return PortError(f"Cannot listen on {what} at {address}: {detail}.", recoverable=False)
+    return PortError(f"Cannot listen on {what} at {address}: {detail}.")
 
 
 def bind_listener(

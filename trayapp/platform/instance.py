@@ -192,12 +192,8 @@ class InstanceServer:
 
 
 async def _read_object(reader: asyncio.StreamReader) -> dict[str, Any]:
-    timeout = getattr(asyncio, "timeout", None)  # 3.11+: unlike wait_for, never loses a cancel
-    if timeout is not None:
-        async with timeout(_REQUEST_TIMEOUT):
-            line = await reader.readline()
-    else:
-        line = await asyncio.wait_for(reader.readline(), _REQUEST_TIMEOUT)
+    async with asyncio.timeout(_REQUEST_TIMEOUT):  # unlike wait_for, never loses a cancel
+        line = await reader.readline()
     value = json.loads(line or b"{}")
     if not isinstance(value, dict):
         raise ValueError("not an object")

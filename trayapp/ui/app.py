@@ -27,14 +27,14 @@ from trayapp.config.example import ensure_rules_file
 from trayapp.config.paths import default_rules_path
 from trayapp.config.settings import UiSettings, load_settings, save_settings
 from trayapp.control import Controller, Snapshot
-from trayapp.engine.background import EngineThread
 from trayapp.engine.events import EventBus
 from trayapp.errors import KubetrayError
-from trayapp.headless import engine_options, serve_with_instance, setup_logging
 from trayapp.model import Event, Notice, TunnelState, tunnel_url
 from trayapp.platform.autostart import AutostartError, for_platform, installed_command
 from trayapp.platform.notify import DesktopNotices
+from trayapp.startup import engine_options, serve_with_instance, setup_logging
 from trayapp.ui.bridge import Bridge
+from trayapp.ui.engine_thread import EngineThread
 from trayapp.ui.menu_model import (
     Command,
     CopyText,
@@ -393,7 +393,7 @@ def run_tray(args: argparse.Namespace) -> int:
         if answer.get("shown"):
             print("kubetray is already running; it shows its menu now.")
             return 0
-        from trayapp.headless import already_running_text
+        from trayapp.startup import already_running_text
 
         sys.stderr.write(already_running_text())  # a headless one: it has no menu to show
         return 1

@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (
 )
 
 from trayapp.control import Snapshot
-from trayapp.headless import human_line
 from trayapp.model import Event
+from trayapp.startup import human_line
 from trayapp.ui.menu_model import Command, OpenUrl, Simple, tooltip, tunnel_item
 from trayapp.ui.tray import Tray
 

@@ -1,6 +1,8 @@
-"""`kubetray --headless`: the engine in a terminal, one line per event, no Qt imported.
+"""Start-up wiring for both modes: the engine's options, logging, the single-instance lock, and
+`kubetray --headless`, the engine in a terminal, one line per event, with no Qt imported. The
+tray (ui/app.py) uses the same wiring around its own face.
 
-Human-readable lines go to stderr; with `--json`, one JSON object per event goes to stdout and is
+In the terminal, human-readable lines go to stderr; with `--json`, one JSON object per event goes to stdout and is
 flushed at once, so another program can follow along. SIGINT and SIGTERM stop cleanly.
 """
 

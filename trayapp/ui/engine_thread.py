@@ -73,11 +73,6 @@ class EngineThread:
             failed.set_exception(RuntimeError("the engine is not running"))
             return failed
 
-    def call(self, function: Callable[..., object], *args: object) -> None:
-        """Run a plain function on the engine loop's thread, soon."""
-        if self._loop is not None and not self.finished.done():
-            self._loop.call_soon_threadsafe(function, *args)
-
     def stop(self, timeout: float = 10.0) -> bool:
         """Ask the engine to stop and wait for it; False if it did not finish within `timeout`."""
         if self._thread is None:
