@@ -170,8 +170,10 @@ class Credentials:
             cluster=entries.effective.cluster,
             user=entries.effective.user,
             tls_settings=self._tls if https else None,
-            server_hostname=getattr(configuration, "tls_server_name", None) or None,
-            proxy=configuration.proxy or None,
+            # Read from the entry itself: the kubernetes client learned proxy-url and
+            # tls-server-name only in later releases than the oldest kubetray supports.
+            server_hostname=_text(entries.cluster.body.get("tls-server-name")),
+            proxy=_text(entries.cluster.body.get("proxy-url")),
         )
 
     def _header_now(self) -> str | None:
@@ -378,3 +380,8 @@ def _reason(exc: OSError) -> str:
     if isinstance(exc, PermissionError):
         return "kubetray is not allowed to read it"
     return exc.strerror or type(exc).__name__
+
+
+def _text(value: object) -> str | None:
+    """A kubeconfig string field, None when absent or empty."""
+    return str(value) if value not in (None, "") else None
