@@ -236,7 +236,8 @@ class _InotifyPump:
             watch.close()
 
     def _on_readable(self) -> None:
-        assert self._inotify is not None
+        if self._inotify is None:  # closed by an earlier callback of this same loop iteration
+            return
         try:
             events = self._inotify.read()
         except OSError as exc:
