@@ -1,4 +1,8 @@
-"""FileWatcher against real files, real directories and the real kubectl; no mocks, no timing asserts."""
+"""FileWatcher against real files, real directories and the real kubectl; no mocks, no timing asserts.
+
+Every test runs on each backend this platform has: inotify on the event loop (Linux) and watchfiles
+(macOS and Windows; on Linux too, so that backend stays tested where CI runs).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from trayapp.engine import filewatch
 from trayapp.engine.filewatch import FileWatcher
 from trayapp.engine.kubeconfig import read_effective_context
 
@@ -46,6 +52,21 @@ async def until_reported(batches: AsyncIterator[set[Path]], wanted: Path) -> set
         raise AssertionError("the watcher stopped")
 
     return await asyncio.wait_for(collect(), TIMEOUT)
+
+
+BACKENDS = ["inotify", "watchfiles"] if sys.platform == "linux" else ["watchfiles"]
+
+
+@pytest.fixture(autouse=True, params=BACKENDS)
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(filewatch, "_BACKEND", request.param)
+    return str(request.param)
+
+
+@pytest.fixture
+def inotify_only(backend: str) -> None:
+    if backend != "inotify":
+        pytest.skip("about the inotify backend")
 
 
 @pytest.fixture
@@ -176,12 +197,14 @@ async def test_cancelling_the_consumer_stops_the_watch(config: Path) -> None:
     assert watcher._pump is None  # aclose() ran and waited for the pump
 
 
-def test_clean_shutdown_leaves_no_thread_and_no_warning(tmp_path: Path, config: Path) -> None:
+def test_clean_shutdown_leaves_no_thread_and_no_warning(tmp_path: Path, config: Path, backend: str) -> None:
     script = textwrap.dedent(
         f"""
         import asyncio, threading
         from pathlib import Path
+        from trayapp.engine import filewatch
         from trayapp.engine.filewatch import FileWatcher
+        filewatch._BACKEND = {backend!r}
 
         async def main():
             # -X dev also reports callbacks slower than 0.1 s, which a loaded machine produces
@@ -242,3 +265,108 @@ async def test_kubectl_use_context_is_seen(config: Path) -> None:
         await until_reported(batches, config)
         effective = read_effective_context([config])
         assert (effective.name, effective.namespace) == ("two", "other")
+
+
+# What follows checks the parts the backends differ in: what a rename or a late directory does,
+# a kernel queue overflow, and that an idle watcher holds nothing but its fd.
+
+
+async def test_a_file_renamed_over_from_another_directory(tmp_path: Path, config: Path) -> None:
+    async with FileWatcher([config]) as watcher:
+        batches = watcher.changes()
+        staged = tmp_path / "staged"
+        staged.write_text(config.read_text().replace("current-context: one", "current-context: two"))
+        os.replace(staged, config)  # the watched directory sees only the arrival (IN_MOVED_TO)
+        assert await until_reported(batches, config) == {config}
+        assert read_effective_context([config]).name == "two"
+
+
+async def test_a_file_renamed_away(tmp_path: Path, config: Path) -> None:
+    async with FileWatcher([config]) as watcher:
+        batches = watcher.changes()
+        os.replace(config, tmp_path / "moved-away")
+        assert await until_reported(batches, config) == {config}
+
+
+async def test_a_file_created_later(tmp_path: Path) -> None:
+    later = tmp_path / "kube" / "config"
+    later.parent.mkdir()
+    async with FileWatcher([later]) as watcher:
+        batches = watcher.changes()
+        later.write_text(textwrap.dedent(CONFIG))
+        assert await until_reported(batches, later) == {later}
+
+
+async def test_directories_created_later_two_levels_down(tmp_path: Path) -> None:
+    target = tmp_path / "home" / ".kube" / "config"
+    async with FileWatcher([target]) as watcher:
+        batches = watcher.changes()
+        target.parent.mkdir(parents=True)
+        await until_reported(batches, target)  # the re-arm reports every path once
+        target.write_text(textwrap.dedent(CONFIG))
+        await until_reported(batches, target)
+        with target.open("a") as handle:
+            handle.write("# later\n")
+        await until_reported(batches, target)
+
+
+@pytest.mark.usefixtures("inotify_only")
+async def test_an_overflowed_queue_reports_every_path(
+    tmp_path: Path, config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    if limit > 200_000:
+        pytest.skip(f"max_queued_events is {limit}: too many writes to overflow it here")
+    untouched = tmp_path / "elsewhere" / "untouched"
+    untouched.parent.mkdir()
+    caplog.set_level("INFO", logger="trayapp.engine.filewatch")
+    async with FileWatcher([config, untouched]) as watcher:
+        batches = watcher.changes()
+        # Without yielding to the loop, so the watcher reads nothing meanwhile: each write queues
+        # IN_MODIFY then IN_CLOSE_WRITE (different, so the kernel cannot merge them).
+        for _ in range(limit // 2 + 100):
+            with config.open("a") as handle:
+                handle.write("#")
+        assert await until_reported(batches, untouched) >= {untouched}
+    assert "its queue was full" in caplog.text
+
+
+@pytest.mark.usefixtures("inotify_only")  # watchfiles' Rust watcher lets go of its fds on its own time
+async def test_close_leaves_no_fd_open(config: Path) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    watcher = FileWatcher([config])
+    await watcher.start()
+    await watcher.aclose()
+    assert len(os.listdir("/proc/self/fd")) == before
+    # Closing with a batch still pending (its debounce not over) also cancels the timer.
+    watcher = FileWatcher([config], debounce_ms=60_000)
+    await watcher.start()
+    config.write_text("current-context: two\n")
+    await asyncio.sleep(0)
+    pump = watcher._pump
+    await watcher.aclose()
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert not _our_timers(asyncio.get_running_loop(), pump)
+
+
+@pytest.mark.usefixtures("inotify_only")
+async def test_an_idle_watcher_schedules_nothing(config: Path) -> None:
+    loop = asyncio.get_running_loop()
+    threads = threading.active_count()
+    before = len(os.listdir("/proc/self/fd"))
+    async with FileWatcher([config]) as watcher:
+        assert (threading.active_count(), len(os.listdir("/proc/self/fd"))) == (threads, before + 1)
+        assert not _our_timers(loop, watcher._pump)
+        batches = watcher.changes()
+        config.write_text("current-context: two\n")
+        await until_reported(batches, config)
+        # The batch is handed over: its debounce timer is gone and nothing else was started.
+        assert not _our_timers(loop, watcher._pump)
+        assert threading.active_count() == threads
+
+
+def _our_timers(loop: asyncio.AbstractEventLoop, pump: object) -> list[asyncio.TimerHandle]:
+    """Live timers whose callback is a method of `pump` (asyncio keeps them in the loop's heap)."""
+    assert pump is not None
+    scheduled: list[asyncio.TimerHandle] = loop._scheduled  # type: ignore[attr-defined]
+    return [h for h in scheduled if not h.cancelled() and getattr(h._callback, "__self__", None) is pump]  # type: ignore[attr-defined]
