@@ -4,7 +4,6 @@ the cluster that went stale, a busy server, a rollout, a slow reader after a hal
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import socket
 from pathlib import Path
@@ -17,10 +16,8 @@ from trayapp.engine.tunnel import OUTAGE_GRACE
 from trayapp.model import EventKind, ResourceType, Rule, TunnelState
 from trayapp.sim import SimCluster
 from trayapp.sim.backends import pattern
-from trayapp.sim.kubeconfig import write_kubeconfig
 
 from .conftest import SCENARIO, start_run
-from .faultproxy import FaultProxy
 from .test_forwarding import http_get
 from .test_reconnect import serving_pod
 
@@ -219,31 +216,6 @@ async def test_a_port_the_pod_refuses_is_still_reported(
     writer.close()
     failed = await events.wait_for(EventKind.FAILED)
     assert "connection refused" in failed.message and failed.pod == "debug-shell"
-
-
-@pytest.fixture
-async def proxy(cluster: SimCluster) -> FaultProxy:
-    p = await FaultProxy(cluster.port).start()
-    yield p
-    await p.stop()
-
-
-async def test_a_busy_server_on_a_dial_is_retried_not_failed(
-    cluster: SimCluster, proxy: FaultProxy, tmp_path: Path, unused_tcp_port: int
-) -> None:
-    path = tmp_path / "kubeconfig"
-    entry = dataclasses.replace(cluster.kubeconfig_entry("sim"), server=proxy.url)
-    write_kubeconfig(path, [entry], current="sim")
-    run, events = await start_run(path, [Rule(ResourceType.SERVICE, "web", 80, local_port=unused_tcp_port)])
-    try:
-        await events.wait_for(EventKind.FORWARDING)
-        proxy.busy_dials = 3
-        status, headers, _ = await asyncio.wait_for(http_get(unused_tcp_port), 15)
-        assert status == 200 and headers["x-pod"]
-        assert proxy.answered_busy == 3
-        assert not events.of(EventKind.FAILED)
-    finally:
-        await run.stop()
 
 
 async def test_a_slow_reader_after_a_half_close_gets_every_byte(

@@ -218,9 +218,10 @@ async def test_a_connection_during_a_503_waits_for_the_server_instead_of_failing
     cluster: SimCluster, proxy: FaultProxy, engine: Callable[..., Any], unused_tcp_port: int
 ) -> None:
     port = unused_tcp_port
-    _, _, pod = await one_pod_forwarding(cluster, engine, port)
+    _, events, pod = await one_pod_forwarding(cluster, engine, port)
     proxy.unavailable(retry_after=1)  # the port-forward dial of the next connection gets a 503
     request = asyncio.ensure_future(serving_pod(port))
     await proxy.wait_until(lambda c: c.unavailable >= 1, HEAL_TIMEOUT)
     proxy.pass_through()  # the server is back: the waiting connection goes through
     assert await request == pod
+    assert not events.of(EventKind.FAILED)  # a server briefly away is no failure of the connection
