@@ -17,6 +17,9 @@ from trayapp.sim.http import Handler, HttpConnection, Request
 from trayapp.sim.objects import KINDS, Kind, Obj, kind_for_path, status
 from trayapp.sim.portforward import PortForwardSession, PortTarget, sandbox_gone_text
 from trayapp.sim.selectors import SelectorError, parse_field_selector, parse_label_selector
+from trayapp.sim.spdyforward import PAIR_TIMEOUT as SPDY_PAIR_TIMEOUT
+from trayapp.sim.spdyforward import PROTOCOL as SPDY_PROTOCOL
+from trayapp.sim.spdyforward import SpdyForwardSession, SpdyUpgrade, offers_portforward_protocol, offers_spdy
 from trayapp.sim.store import Store, WatchFilter
 from trayapp.sim.watch import WatchOptions, WatchStream
 
@@ -44,6 +47,9 @@ class ApiSettings:
     # When a pod's programs stop, open port-forward streams get the kubelet's "connection reset
     # by peer" on their error channel before they close, as some kubelets report it.
     stream_errors_on_pod_stop: bool = False
+    # How long a SPDY port-forward stream waits for the other stream of its pair (the kubelet's
+    # stream-creation timeout).
+    spdy_pair_timeout: float = SPDY_PAIR_TIMEOUT
 
 
 def _resource_list(group_version: str, kinds: list[Kind]) -> Obj:
@@ -203,6 +209,9 @@ class ApiHandler(Handler):
         if phase != "Running":
             raise ApiError(400, "BadRequest",
                            f"unable to upgrade connection: pod {name} is not running (phase {phase})")
+        if offers_spdy(request):
+            self._spdy_portforward(request, conn, pod)
+            return
         ports: list[int] = []
         for value in request.query.get("ports", []):
             for item in value.split(","):
@@ -221,3 +230,21 @@ class ApiHandler(Handler):
         if self.settings.stream_errors_on_pod_stop:
             session.forget = self._backends.on_stop(uid, session.pod_stopped)
         session.upgrade(request)
+
+    def _spdy_portforward(self, request: Request, conn: HttpConnection, pod: Obj) -> None:
+        """The kubelet's SPDY handler: the ports come per stream, not in the query."""
+        if not offers_portforward_protocol(request):
+            raise ApiError(403, "Forbidden", "unable to upgrade: unable to negotiate protocol: client supports "
+                           f"{request.headers.get('x-stream-protocol-version', '')!r}, server supports "
+                           f"[{SPDY_PROTOCOL}]")
+        name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+        lost = uid in self.settings.lost_sandboxes
+
+        def target_for(port: int) -> PortTarget:
+            return PortTarget(port, self._backends.address(uid, port),
+                              sandbox_gone_text(port, name, uid) if lost else None)
+
+        session = SpdyForwardSession(name, target_for, self._tasks, self.settings.spdy_pair_timeout)
+        if self.settings.stream_errors_on_pod_stop:
+            session.forget = self._backends.on_stop(uid, session.pod_stopped)
+        SpdyUpgrade(conn, session).upgrade(request)
