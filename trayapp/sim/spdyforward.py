@@ -46,6 +46,9 @@ MAX_DATA = 32 * 1024
 PAIR_TIMEOUT = 30.0
 # Bytes a stream may carry before it is connected; more than this resets the stream.
 MAX_EARLY = 1024 * 1024
+# Once one direction of a connection has ended, the other gets this long to end too before both
+# streams are closed (containerd's port-forward waits a second, as socat does).
+LINGER = 1.0
 
 
 class SpdyLink(Protocol):
@@ -95,6 +98,7 @@ class _Pair:
     backend_fin: bool = False  # we half-closed the data stream
     backend: _BackendSide | None = None
     timer: asyncio.TimerHandle | None = None
+    linger: asyncio.TimerHandle | None = None
     done: bool = False
 
 
@@ -248,6 +252,7 @@ class SpdyForwardSession:
             pair.early.clear()
         if pair.client_fin:
             side.transport.write_eof()
+            self._maybe_done(pair)
         if self._link_full:
             side.transport.pause_reading()
 
@@ -305,8 +310,12 @@ class SpdyForwardSession:
 
     # -- endings -------------------------------------------------------------------------
     def _maybe_done(self, pair: _Pair) -> None:
-        if pair.client_fin and pair.backend_fin and not pair.done:
+        if pair.done:
+            return
+        if pair.client_fin and pair.backend_fin:
             self._end(pair)
+        elif pair.linger is None and pair.backend is not None:
+            pair.linger = asyncio.get_running_loop().call_later(LINGER, self._end, pair)
 
     def _end(self, pair: _Pair) -> None:
         """Both directions are over: close the error stream too (the kubelet closes both)."""
@@ -325,8 +334,9 @@ class SpdyForwardSession:
 
     def _finish(self, pair: _Pair) -> None:
         pair.done = True
-        if pair.timer is not None:
-            pair.timer.cancel()
+        for timer in (pair.timer, pair.linger):
+            if timer is not None:
+                timer.cancel()
         if pair.backend is not None and pair.backend.transport is not None:
             pair.backend.transport.close()
         pair.early.clear()
