@@ -1,5 +1,6 @@
 """The real `kubectl port-forward` through the simulator: a peer we did not write must accept the
-sim's SPDY session and carry HTTP to the pod's backend. Skipped where kubectl is not installed."""
+sim's SPDY session, plain (`KUBECTL_PORT_FORWARD_WEBSOCKETS=false`) and in a WebSocket (the
+default), and carry HTTP to the pod's backend. Skipped where kubectl is not installed."""
 
 from __future__ import annotations
 
@@ -53,23 +54,27 @@ async def _forward_and_get(cluster: SimCluster, tmp_path: Path, target: str, rem
             kubectl.kill()
             pytest.fail(f"kubectl did not start forwarding: {line!r} {await kubectl.stderr.read()!r}")
         # More than one connection: kubectl keeps one session and opens a stream pair for each.
-        return [await _get(local) for _ in range(requests)]
+        answers = [await _get(local) for _ in range(requests)]
+        # kubectl falls back to plain SPDY silently: the sim must have seen the carrier asked for.
+        carrier = "spdy-websocket" if websockets == "true" else "spdy"
+        assert dict(cluster.api.portforward_sessions) == {carrier: 1}
+        return answers
     finally:
         if kubectl.returncode is None:
             kubectl.kill()
         await kubectl.wait()
 
 
-@pytest.mark.parametrize("websockets", ["false"])
-async def test_kubectl_forwards_to_a_pod_over_spdy(cluster: SimCluster, tmp_path: Path, websockets: str) -> None:
+@pytest.mark.parametrize("websockets", ["false", "true"])
+async def test_kubectl_forwards_to_a_pod_(cluster: SimCluster, tmp_path: Path, websockets: str) -> None:
     pod = cluster.pod_names(label_selector="app=web")[0]
     for answer in await _forward_and_get(cluster, tmp_path, f"pod/{pod}", 8080, websockets):
         assert answer.startswith(b"HTTP/1.1 200"), answer
         assert f"X-Pod: {pod}".encode() in answer
 
 
-@pytest.mark.parametrize("websockets", ["false"])
-async def test_kubectl_forwards_to_a_service_over_spdy(cluster: SimCluster, tmp_path: Path,
+@pytest.mark.parametrize("websockets", ["false", "true"])
+async def test_kubectl_forwards_to_a_service_(cluster: SimCluster, tmp_path: Path,
                                                        websockets: str) -> None:
     pods = cluster.pod_names(label_selector="app=web")
     for answer in await _forward_and_get(cluster, tmp_path, "service/web", 80, websockets):

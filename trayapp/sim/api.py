@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from trayapp.sim.selectors import SelectorError, parse_field_selector, parse_lab
 from trayapp.sim.spdyforward import PAIR_TIMEOUT as SPDY_PAIR_TIMEOUT
 from trayapp.sim.spdyforward import PROTOCOL as SPDY_PROTOCOL
 from trayapp.sim.spdyforward import SpdyForwardSession, SpdyUpgrade, offers_portforward_protocol, offers_spdy
+from trayapp.sim.spdytunnel import SpdyTunnel, offers_tunnel
 from trayapp.sim.store import Store, WatchFilter
 from trayapp.sim.watch import WatchOptions, WatchStream
 
@@ -79,6 +81,9 @@ class ApiHandler(Handler):
         self._control = control
         self._tasks = tasks
         self._address = address
+        # Port-forward sessions opened, by carrier ("v4", "spdy", "spdy-websocket"): tests and
+        # benchmarks read which transport a client really used (kubectl falls back silently).
+        self.portforward_sessions: Counter[str] = Counter()
 
     def handle(self, request: Request, conn: HttpConnection) -> None:
         if request.path.startswith("/_sim/"):
@@ -209,7 +214,7 @@ class ApiHandler(Handler):
         if phase != "Running":
             raise ApiError(400, "BadRequest",
                            f"unable to upgrade connection: pod {name} is not running (phase {phase})")
-        if offers_spdy(request):
+        if offers_tunnel(request) or offers_spdy(request):
             self._spdy_portforward(request, conn, pod)
             return
         ports: list[int] = []
@@ -227,13 +232,16 @@ class ApiHandler(Handler):
         targets = [PortTarget(p, self._backends.address(uid, p), sandbox_gone_text(p, name, uid) if lost else None)
                    for p in ports]
         session = PortForwardSession(conn, name, targets, self._tasks)
+        self.portforward_sessions["v4"] += 1
         if self.settings.stream_errors_on_pod_stop:
             session.forget = self._backends.on_stop(uid, session.pod_stopped)
         session.upgrade(request)
 
     def _spdy_portforward(self, request: Request, conn: HttpConnection, pod: Obj) -> None:
-        """The kubelet's SPDY handler: the ports come per stream, not in the query."""
-        if not offers_portforward_protocol(request):
+        """The kubelet's SPDY handler: the ports come per stream, not in the query. SPDY comes
+        plain (`Upgrade: SPDY/3.1`) or tunnelled in a WebSocket (KEP-4006)."""
+        tunnel = offers_tunnel(request)
+        if not tunnel and not offers_portforward_protocol(request):
             raise ApiError(403, "Forbidden", "unable to upgrade: unable to negotiate protocol: client supports "
                            f"{request.headers.get('x-stream-protocol-version', '')!r}, server supports "
                            f"[{SPDY_PROTOCOL}]")
@@ -247,4 +255,5 @@ class ApiHandler(Handler):
         session = SpdyForwardSession(name, target_for, self._tasks, self.settings.spdy_pair_timeout)
         if self.settings.stream_errors_on_pod_stop:
             session.forget = self._backends.on_stop(uid, session.pod_stopped)
-        SpdyUpgrade(conn, session).upgrade(request)
+        self.portforward_sessions["spdy-websocket" if tunnel else "spdy"] += 1
+        (SpdyTunnel if tunnel else SpdyUpgrade)(conn, session).upgrade(request)
