@@ -4,8 +4,16 @@ engine's codec, over a real socket, to the simulated pods' real backend listener
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 
 import pytest
+from websockets.client import ClientProtocol
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
+from websockets.protocol import OPEN
+from websockets.uri import parse_uri
+from websockets.utils import accept_key
 
 from trayapp.engine.aio import deadline
 from trayapp.engine.spdy import (
@@ -198,3 +206,73 @@ async def test_an_unknown_stream_protocol_is_refused(cluster: SimCluster) -> Non
         assert client.head.startswith("HTTP/1.1 403")
     finally:
         client.close()
+
+
+class TunnelClient(SpdyClient):
+    """The same client with its SPDY bytes in binary WebSocket messages (KEP-4006), cut at odd
+    places: frames do not line up with messages."""
+
+    @classmethod
+    async def open_tunnel(cls, cluster: SimCluster, pod: str) -> TunnelClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", cluster.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(f"GET /api/v1/namespaces/default/pods/{pod}/portforward HTTP/1.1\r\n"
+                     f"Host: 127.0.0.1:{cluster.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                     f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
+                     "Sec-WebSocket-Protocol: SPDY/3.1+portforward.k8s.io\r\n\r\n".encode())
+        async with deadline(10):
+            head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        assert head.startswith("HTTP/1.1 101"), head
+        assert f"sec-websocket-accept: {accept_key(key)}".lower() in head.lower()
+        assert "sec-websocket-protocol: spdy/3.1+portforward.k8s.io" in head.lower()
+        client = cls(reader, writer)
+        client.ws = ClientProtocol(parse_uri(f"ws://127.0.0.1:{cluster.port}/"), state=OPEN, max_size=None)
+        return client
+
+    ws: ClientProtocol
+
+    def send(self, *frames: Frame) -> None:
+        data = b"".join(self.encoder.encode(f) for f in frames)
+        for i in range(0, len(data), 7):  # 7-byte messages: every frame spans several
+            self.ws.send_binary(data[i:i + 7])
+        self.writer.write(b"".join(self.ws.data_to_send()))
+
+    async def wait_for(self, found: object) -> None:
+        assert callable(found)
+        async with deadline(10):
+            while not found(self.frames):
+                data = await self.reader.read(65536)
+                assert data, f"the simulator closed the tunnel; frames so far: {self.frames}"
+                self.ws.receive_data(data)
+                for message in self.ws.events_received():
+                    if isinstance(message, WsFrame) and message.opcode is Opcode.BINARY:
+                        self.frames += self.decoder.receive_data(bytes(message.data))
+
+
+async def test_the_websocket_tunnel_carries_the_same_session(cluster: SimCluster) -> None:
+    pod = cluster.pod_names(label_selector="app=web")[0]
+    client = await TunnelClient.open_tunnel(cluster, pod)
+    try:
+        error, data = client.open_pair(8080, 0)
+        client.send(Ping(3), Data(data, b"GET /bytes/70000 HTTP/1.1\r\nHost: a\r\n\r\n", fin=True))
+        await client.wait_for(lambda fs: client.finished(data) and client.finished(error))
+        head, body = client.received(data).split(b"\r\n\r\n", 1)
+        assert f"X-Pod: {pod}".encode() in head
+        assert body == pattern(70000)
+        assert Ping(3) in client.frames
+    finally:
+        client.close()
+
+
+async def test_a_websocket_upgrade_that_is_not_version_13_is_refused(cluster: SimCluster) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", cluster.port)
+    try:
+        writer.write(b"GET /api/v1/namespaces/default/pods/debug-shell/portforward HTTP/1.1\r\nHost: x\r\n"
+                     b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 8\r\n"
+                     b"Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n"
+                     b"Sec-WebSocket-Protocol: SPDY/3.1+portforward.k8s.io\r\n\r\n")
+        async with deadline(10):
+            head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        assert head.startswith("HTTP/1.1 400")
+    finally:
+        writer.close()
