@@ -21,6 +21,7 @@ from trayapp.engine.spdy import (
     Frame,
     FrameDecoder,
     FrameEncoder,
+    GoAway,
     Ping,
     RstStatus,
     RstStream,
@@ -276,3 +277,39 @@ async def test_a_websocket_upgrade_that_is_not_version_13_is_refused(cluster: Si
         assert head.startswith("HTTP/1.1 400")
     finally:
         writer.close()
+
+
+async def test_a_stopped_pod_reports_on_open_error_streams(cluster: SimCluster) -> None:
+    cluster.settings.stream_errors_on_pod_stop = True
+    client = await SpdyClient.open(cluster, "debug-shell")
+    try:
+        error, data = client.open_pair(7000, 0)
+        client.send(Data(data, b"ping"))
+        await client.wait_for(lambda fs: client.received(data) == b"ping")
+        cluster.delete_pod("default", "debug-shell")
+        await client.wait_for(lambda fs: client.finished(error) and client.finished(data))
+        assert client.received(error).decode().endswith("read: connection reset by peer")
+    finally:
+        client.close()
+
+
+async def test_a_lost_sandbox_answers_with_containerds_text(cluster: SimCluster) -> None:
+    client = await SpdyClient.open(cluster, "debug-shell")
+    try:
+        cluster.lose_sandbox("default", "debug-shell")
+        error, data = client.open_pair(7000, 0)
+        await client.wait_for(lambda fs: client.finished(error) and client.finished(data))
+        assert "failed to find sandbox" in client.received(error).decode()
+    finally:
+        client.close()
+
+
+async def test_a_broken_frame_gets_goaway_and_the_socket_closes(cluster: SimCluster) -> None:
+    client = await SpdyClient.open(cluster, "debug-shell")
+    try:
+        client.writer.write(b"\x80\x02\x00\x01\x00\x00\x00\x00")  # a SYN_STREAM of SPDY version 2
+        async with deadline(10):
+            rest = await client.reader.read(-1)
+        assert client.decoder.receive_data(rest) == [GoAway(0, 1)]
+    finally:
+        client.close()

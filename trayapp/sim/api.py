@@ -18,6 +18,7 @@ from trayapp.sim.http import Handler, HttpConnection, Request
 from trayapp.sim.objects import KINDS, Kind, Obj, kind_for_path, status
 from trayapp.sim.portforward import PortForwardSession, PortTarget, sandbox_gone_text
 from trayapp.sim.selectors import SelectorError, parse_field_selector, parse_label_selector
+from trayapp.sim.spdyforward import LINGER as SPDY_LINGER
 from trayapp.sim.spdyforward import PAIR_TIMEOUT as SPDY_PAIR_TIMEOUT
 from trayapp.sim.spdyforward import PROTOCOL as SPDY_PROTOCOL
 from trayapp.sim.spdyforward import SpdyForwardSession, SpdyUpgrade, offers_portforward_protocol, offers_spdy
@@ -52,6 +53,8 @@ class ApiSettings:
     # How long a SPDY port-forward stream waits for the other stream of its pair (the kubelet's
     # stream-creation timeout).
     spdy_pair_timeout: float = SPDY_PAIR_TIMEOUT
+    # How long one direction of a SPDY-forwarded connection may outlive the other (containerd: 1 s).
+    spdy_linger: float = SPDY_LINGER
 
 
 def _resource_list(group_version: str, kinds: list[Kind]) -> Obj:
@@ -246,13 +249,15 @@ class ApiHandler(Handler):
                            f"{request.headers.get('x-stream-protocol-version', '')!r}, server supports "
                            f"[{SPDY_PROTOCOL}]")
         name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
-        lost = uid in self.settings.lost_sandboxes
 
         def target_for(port: int) -> PortTarget:
+            # Looked up per connection: one session outlives many, and the sandbox may go between.
+            lost = uid in self.settings.lost_sandboxes
             return PortTarget(port, self._backends.address(uid, port),
                               sandbox_gone_text(port, name, uid) if lost else None)
 
-        session = SpdyForwardSession(name, target_for, self._tasks, self.settings.spdy_pair_timeout)
+        session = SpdyForwardSession(name, target_for, self._tasks, self.settings.spdy_pair_timeout,
+                                     self.settings.spdy_linger)
         if self.settings.stream_errors_on_pod_stop:
             session.forget = self._backends.on_stop(uid, session.pod_stopped)
         self.portforward_sessions["spdy-websocket" if tunnel else "spdy"] += 1

@@ -113,11 +113,13 @@ class SpdyForwardSession:
     """One SPDY session: `receive_data` takes the client's bytes, answers go to the link."""
 
     def __init__(self, pod_name: str, target_for: Callable[[int], PortTarget],
-                 tasks: set[asyncio.Task[None]], pair_timeout: float = PAIR_TIMEOUT) -> None:
+                 tasks: set[asyncio.Task[None]], pair_timeout: float = PAIR_TIMEOUT,
+                 linger: float = LINGER) -> None:
         self._pod = pod_name
         self._target_for = target_for
         self._tasks = tasks
         self._pair_timeout = pair_timeout
+        self._linger = linger
         self._decoder = FrameDecoder()
         self._encoder = FrameEncoder()
         self._link: SpdyLink | None = None
@@ -141,8 +143,7 @@ class SpdyForwardSession:
         try:
             frames = self._decoder.receive_data(data)
         except WireError:
-            self._send(GoAway(self._last_id, 1))
-            self._shut()
+            self._shut(GoAway(self._last_id, 1))
             return
         for frame in frames:
             if isinstance(frame, SynStream):
@@ -315,7 +316,7 @@ class SpdyForwardSession:
         if pair.client_fin and pair.backend_fin:
             self._end(pair)
         elif pair.linger is None and pair.backend is not None:
-            pair.linger = asyncio.get_running_loop().call_later(LINGER, self._end, pair)
+            pair.linger = asyncio.get_running_loop().call_later(self._linger, self._end, pair)
 
     def _end(self, pair: _Pair) -> None:
         """Both directions are over: close the error stream too (the kubelet closes both)."""
@@ -349,11 +350,17 @@ class SpdyForwardSession:
         if self._last_id == 1 << 31 and not self._pairs:
             self._shut()
 
-    def _shut(self) -> None:
+    def _shut(self, goaway: GoAway | None = None) -> None:
         for pair in list(self._pairs.values()):
             self._finish(pair)
+        if goaway is not None:
+            self._send(goaway)
         if self._link is not None:
             self._link.close()
+
+    def go_away(self) -> None:
+        """Close the session from our side, as spdystream's Close does: GOAWAY, then the socket."""
+        self._shut(GoAway(self._last_id if self._last_id < 1 << 31 else 0))
 
     def connection_lost(self) -> None:
         self._lost = True
