@@ -313,3 +313,23 @@ async def test_a_broken_frame_gets_goaway_and_the_socket_closes(cluster: SimClus
         assert client.decoder.receive_data(rest) == [GoAway(0, 1)]
     finally:
         client.close()
+
+
+async def test_after_the_clients_goaway_open_streams_finish_then_the_socket_closes(cluster: SimCluster) -> None:
+    client = await SpdyClient.open(cluster, "debug-shell")
+    try:
+        error, data = client.open_pair(7000, 0)
+        client.send(Data(data, b"one"))
+        await client.wait_for(lambda fs: client.received(data) == b"one")
+        client.send(GoAway(data))
+        late = client.open_stream({"streamtype": "error", "port": "7000", "requestid": "1"})
+        await client.wait_for(lambda fs: any(isinstance(f, RstStream) for f in fs))
+        assert RstStream(late, RstStatus.PROTOCOL_ERROR) in client.frames
+        client.send(Data(data, b" two", fin=True))
+        await client.wait_for(lambda fs: client.finished(data))
+        assert client.received(data) == b"one two"
+        async with deadline(10):
+            rest = await client.reader.read(-1)  # the session ends with its last stream
+        assert all(isinstance(f, Data) and f.stream_id == error for f in client.decoder.receive_data(rest))
+    finally:
+        client.close()

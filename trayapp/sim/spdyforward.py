@@ -126,6 +126,7 @@ class SpdyForwardSession:
         self._pairs: dict[str, _Pair] = {}
         self._by_stream: dict[int, _Pair] = {}
         self._last_id = 0
+        self._draining = False  # the client sent GOAWAY: no new streams, close when the last ends
         self._full: set[int] = set()  # ids of pairs whose backend's buffer is full
         self._link_full = False
         self._lost = False
@@ -158,7 +159,7 @@ class SpdyForwardSession:
                 self._send(Ping(frame.ping_id))
             elif isinstance(frame, GoAway):
                 # No new streams come; the open ones run to their end, then the socket goes.
-                self._last_id = 1 << 31
+                self._draining = True
                 if not self._pairs:
                     self._shut()
             # SETTINGS, WINDOW_UPDATE, HEADERS, SYN_REPLY: nothing to do, as for spdystream.
@@ -168,7 +169,7 @@ class SpdyForwardSession:
 
     def _stream_opened(self, frame: SynStream) -> None:
         sid = frame.stream_id
-        if sid <= self._last_id or sid % 2 == 0:
+        if self._draining or sid <= self._last_id or sid % 2 == 0:
             self._send(RstStream(sid, RstStatus.PROTOCOL_ERROR))
             return
         self._last_id = sid
@@ -347,7 +348,7 @@ class SpdyForwardSession:
         for sid in (pair.error_id, pair.data_id):
             if sid is not None and self._by_stream.get(sid) is pair:
                 del self._by_stream[sid]
-        if self._last_id == 1 << 31 and not self._pairs:
+        if self._draining and not self._pairs:
             self._shut()
 
     def _shut(self, goaway: GoAway | None = None) -> None:
@@ -360,7 +361,7 @@ class SpdyForwardSession:
 
     def go_away(self) -> None:
         """Close the session from our side, as spdystream's Close does: GOAWAY, then the socket."""
-        self._shut(GoAway(self._last_id if self._last_id < 1 << 31 else 0))
+        self._shut(GoAway(self._last_id))
 
     def connection_lost(self) -> None:
         self._lost = True
