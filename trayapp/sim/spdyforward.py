@@ -194,6 +194,7 @@ class SpdyForwardSession:
             pair.error_id = sid
         else:
             pair.data_id = sid
+            pair.port = int(port_text)  # the kubelet dials the data stream's port
         self._by_stream[sid] = pair
         if frame.fin and kind == "data":
             pair.client_fin = True
