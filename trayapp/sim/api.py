@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,6 +18,11 @@ from trayapp.sim.http import Handler, HttpConnection, Request
 from trayapp.sim.objects import KINDS, Kind, Obj, kind_for_path, status
 from trayapp.sim.portforward import PortForwardSession, PortTarget, sandbox_gone_text
 from trayapp.sim.selectors import SelectorError, parse_field_selector, parse_label_selector
+from trayapp.sim.spdyforward import LINGER as SPDY_LINGER
+from trayapp.sim.spdyforward import PAIR_TIMEOUT as SPDY_PAIR_TIMEOUT
+from trayapp.sim.spdyforward import PROTOCOL as SPDY_PROTOCOL
+from trayapp.sim.spdyforward import SpdyForwardSession, SpdyUpgrade, offers_portforward_protocol, offers_spdy
+from trayapp.sim.spdytunnel import SpdyTunnel, offers_tunnel
 from trayapp.sim.store import Store, WatchFilter
 from trayapp.sim.watch import WatchOptions, WatchStream
 
@@ -44,6 +50,11 @@ class ApiSettings:
     # When a pod's programs stop, open port-forward streams get the kubelet's "connection reset
     # by peer" on their error channel before they close, as some kubelets report it.
     stream_errors_on_pod_stop: bool = False
+    # How long a SPDY port-forward stream waits for the other stream of its pair (the kubelet's
+    # stream-creation timeout).
+    spdy_pair_timeout: float = SPDY_PAIR_TIMEOUT
+    # How long one direction of a SPDY-forwarded connection may outlive the other (containerd: 1 s).
+    spdy_linger: float = SPDY_LINGER
 
 
 def _resource_list(group_version: str, kinds: list[Kind]) -> Obj:
@@ -73,6 +84,9 @@ class ApiHandler(Handler):
         self._control = control
         self._tasks = tasks
         self._address = address
+        # Port-forward sessions opened, by carrier ("v4", "spdy", "spdy-websocket"): tests and
+        # benchmarks read which transport a client really used (kubectl falls back silently).
+        self.portforward_sessions: Counter[str] = Counter()
 
     def handle(self, request: Request, conn: HttpConnection) -> None:
         if request.path.startswith("/_sim/"):
@@ -203,6 +217,9 @@ class ApiHandler(Handler):
         if phase != "Running":
             raise ApiError(400, "BadRequest",
                            f"unable to upgrade connection: pod {name} is not running (phase {phase})")
+        if offers_tunnel(request) or offers_spdy(request):
+            self._spdy_portforward(request, conn, pod)
+            return
         ports: list[int] = []
         for value in request.query.get("ports", []):
             for item in value.split(","):
@@ -218,6 +235,30 @@ class ApiHandler(Handler):
         targets = [PortTarget(p, self._backends.address(uid, p), sandbox_gone_text(p, name, uid) if lost else None)
                    for p in ports]
         session = PortForwardSession(conn, name, targets, self._tasks)
+        self.portforward_sessions["v4"] += 1
         if self.settings.stream_errors_on_pod_stop:
             session.forget = self._backends.on_stop(uid, session.pod_stopped)
         session.upgrade(request)
+
+    def _spdy_portforward(self, request: Request, conn: HttpConnection, pod: Obj) -> None:
+        """The kubelet's SPDY handler: the ports come per stream, not in the query. SPDY comes
+        plain (`Upgrade: SPDY/3.1`) or tunnelled in a WebSocket (KEP-4006)."""
+        tunnel = offers_tunnel(request)
+        if not tunnel and not offers_portforward_protocol(request):
+            raise ApiError(403, "Forbidden", "unable to upgrade: unable to negotiate protocol: client supports "
+                           f"{request.headers.get('x-stream-protocol-version', '')!r}, server supports "
+                           f"[{SPDY_PROTOCOL}]")
+        name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+
+        def target_for(port: int) -> PortTarget:
+            # Looked up per connection: one session outlives many, and the sandbox may go between.
+            lost = uid in self.settings.lost_sandboxes
+            return PortTarget(port, self._backends.address(uid, port),
+                              sandbox_gone_text(port, name, uid) if lost else None)
+
+        session = SpdyForwardSession(name, target_for, self._tasks, self.settings.spdy_pair_timeout,
+                                     self.settings.spdy_linger)
+        if self.settings.stream_errors_on_pod_stop:
+            session.forget = self._backends.on_stop(uid, session.pod_stopped)
+        self.portforward_sessions["spdy-websocket" if tunnel else "spdy"] += 1
+        (SpdyTunnel if tunnel else SpdyUpgrade)(conn, session).upgrade(request)
