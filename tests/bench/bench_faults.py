@@ -638,9 +638,7 @@ def main(argv: list[str] | None = None) -> int:
           f"the pod is deleted {args.delete_after:g} s into each outage.\n")
     print(table(rows, kubectl_missing))
     if kubectl_missing:
-        print(f"\nkubectl port-forward cannot run against the simulator: {kubectl_missing}. kubectl "
-              "1.32 speaks SPDY (tunneled in a WebSocket, then plain), the simulator serves only "
-              "v4.channel.k8s.io; once it serves SPDY, each fault runs for kubectl too.")
+        print(f"\nkubectl port-forward could not run against the simulator: {kubectl_missing}.")
     print("\nGoals:")
     print("\n".join(f"- {line}" for line in goals(rows)))
     print("\n" + "\n".join(details(rows)))

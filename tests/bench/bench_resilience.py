@@ -254,7 +254,7 @@ def run(args: argparse.Namespace) -> tuple[Result, dict[str, list[str]]]:
         startup, switches, switch_err = measure_switches(children, sim, folder, rules, ports,
                                                          args.switches, args.verbose)
         reconnects, at_rest, solo_err = measure_reconnects(children, sim, folder, rules, args.reconnects, args.verbose)
-        _log("timing kubectl (version --client; port-forward until it exits)")
+        _log("timing kubectl (version --client; port-forward until it forwards)")
         kubectl = time_kubectl(folder / "kubeconfig-solo", f"service/{SOLO}", SOLO)
         reading, used = None, None
         if args.idle_seconds > 0:

@@ -1,8 +1,8 @@
 """Path (d): does `kubectl port-forward` work against the simulator at all? A few seconds, no more.
 
-kubectl 1.32 speaks SPDY or WebSocket-tunneled SPDY (`SPDY/3.1+portforward.k8s.io`), while the
-simulator serves `v4.channel.k8s.io` only, so this is expected to fail; the row quotes kubectl's
-own error line. If kubectl ever gets through, the row says so and one GET / is checked.
+kubectl 1.32 speaks SPDY tunnelled in a WebSocket (`SPDY/3.1+portforward.k8s.io`), then plain
+SPDY; the simulator serves both beside `v4.channel.k8s.io`. The row quotes kubectl's own error
+line when it fails, and says so, with one GET / checked, when it gets through.
 """
 
 from __future__ import annotations

@@ -256,15 +256,37 @@ class KubectlTimes:
 
 
 def time_kubectl(kubeconfig: Path, target: str, namespace: str, runs: int = 3) -> KubectlTimes:
-    """Median wall time of `kubectl version --client` and of `kubectl port-forward TARGET :80`
-    against the simulator until kubectl exits (it fails at the port-forward upgrade: SPDY)."""
+    """Median wall time of `kubectl version --client`, and of `kubectl port-forward TARGET :80`
+    against the simulator until it says it is forwarding (or exits with an error)."""
     kubectl = shutil.which("kubectl") or "/usr/bin/kubectl"
     if not Path(kubectl).exists():
         return KubectlTimes(None, None, "kubectl not found")
     version = _median_run([kubectl, "version", "--client"], runs)[0]
-    pf, error = _median_run([kubectl, "--kubeconfig", str(kubeconfig), "-n", namespace, "port-forward",
-                             "--address", "127.0.0.1", target, ":80"], runs)
+    pf, error = _median_until_forwarding([kubectl, "--kubeconfig", str(kubeconfig), "-n", namespace,
+                                          "port-forward", "--address", "127.0.0.1", target, ":80"], runs)
     return KubectlTimes(version, pf, error)
+
+
+def _median_until_forwarding(argv: list[str], runs: int) -> tuple[float | None, str]:
+    """Median wall time of `runs` starts until kubectl prints "Forwarding from" (each bounded to
+    15 s; kubectl is stopped then), and the error line of a run that failed instead."""
+    times: list[float] = []
+    for _ in range(runs):
+        started = time.monotonic()
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = child.stdout.readline() if child.stdout else ""
+            if "Forwarding from" not in line:
+                child.wait(15)
+                err = child.stderr.read() if child.stderr else ""
+                return None, next((e for e in err.splitlines() if "error" in e.lower()), "kubectl exited")
+            times.append(time.monotonic() - started)
+        except subprocess.TimeoutExpired:
+            return None, "did not start forwarding within 15 s"
+        finally:
+            child.kill()
+            child.wait()
+    return statistics.median(times), ""
 
 
 def _median_run(argv: list[str], runs: int) -> tuple[float | None, str]:
