@@ -30,6 +30,22 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT = 5.0
 
 
+def flush_websocket(ws: ServerProtocol, conn: HttpConnection) -> None:
+    """Write what the sans-I/O WebSocket has to send; close the socket once its closing is over."""
+    transport = conn.transport
+    if transport is None:
+        return
+    for chunk in ws.data_to_send():
+        if chunk:
+            if not transport.is_closing():
+                transport.write(chunk)
+        else:
+            # websockets asks for EOF: the closing handshake is over on our side.
+            conn.close()
+    if ws.state is State.CLOSED:
+        conn.close()
+
+
 @dataclass(frozen=True)
 class PortTarget:
     port: int
@@ -235,18 +251,7 @@ class PortForwardSession:
                 side.transport.resume_reading()
 
     def _flush(self) -> None:
-        transport = self._conn.transport
-        if transport is None:
-            return
-        for chunk in self._ws.data_to_send():
-            if chunk:
-                if not transport.is_closing():
-                    transport.write(chunk)
-            else:
-                # websockets asks for EOF: the closing handshake is over on our side.
-                self._conn.close()
-        if self._ws.state is State.CLOSED:
-            self._conn.close()
+        flush_websocket(self._ws, self._conn)
 
     def _close_backends(self) -> None:
         for side in self._backends:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 
 from websockets.frames import Frame, Opcode
-from websockets.protocol import OPEN, State
+from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 from websockets.utils import accept_key
 
 from trayapp.sim.http import HttpConnection, Request
+from trayapp.sim.portforward import flush_websocket
 from trayapp.sim.spdyforward import SpdyForwardSession
 
 TUNNEL_SUBPROTOCOL = "SPDY/3.1+portforward.k8s.io"
@@ -108,15 +109,4 @@ class SpdyTunnel:
         self._session.connection_lost()
 
     def _flush(self) -> None:
-        transport = self._conn.transport
-        if transport is None:
-            return
-        for chunk in self._ws.data_to_send():
-            if chunk:
-                if not transport.is_closing():
-                    transport.write(chunk)
-            else:
-                # websockets asks for EOF: the closing handshake is over on our side.
-                self._conn.close()
-        if self._ws.state is State.CLOSED:
-            self._conn.close()
+        flush_websocket(self._ws, self._conn)
