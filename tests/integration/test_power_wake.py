@@ -29,15 +29,14 @@ from typing import Any
 
 import pytest
 
-from tests.platform.system_bus import (
-    LOGIN1,
-    NETWORK_MANAGER,
+from tests.platform.system_bus import (  # noqa: F401 - system_bus, logind, network_manager: fixtures
     NM_CONNECTED_GLOBAL,
     NM_DISCONNECTED,
     FakeService,
     PrivateBus,
-    fake_service,
-    private_system_bus,
+    logind,
+    network_manager,
+    system_bus,
 )
 from trayapp.sim import SimCluster
 from trayapp.sim.kubeconfig import write_kubeconfig
@@ -161,24 +160,6 @@ class Kubetray:
 
 
 @pytest.fixture
-def system_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateBus]:
-    with private_system_bus(tmp_path / "system-bus", monkeypatch) as bus:
-        yield bus
-
-
-@pytest.fixture
-def logind(system_bus: PrivateBus) -> Iterator[FakeService]:
-    with fake_service(system_bus, LOGIN1) as service:
-        yield service
-
-
-@pytest.fixture
-def network_manager(system_bus: PrivateBus) -> Iterator[FakeService]:
-    with fake_service(system_bus, NETWORK_MANAGER) as service:
-        yield service
-
-
-@pytest.fixture
 def sim() -> Iterator[SimThread]:
     with run_in_thread(SimCluster("power", scenario=SCENARIO)) as thread:
         yield thread
@@ -205,7 +186,7 @@ def serving_pod(port: int) -> str:
 
 @pytest.mark.parametrize("how", ["wake", "new-network"])
 def test_a_tunnel_whose_watch_died_moves_when_the_os_says_so(
-    how: str, sim: SimThread, logind: FakeService, network_manager: FakeService, tmp_path: Path,
+    how: str, sim: SimThread, logind: FakeService, network_manager: FakeService, tmp_path: Path,  # noqa: F811 - fixtures
     unused_tcp_port: int,
 ) -> None:
     """`wake`: logind's PrepareForSleep(true), then (false). `new-network`: NetworkManager goes

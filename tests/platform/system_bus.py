@@ -119,3 +119,22 @@ def fake_service(bus: PrivateBus, service: tuple[str, str, str]) -> Iterator[Fak
         yield fake
     finally:
         fake.close()
+
+
+@pytest.fixture
+def system_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateBus]:
+    """A private dbus-daemon standing in for the system bus (DBUS_SYSTEM_BUS_ADDRESS points at it)."""
+    with private_system_bus(tmp_path / "system-bus", monkeypatch) as bus:
+        yield bus
+
+
+@pytest.fixture
+def logind(system_bus: PrivateBus) -> Iterator[FakeService]:
+    with fake_service(system_bus, LOGIN1) as service:
+        yield service
+
+
+@pytest.fixture
+def network_manager(system_bus: PrivateBus) -> Iterator[FakeService]:
+    with fake_service(system_bus, NETWORK_MANAGER) as service:
+        yield service
