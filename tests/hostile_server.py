@@ -337,8 +337,8 @@ class HostileServer:
 
 async def kube_api(server: HostileServer, folder: Path, **options: Any) -> Any:
     """A real KubeApi on a kubeconfig that points at the server (loaded as the app loads one)."""
-    from trayapp.engine.auth import Credentials
-    from trayapp.engine.kube import KubeApi
+    from trayapp.engine.kube.api import KubeApi
+    from trayapp.engine.kube.auth import Credentials
 
     credentials = Credentials([server.write_kubeconfig(folder / "kubeconfig")], None)
     access = await asyncio.to_thread(credentials.load)

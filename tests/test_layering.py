@@ -70,3 +70,49 @@ def test_only_the_demo_reaches_the_simulator() -> None:
         sim_imports = {n for n in imports_of(path) if n.startswith("trayapp.sim")}
         if sim_imports:
             assert path.name == "demo.py", f"{path.relative_to(PACKAGE)} imports {sim_imports}"
+
+
+ENGINE_LEAVES = {"trayapp.engine.aio", "trayapp.engine.backoff"}  # helpers with no engine imports of their own
+
+
+def engine_imports(path: Path) -> set[str]:
+    return {name for name in imports_of(path) if name.startswith("trayapp.engine")}
+
+
+@pytest.mark.parametrize("path", modules("engine", "kube"), ids=lambda p: p.name)
+def test_kube_never_reaches_forward_or_above(path: Path) -> None:
+    """Talking to the API server needs nothing from moving bytes or from the runtime above both."""
+    for name in engine_imports(path):
+        assert name.startswith("trayapp.engine.kube") or name in ENGINE_LEAVES, f"kube/{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("path", modules("engine", "forward"), ids=lambda p: p.name)
+def test_forward_uses_kube_and_nothing_above(path: Path) -> None:
+    for name in engine_imports(path):
+        assert name.startswith(("trayapp.engine.forward", "trayapp.engine.kube")) or name in ENGINE_LEAVES, (
+            f"forward/{path.name} imports {name}"
+        )
+
+
+def test_outside_code_uses_the_sub_packages_public_names() -> None:
+    """Above kube/ and forward/, code imports what their __init__ names, not their modules.
+
+    The simulator is the exception: it takes the wire codecs in the server role.
+    """
+    for path in modules():
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative.startswith(("engine/kube/", "engine/forward/", "sim/")):
+            continue
+        for name in engine_imports(path):
+            assert name.split(".")[:3] != ["trayapp", "engine", "kube"] or name == "trayapp.engine.kube", (
+                f"{relative} reaches into {name}"
+            )
+            assert name.split(".")[:3] != ["trayapp", "engine", "forward"] or name == "trayapp.engine.forward", (
+                f"{relative} reaches into {name}"
+            )
+
+
+@pytest.mark.parametrize("leaf", sorted(ENGINE_LEAVES))
+def test_engine_leaves_import_no_engine_module(leaf: str) -> None:
+    path = PACKAGE.parent / (leaf.replace(".", "/") + ".py")
+    assert engine_imports(path) == set()

@@ -25,7 +25,7 @@ from trayapp.config.problems import Problem
 from trayapp.config.rules import RuleSet, load_rules
 from trayapp.engine.events import EventBus
 from trayapp.engine.filewatch import FileWatcher
-from trayapp.engine.kubeconfig import EffectiveContext, set_current_context
+from trayapp.engine.kube import EffectiveContext, set_current_context
 from trayapp.engine.portmemory import PortMemory
 from trayapp.engine.runtime import RunPlan, TunnelView
 from trayapp.engine.supervisor import Supervisor

@@ -1,6 +1,6 @@
 """One error tree for kubetray. Each error carries a short title and a message written for people.
 
-Third-party exceptions are translated into these at the boundaries (kube.py, relay.py); code
+Third-party exceptions are translated into these at the boundaries (engine/kube/api.py, engine/forward/v4dial.py and pump.py); code
 branches on the types, never on message text.
 """
 

@@ -161,6 +161,18 @@ def is_http_port_name(name: str) -> bool:
     return "http" in parts or "https" in parts or "h2c" in parts
 
 
+class Transport(str, enum.Enum):
+    """What carries a tunnel's connections to the pod, in kubetray's order of preference.
+
+    AUTO tries SPDY_WS, then SPDY, then V4, and remembers per API server what it settled on.
+    """
+
+    AUTO = "auto"
+    SPDY_WS = "spdy-ws"  # one SPDY/3.1 session per pod inside a WebSocket (KEP-4006, kubectl 1.31+)
+    SPDY = "spdy"  # one SPDY/3.1 session per pod on an HTTP/1.1 Upgrade (every API server)
+    V4 = "v4"  # one v4.channel.k8s.io WebSocket per local connection
+
+
 class TunnelState(str, enum.Enum):
     WAITING = "waiting"  # no pod to forward to yet; the listener may already be open
     FORWARDING = "forwarding"

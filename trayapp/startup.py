@@ -23,7 +23,7 @@ from typing import TextIO
 from trayapp.config.paths import state_dir
 from trayapp.control import Controller, EngineOptions
 from trayapp.engine.events import EventBus
-from trayapp.engine.kubeconfig import kubeconfig_paths
+from trayapp.engine.kube import kubeconfig_paths
 from trayapp.engine.portmemory import PortMemory
 from trayapp.errors import KubetrayError
 from trayapp.model import Event

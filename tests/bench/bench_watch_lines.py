@@ -17,8 +17,8 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
-from trayapp.engine.httpclient import HttpStream
-from trayapp.engine.kube import MAX_WATCH_LINE_BYTES
+from trayapp.engine.kube.api import MAX_WATCH_LINE_BYTES
+from trayapp.engine.kube.httpclient import HttpStream
 from trayapp.errors import ResponseTooLarge
 
 MiB = 1024 * 1024

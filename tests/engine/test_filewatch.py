@@ -20,7 +20,7 @@ import pytest
 
 from trayapp.engine import filewatch
 from trayapp.engine.filewatch import FileWatcher
-from trayapp.engine.kubeconfig import read_effective_context
+from trayapp.engine.kube.kubeconfig import read_effective_context
 
 TIMEOUT = 5.0  # generous: only a bound, never a measurement
 

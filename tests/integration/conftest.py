@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from trayapp.engine.auth import Credentials
 from trayapp.engine.events import EventBus
+from trayapp.engine.kube.auth import Credentials
 from trayapp.engine.runtime import ContextRun
 from trayapp.model import Event, EventKind, Rule
 from trayapp.sim import SimCluster

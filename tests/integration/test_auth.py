@@ -25,9 +25,9 @@ import trustme
 import yaml
 
 from trayapp.engine.aio import deadline
-from trayapp.engine.auth import Credentials
 from trayapp.engine.events import EventBus
-from trayapp.engine.execplugin import ExecPluginFailed
+from trayapp.engine.kube.auth import Credentials
+from trayapp.engine.kube.execplugin import ExecPluginFailed
 from trayapp.engine.runtime import ContextRun
 from trayapp.engine.supervisor import Supervisor
 from trayapp.errors import KubeconfigError
@@ -679,7 +679,7 @@ async def test_a_missing_plugin_says_so_with_the_kubeconfigs_install_hint(tmp_pa
 async def test_a_failing_plugin_is_a_sentence_and_its_error_output_stays_in_the_log(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="trayapp.engine.execplugin")
+    caplog.set_level(logging.INFO, logger="trayapp.engine.kube.execplugin")
     plugin = tmp_path / "fail.py"
     plugin.write_text("import sys\nsys.stderr.write('error: you must log in first\\n')\nsys.exit(3)\n", encoding="utf-8")
     path = kubeconfig(tmp_path / "kc", "http://127.0.0.1:1", {}, exec_user(plugin))

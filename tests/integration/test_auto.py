@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from trayapp.config.auto import AutoSettings, SelectorRule
-from trayapp.engine.auth import Credentials
 from trayapp.engine.autoforward import AutoForwarder
 from trayapp.engine.events import EventBus
+from trayapp.engine.kube.auth import Credentials
 from trayapp.engine.portmemory import PortMemory
 from trayapp.engine.runtime import ContextRun, RunPlan, Switches, tunnel_id
 from trayapp.model import AutoSource, EventKind, ResourceType, Rule

@@ -17,7 +17,7 @@ import yaml
 
 from trayapp.config.auto import AutoSettings
 from trayapp.engine.events import EventBus
-from trayapp.engine.kubeconfig import EffectiveContext, set_current_context
+from trayapp.engine.kube.kubeconfig import EffectiveContext, set_current_context
 from trayapp.engine.runtime import RunPlan
 from trayapp.engine.supervisor import Supervisor
 from trayapp.model import EventKind, ResourceType, Rule

@@ -289,7 +289,7 @@ async def test_tunnels_keep_serving_and_following_the_cluster_while_a_hostile_se
     """One context's tunnel on the simulator; in the same engine loop, informers of another context
     whose server sends an endless line, a byte at a time, and garbage. The tunnel serves and
     follows a pod deletion throughout, and the hostile informers recover when their server does."""
-    from trayapp.engine.informer import Informer
+    from trayapp.engine.kube.informer import Informer
     from trayapp.model import EventKind, ResourceType, Rule
 
     from .test_reconnect import serving_pod

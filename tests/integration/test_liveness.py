@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from trayapp.engine.relay import HALF_CLOSE_LINGER
+from trayapp.engine.forward.pump import HALF_CLOSE_LINGER
+from trayapp.engine.forward.tunnel import OUTAGE_GRACE
 from trayapp.engine.runtime import ContextRun
-from trayapp.engine.tunnel import OUTAGE_GRACE
 from trayapp.model import EventKind, ResourceType, Rule, TunnelState
 from trayapp.sim import SimCluster
 from trayapp.sim.backends import pattern

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from tests.support.faultproxy import FaultProxy
-from trayapp.engine.auth import Credentials
 from trayapp.engine.events import EventBus
+from trayapp.engine.kube.auth import Credentials
 from trayapp.engine.runtime import ContextRun
 from trayapp.model import Event, EventKind, ResourceType, Rule, TunnelState
 from trayapp.sim import SimCluster

@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from trayapp.engine.wire import SUBPROTOCOL, ClientChannels, DataReceived, ErrorReceived
+from trayapp.engine.forward.wire import SUBPROTOCOL, ClientChannels, DataReceived, ErrorReceived
 from trayapp.sim import SimCluster
 from trayapp.sim.backends import pattern
 

@@ -16,7 +16,7 @@ from websockets.uri import parse_uri
 from websockets.utils import accept_key
 
 from trayapp.engine.aio import deadline
-from trayapp.engine.spdy import (
+from trayapp.engine.forward.spdy import (
     Data,
     Frame,
     FrameDecoder,

@@ -280,7 +280,7 @@ def _endpoint(address: str, port: int | None) -> str:
 
 
 def _bind_address(address: str) -> str:
-    # "localhost" listens on 127.0.0.1 (engine/ports.py), so the two ask for the same socket.
+    # "localhost" listens on 127.0.0.1 (engine/forward/ports.py), so the two ask for the same socket.
     return "127.0.0.1" if address == "localhost" else address
 
 
@@ -307,7 +307,7 @@ def drop_duplicates(rules: Sequence[Rule], where: Where) -> tuple[list[Rule], li
     local port both run: the later one falls back to the next free port at run time, so this
     is a warning, not a reason to drop either. Whether `port: http` and `port: 80` name the same
     service port only the cluster knows; the engine forwards such a pair once (see
-    engine/resolve.py `same_target`), and this only points it out.
+    engine/forward/resolve.py `same_target`), and this only points it out.
     """
     kept: list[Rule] = []
     problems: list[Problem] = []

@@ -6,7 +6,7 @@ to the context's namespace and says so once.
 
 `AutoForwarder.guard` is the line a cluster object may not cross, applied by the context run to
 every automatic rule: loopback only, and the ports the user's own rules name are reserved (the
-forwarder also refuses ports below 1024 to them; engine/ports.py `refusal_for`).
+forwarder also refuses ports below 1024 to them; engine/forward/ports.py `refusal_for`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
-from trayapp.engine.cache import ClusterCache
 from trayapp.engine.discovery import ALL_NAMESPACES, Settings, discover
+from trayapp.engine.kube import ClusterCache
 from trayapp.errors import AuthError, KubetrayError
 from trayapp.model import DEFAULT_ADDRESS, Event, EventKind, Rule, is_loopback
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from trayapp.engine.cache import ClusterCache
-from trayapp.engine.resolve import PortNumbers, service_port_numbers
+from trayapp.engine.forward import PortNumbers, service_port_numbers
+from trayapp.engine.kube import ClusterCache
 from trayapp.errors import KubetrayError
 
 log = logging.getLogger(__name__)

@@ -11,17 +11,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from trayapp.engine.auth import ClusterAccess, Credentials
 from trayapp.engine.autoforward import AutoForwarder, namespaces_to_watch
-from trayapp.engine.cache import ClusterCache
 from trayapp.engine.discovery import Settings
 from trayapp.engine.events import EventBus
-from trayapp.engine.forwarder import Forwarder
-from trayapp.engine.informer import Informer
-from trayapp.engine.kube import WATCH_SILENCE_SECONDS, KubeApi
+from trayapp.engine.forward import Forwarder, namespaces_to_decide, one_per_forward, target_key
+from trayapp.engine.kube import WATCH_SILENCE_SECONDS, ClusterAccess, ClusterCache, Credentials, Informer, KubeApi
 from trayapp.engine.portmemory import PortKey, PortMemory
 from trayapp.engine.portnames import PortNames
-from trayapp.engine.resolve import namespaces_to_decide, one_per_forward, target_key
 from trayapp.errors import AuthError, KubetrayError
 from trayapp.model import Event, EventKind, Rule, TunnelState, tunnel_url
 

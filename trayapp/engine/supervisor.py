@@ -19,10 +19,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from trayapp.engine.auth import Credentials
 from trayapp.engine.events import EventBus
 from trayapp.engine.filewatch import FileWatcher
-from trayapp.engine.kubeconfig import EffectiveContext, MergedKubeconfig, merged_kubeconfig, read_effective_context
+from trayapp.engine.kube import (
+    Credentials,
+    EffectiveContext,
+    MergedKubeconfig,
+    merged_kubeconfig,
+    read_effective_context,
+)
 from trayapp.engine.portmemory import PortMemory
 from trayapp.engine.runtime import ContextRun, RunPlan, Switches, TunnelView
 from trayapp.errors import KubetrayError

@@ -2,7 +2,7 @@
 each requested port between the WebSocket and that pod's backend listener.
 
 Framing is the websockets library's sans-I/O ServerProtocol, channels are
-`trayapp.engine.wire.ServerChannels`; this module only pumps bytes between transports. Flow
+`trayapp.engine.forward.wire.ServerChannels`; this module only pumps bytes between transports. Flow
 control is end to end: a full WebSocket send buffer pauses reading from the backends, a full
 backend buffer pauses reading from the WebSocket.
 """
@@ -20,7 +20,7 @@ from websockets.http11 import Request as WsRequest
 from websockets.protocol import OPEN, State
 from websockets.server import ServerProtocol
 
-from trayapp.engine.wire import SUBPROTOCOL, ServerChannels
+from trayapp.engine.forward import SUBPROTOCOL, ServerChannels
 from trayapp.errors import WireError
 from trayapp.sim.http import HttpConnection, Request
 

@@ -1,7 +1,7 @@
 """The kubelet's side of one port-forward SPDY/3.1 session (`portforward.k8s.io`): many forwarded
 connections on one upgraded socket, each a pair of streams (error and data) with one `requestid`.
 
-Framing is `trayapp.engine.spdy`; this module plays the kubelet's stream handler
+Framing is `trayapp.engine.forward.spdy`; this module plays the kubelet's stream handler
 (pkg/kubelet/cri/streaming/portforward/httpstream.go): an empty SYN_REPLY per accepted stream, a
 reset for a stream without a usable `port` or `streamtype`, pairing by `requestid` with a timeout,
 the pod's port dialled once a pair is complete, failures written as text on the error stream,
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from trayapp.engine.spdy import (
+from trayapp.engine.forward.spdy import (
     Data,
     FrameDecoder,
     FrameEncoder,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trayapp.engine.proxies import NoProxy, ProxyUrlError, parse_proxy, proxy_for, redact
+from trayapp.engine.kube.proxies import NoProxy, ProxyUrlError, parse_proxy, proxy_for, redact
 
 # One NO_PROXY with every kind of entry: a domain with and without a leading dot, a wildcard
 # domain, IPs with and without a port, IPv4 and IPv6 CIDRs.

@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from trayapp.engine.spdy import (
+from trayapp.engine.forward.spdy import (
     DICTIONARY,
     Data,
     FrameDecoder,

@@ -16,9 +16,9 @@ import pytest
 
 from tests import hostile_server as hs
 from trayapp.engine.backoff import Backoff
-from trayapp.engine.cache import ClusterCache
-from trayapp.engine.informer import Informer
-from trayapp.engine.objshape import shape_problem
+from trayapp.engine.kube.cache import ClusterCache
+from trayapp.engine.kube.informer import Informer
+from trayapp.engine.kube.objshape import shape_problem
 from trayapp.errors import ApiBusy, ApiUnreachable, KubetrayError, ResponseTooLarge
 
 MiB = 1024 * 1024

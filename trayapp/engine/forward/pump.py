@@ -3,7 +3,7 @@
 Back-pressure runs both ways: a local read waits until the WebSocket's write buffer drained, and
 the next message from the pod is taken only after the local socket drained, so a slow side slows
 the other. What one connection can hold in memory is then the websockets library's receive queue
-(`max_queue` messages, each at most the `max_size` kube.py dials with) plus one READ_SIZE chunk.
+(`max_queue` messages, each at most the `max_size` v4dial.py dials with) plus one READ_SIZE chunk.
 
 v4.channel.k8s.io has no half-close, and from our side a peer that shut down its writing half
 looks exactly like one that closed the socket. So after the local side's EOF kubetray keeps
@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from trayapp.engine.aio import deadline
-from trayapp.engine.wire import ClientChannels, DataReceived, ErrorReceived
+from trayapp.engine.forward.wire import ClientChannels, DataReceived, ErrorReceived
 from trayapp.errors import WireError
 
 log = logging.getLogger(__name__)

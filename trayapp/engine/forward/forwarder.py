@@ -22,12 +22,21 @@ from collections.abc import Callable, Container
 
 from trayapp.engine.aio import deadline as time_limit
 from trayapp.engine.backoff import Backoff
-from trayapp.engine.cache import ClusterCache
-from trayapp.engine.listeners import Listeners
-from trayapp.engine.ports import bind_listener, refusal_for
-from trayapp.engine.relay import LOCAL_FLUSH_TIMEOUT, READ_SIZE, close_local, relay
-from trayapp.engine.resolve import Target, Unresolved, kinds_needed, resolve
-from trayapp.engine.tunnel import CloseConnections, Command, Publish, Relist, TargetChanged, TunnelMachine, Wakeup
+from trayapp.engine.forward.listeners import Listeners
+from trayapp.engine.forward.ports import bind_listener, refusal_for
+from trayapp.engine.forward.pump import LOCAL_FLUSH_TIMEOUT, READ_SIZE, close_local, relay
+from trayapp.engine.forward.resolve import Target, Unresolved, kinds_needed, resolve
+from trayapp.engine.forward.tunnel import (
+    CloseConnections,
+    Command,
+    Publish,
+    Relist,
+    TargetChanged,
+    TunnelMachine,
+    Wakeup,
+)
+from trayapp.engine.forward.v4dial import dial_v4
+from trayapp.engine.kube import ClusterCache
 from trayapp.errors import ApiError, ApiUnreachable, AuthError, KubetrayError, NotFound, PortError
 from trayapp.model import Event, Rule, TunnelState
 
@@ -209,7 +218,7 @@ class Forwarder:
             self._connections[task] = target.pod
             began = loop.time()
             try:
-                ws = await self._cache.api.dial_portforward(
+                ws = await dial_v4(self._cache.api,
                     target.namespace, target.pod, target.port, timeout=max(deadline - began, 0.1))
             except ApiError as exc:
                 if isinstance(exc, NotFound) or exc.status == 400:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from trayapp.engine.httpclient import HttpStream
+from trayapp.engine.kube.httpclient import HttpStream
 from trayapp.errors import ApiUnreachable, ResponseTooLarge
 
 MiB = 1024 * 1024

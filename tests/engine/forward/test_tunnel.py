@@ -1,7 +1,15 @@
 """Transcript tests of one tunnel's state machine: no sockets, no clock."""
 
-from trayapp.engine.resolve import Target, Unresolved
-from trayapp.engine.tunnel import OUTAGE_GRACE, CloseConnections, Publish, Relist, TargetChanged, TunnelMachine, Wakeup
+from trayapp.engine.forward.resolve import Target, Unresolved
+from trayapp.engine.forward.tunnel import (
+    OUTAGE_GRACE,
+    CloseConnections,
+    Publish,
+    Relist,
+    TargetChanged,
+    TunnelMachine,
+    Wakeup,
+)
 from trayapp.model import EventKind, ResourceType, Rule, TunnelState
 
 RULE = Rule(ResourceType.SERVICE, "web", 80, local_port=8080)

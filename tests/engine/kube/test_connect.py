@@ -22,12 +22,13 @@ import yaml
 from websockets.asyncio.server import ServerConnection, serve
 
 from tests.proxyservers import ConnectProxy, Socks5Proxy
-from trayapp.engine import connect
 from trayapp.engine.aio import deadline
-from trayapp.engine.auth import ClusterAccess, Credentials
-from trayapp.engine.kube import KubeApi
-from trayapp.engine.tlsfiles import TlsSettings
-from trayapp.engine.wire import SUBPROTOCOL
+from trayapp.engine.forward.v4dial import dial_v4
+from trayapp.engine.forward.wire import SUBPROTOCOL
+from trayapp.engine.kube import connect
+from trayapp.engine.kube.api import KubeApi
+from trayapp.engine.kube.auth import ClusterAccess, Credentials
+from trayapp.engine.kube.tlsfiles import TlsSettings
 from trayapp.errors import ApiUnreachable
 from trayapp.sim import SimCluster
 
@@ -326,7 +327,7 @@ def api_for(tmp_path: Path) -> Iterator[Any]:
 async def test_a_port_forward_websocket_has_keepalive(api_for: Any) -> None:
     async with SimCluster("keepalive", scenario=SCENARIO) as cluster:
         api = api_for(cluster.url)
-        ws = await api.dial_portforward("default", "echo", 7000)
+        ws = await dial_v4(api, "default", "echo", 7000)
         try:
             assert_keepalive(ws.transport.get_extra_info("socket"))
         finally:
@@ -348,7 +349,7 @@ async def test_a_giant_frame_is_refused_from_its_header(api_for: Any) -> None:
         api = api_for(f"http://127.0.0.1:{port}")
         tracemalloc.start()
         try:
-            ws = await api.dial_portforward("default", "victim", 8080)
+            ws = await dial_v4(api, "default", "victim", 8080)
             with pytest.raises(websockets.ConnectionClosedError) as caught:
                 async with deadline(10):
                     await ws.recv()
@@ -386,7 +387,7 @@ async def test_an_https_proxy_carries_api_calls_and_port_forwards(
         async with SimCluster("https-proxy", scenario=SCENARIO) as cluster:
             api = api_for(cluster.url)
             api.access = dataclasses.replace(api.access, proxy=proxy.url("frank", PASSWORD))
-            ws = await api.dial_portforward("default", "echo", 7000)
+            ws = await dial_v4(api, "default", "echo", 7000)
             await ws.send(b"\x00hello")
             await ws.close()
         assert proxy.carried == 2
@@ -419,7 +420,7 @@ async def test_a_server_that_hangs_up_mid_handshake_is_said_so(api_for: Any) -> 
     port = server.sockets[0].getsockname()[1]
     try:
         with pytest.raises(ApiUnreachable) as caught:
-            await api_for(f"http://127.0.0.1:{port}").dial_portforward("default", "web-0", 8080)
+            await dial_v4(api_for(f"http://127.0.0.1:{port}"), "default", "web-0", 8080)
         assert caught.value.message == f"The API server http://127.0.0.1:{port} closed the connection before it was set up."
     finally:
         server.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trayapp.engine.kubeconfig import (
+from trayapp.engine.kube.kubeconfig import (
     entry_path,
     kubeconfig_paths,
     merged_kubeconfig,

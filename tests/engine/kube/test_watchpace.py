@@ -2,7 +2,7 @@
 
 import pytest
 
-from trayapp.engine.watchpace import WatchPace
+from trayapp.engine.kube.watchpace import WatchPace
 
 
 def test_before_any_bookmark_the_ceiling_holds() -> None:

@@ -2,7 +2,7 @@
 
 import ssl
 
-from trayapp.engine.forwarder import never_reached_text, pod_gone_text, server_away
+from trayapp.engine.forward.forwarder import never_reached_text, pod_gone_text, server_away
 from trayapp.errors import ApiError, ApiUnreachable, AuthError, NotFound
 
 

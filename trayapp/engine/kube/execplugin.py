@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from trayapp.engine.aio import deadline
-from trayapp.engine.kubeconfig import NamedEntry, entry_path
+from trayapp.engine.kube.kubeconfig import NamedEntry, entry_path
 from trayapp.errors import ApiUnreachable, KubeconfigError
 
 log = logging.getLogger(__name__)

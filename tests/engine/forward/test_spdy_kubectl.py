@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from trayapp.engine.aio import deadline
-from trayapp.engine.spdy import Data, FrameDecoder, FrameEncoder, SynReply, SynStream
+from trayapp.engine.forward.spdy import Data, FrameDecoder, FrameEncoder, SynReply, SynStream
 
 KUBECTL = shutil.which("kubectl")
 POD = {

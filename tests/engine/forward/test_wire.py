@@ -2,7 +2,7 @@
 
 import pytest
 
-from trayapp.engine import wire
+from trayapp.engine.forward import wire
 
 
 def test_client_confirms_both_channels_then_passes_data() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from trayapp.engine.tlsfiles import Pem, TlsMaterial, TlsSettings
+from trayapp.engine.kube.tlsfiles import Pem, TlsMaterial, TlsSettings
 from trayapp.errors import KubeconfigError
 
 

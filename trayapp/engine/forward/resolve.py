@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from trayapp.engine.pods import (
+from trayapp.engine.forward.pods import (
     Obj,
     container_port_by_name,
     container_ports,

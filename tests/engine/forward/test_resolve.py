@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from trayapp.engine.pods import container_port_by_name, newest_version, order_pods
-from trayapp.engine.resolve import (
+from trayapp.engine.forward.pods import container_port_by_name, newest_version, order_pods
+from trayapp.engine.forward.resolve import (
     Target,
     Unresolved,
     kinds_needed,

@@ -1,4 +1,4 @@
-"""The only place that talks to the API server: list, watch and port-forward stream dialing.
+"""List and watch calls to the API server, and the translation of its answers into kubetray's errors.
 
 HTTP and WebSocket failures are translated here into kubetray's error types, so the rest of the
 engine branches on ApiUnreachable (ApiBusy for 429/503) / AuthError / NotFound / Gone /
@@ -18,17 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import websockets
-from websockets.asyncio.client import ClientConnection, connect
-
 from trayapp import __version__
-from trayapp.engine import connect as connection
-from trayapp.engine.auth import ClusterAccess, Credentials
-from trayapp.engine.connect import open_stream
-from trayapp.engine.httpclient import HttpStream, status_message
-from trayapp.engine.watchpace import WatchPace
-from trayapp.engine.wire import SUBPROTOCOL
-from trayapp.errors import ApiBusy, ApiError, ApiUnreachable, AuthError, Gone, NotFound, ResponseTooLarge
+from trayapp.engine.kube.auth import ClusterAccess, Credentials
+from trayapp.engine.kube.connect import open_stream
+from trayapp.engine.kube.httpclient import HttpStream, status_message
+from trayapp.engine.kube.watchpace import WatchPace
+from trayapp.errors import ApiBusy, ApiError, AuthError, Gone, NotFound, ResponseTooLarge
 
 # kind (plural resource name) -> API group path
 _API_PATHS: dict[str, str] = {
@@ -47,11 +42,6 @@ _API_PATHS: dict[str, str] = {
 
 USER_AGENT = f"kubetray/{__version__}"
 WATCH_TIMEOUT_SECONDS = 290  # the server ends a watch normally after this; we resume from the last RV
-# The largest port-forward message kubetray accepts. The kubelet sends at most 32 KiB per
-# frame (its copy buffer) and our own relay 256 KiB (relay.READ_SIZE); 4 MiB leaves room for
-# any proxy or server that coalesces, while a hostile server's 1 GiB frame is refused from its
-# header (websockets checks the length before reading the payload) and closes that stream.
-_WS_MAX_MESSAGE = 4 * 1024 * 1024
 
 # How long a watch may stay silent before kubetray takes it for dead. A kube-apiserver sends a
 # BOOKMARK on every watch that asked for them once a minute (the watch cache's
@@ -93,7 +83,7 @@ def collection_path(kind: str, namespace: str | None) -> str:
     return f"{group}/namespaces/{quote(namespace, safe='')}/{kind}"
 
 
-def _error_for(
+def error_for_status(
     status: int, message: str, what: str, *, context: str | None = None, retry_after: float | None = None,
     server: str | None = None,
 ) -> ApiError:
@@ -212,7 +202,7 @@ class KubeApi:
                 except ApiError:  # too big or too slow: the status alone says enough
                     body = b""
                 retry_after = retry_after_seconds(response.headers.get("retry-after"))
-                raise _error_for(
+                raise error_for_status(
                     response.status, status_message(body, f"HTTP {response.status}"), what,
                     context=self.access.context, retry_after=retry_after, server=self.access.server,
                 )
@@ -339,7 +329,7 @@ class KubeApi:
                     continue
                 if kind_of_event == "ERROR":
                     code = obj.get("code")
-                    raise _error_for(
+                    raise error_for_status(
                         code if isinstance(code, int) else 500, str(obj.get("message") or "watch error"), what,
                         context=self.access.context, retry_after=_status_retry_after(obj), server=self.access.server,
                     )
@@ -351,65 +341,6 @@ class KubeApi:
                 yield WatchEvent(kind_of_event, obj)
         finally:
             stream.close()
-
-    async def dial_portforward(self, namespace: str, pod: str, port: int, timeout: float = 10.0) -> ClientConnection:
-        """A WebSocket carrying one TCP connection to the pod's port (v4.channel.k8s.io)."""
-        try:
-            return await self._dial_once(namespace, pod, port, timeout)
-        except AuthError as exc:
-            if exc.status != 401:
-                raise
-            self.credentials.invalidate()
-            return await self._dial_once(namespace, pod, port, timeout)
-
-    async def _dial_once(self, namespace: str, pod: str, port: int, timeout: float) -> ClientConnection:
-        access = self.access
-        scheme = "wss" if access.tls else "ws"
-        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/portforward"
-        route = connection.route_for(access)
-        uri = f"{scheme}://{route.authority}{access.path_prefix}{path}?ports={port}"
-        headers = []
-        authorization = await self.credentials.authorization()
-        if authorization:
-            headers.append(("Authorization", authorization))
-        what = f"port-forward to pod {pod!r} in namespace {namespace!r}"
-        sock = await connection.open_socket(route, timeout)  # proxy, keepalive; raises ApiUnreachable
-        tls: dict[str, Any] = {}
-        if access.tls:
-            tls = {"ssl": access.ssl_context, "server_hostname": access.server_hostname or access.host}
-        try:
-            return await connect(
-                uri,
-                sock=sock,
-                proxy=None,  # the socket already goes through the proxy, when there is one
-                subprotocols=[websockets.Subprotocol(SUBPROTOCOL)],
-                additional_headers=headers,
-                user_agent_header=USER_AGENT,
-                compression=None,
-                max_size=_WS_MAX_MESSAGE,
-                open_timeout=timeout,
-                ping_interval=None,  # the kubelet answers pings, but a busy tunnel proves liveness itself
-                close_timeout=2,
-                **tls,
-            )
-        except websockets.InvalidStatus as exc:
-            sock.close()
-            response = exc.response
-            raise _error_for(
-                response.status_code, status_message(bytes(response.body or b""), f"HTTP {response.status_code}"),
-                what, context=access.context, server=access.server,
-                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
-            ) from exc
-        except websockets.InvalidHandshake as exc:
-            sock.close()
-            if isinstance(exc.__cause__, (OSError, EOFError)):  # the connection broke mid-handshake
-                raise connection.unreachable(exc.__cause__, route, timeout, access.server_hostname) from exc
-            raise ApiUnreachable(f"{route.described[:1].upper()}{route.described[1:]} did not open a {what}: "
-                                 "its answer was not a WebSocket handshake.") from exc
-        except (TimeoutError, OSError) as exc:
-            sock.close()
-            raise connection.unreachable(exc, route, timeout, access.server_hostname) from exc
-
 
 class _ContinueExpired(Exception):
     """A 410 on a continue token: the snapshot the pages came from is gone; list again whole."""

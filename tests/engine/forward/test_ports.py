@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from trayapp.engine import ports
-from trayapp.engine.ports import Bound, bind_listener, fallback_ports, fallback_reason, refusal_for
+from trayapp.engine.forward import ports
+from trayapp.engine.forward.ports import Bound, bind_listener, fallback_ports, fallback_reason, refusal_for
 from trayapp.errors import PortError
 from trayapp.model import ResourceType, Rule
 
@@ -291,7 +291,7 @@ def test_without_an_ipv6_loopback_ipv4_alone_said_once(
     # where IPv6 is off (EADDRNOTAVAIL), or the family is missing altogether (EAFNOSUPPORT).
     monkeypatch.setattr(ports, "IPV6_LOOPBACK", "2001:db8::1")
     monkeypatch.setattr(ports, "_told_no_ipv6", False)
-    caplog.set_level("INFO", logger="trayapp.engine.ports")
+    caplog.set_level("INFO", logger="trayapp.engine.forward.ports")
     first = bind_listener("127.0.0.1", None)
     closing.append(first)
     second = bind_listener("127.0.0.1", None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from trayapp.engine.resolve import Target, Unresolved
+from trayapp.engine.forward.resolve import Target, Unresolved
 from trayapp.model import Event, EventKind, Rule, TunnelState
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from trayapp.engine.execplugin import EXEC_TIMEOUT, ExecCredential, ExecPlugin, ExecPluginFailed
-from trayapp.engine.kubeconfig import ContextEntries, NamedEntry, entry_path, read_context_entries
-from trayapp.engine.tlsfiles import Pem, TlsMaterial, TlsSettings, inline
+from trayapp.engine.kube.execplugin import EXEC_TIMEOUT, ExecCredential, ExecPlugin, ExecPluginFailed
+from trayapp.engine.kube.kubeconfig import ContextEntries, NamedEntry, entry_path, read_context_entries
+from trayapp.engine.kube.tlsfiles import Pem, TlsMaterial, TlsSettings, inline
 from trayapp.errors import KubeconfigError, KubetrayError
 
 log = logging.getLogger(__name__)

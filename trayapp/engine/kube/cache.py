@@ -11,8 +11,8 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from trayapp.engine.informer import Informer
-from trayapp.engine.kube import KubeApi
+from trayapp.engine.kube.api import KubeApi
+from trayapp.engine.kube.informer import Informer
 from trayapp.errors import KubetrayError
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from trayapp.engine.backoff import Backoff
-from trayapp.engine.kube import KubeApi
-from trayapp.engine.objshape import shape_problem
+from trayapp.engine.kube.api import KubeApi
+from trayapp.engine.kube.objshape import shape_problem
 from trayapp.errors import ApiBusy, ApiError, ApiUnreachable, Gone, KubetrayError, ResponseTooLarge
 
 log = logging.getLogger(__name__)

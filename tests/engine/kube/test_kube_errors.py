@@ -7,37 +7,37 @@ import time
 
 import pytest
 
-from trayapp.engine.kube import _error_for, retry_after_seconds
+from trayapp.engine.kube.api import error_for_status, retry_after_seconds
 from trayapp.errors import ApiBusy, ApiError, ApiUnreachable, AuthError, Gone, NotFound
 
 
 @pytest.mark.parametrize("status", [429, 503])
 def test_busy_statuses_are_an_unreachable_server_with_its_retry_after(status: int) -> None:
-    error = _error_for(status, "later", "pods", retry_after=4, server="https://api.example:6443")
+    error = error_for_status(status, "later", "pods", retry_after=4, server="https://api.example:6443")
     assert isinstance(error, ApiBusy) and isinstance(error, ApiUnreachable)
     assert (error.status, error.retry_after) == (status, 4)
     assert error.message.startswith("The API server https://api.example:6443 is too busy")
-    assert _error_for(status, "later", "pods").retry_after is None  # type: ignore[attr-defined]
+    assert error_for_status(status, "later", "pods").retry_after is None  # type: ignore[attr-defined]
 
 
 def test_401_ends_with_what_to_do_for_the_context() -> None:
-    error = _error_for(401, "Unauthorized.", "pods", context="prod")
+    error = error_for_status(401, "Unauthorized.", "pods", context="prod")
     assert isinstance(error, AuthError)
     assert error.message == (
         "The API server refused kubetray's credentials for pods: Unauthorized. Refresh the credentials in "
         "your kubeconfig, or store a token with `kubetray token set prod`.")
-    assert _error_for(401, "Unauthorized", "pods").message.endswith("`kubetray token set CONTEXT`.")
+    assert error_for_status(401, "Unauthorized", "pods").message.endswith("`kubetray token set CONTEXT`.")
 
 
 def test_403_is_rbac_and_gets_no_token_advice() -> None:
-    error = _error_for(403, "forbidden", "pods", context="prod")
+    error = error_for_status(403, "forbidden", "pods", context="prod")
     assert isinstance(error, AuthError) and "token set" not in error.message
 
 
 def test_other_statuses_keep_their_types() -> None:
-    assert type(_error_for(404, "m", "pods")) is NotFound
-    assert type(_error_for(410, "m", "pods")) is Gone
-    assert type(_error_for(500, "m", "pods")) is ApiError
+    assert type(error_for_status(404, "m", "pods")) is NotFound
+    assert type(error_for_status(410, "m", "pods")) is Gone
+    assert type(error_for_status(500, "m", "pods")) is ApiError
 
 
 def test_retry_after_in_seconds_or_as_a_date() -> None:

@@ -30,8 +30,8 @@ from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError, Pr
 from python_socks.async_.asyncio import Proxy as SocksProxy
 
 from trayapp.engine.aio import deadline
-from trayapp.engine.auth import ClusterAccess
-from trayapp.engine.proxies import ProxyUrl, ProxyUrlError, proxy_for, redact
+from trayapp.engine.kube.auth import ClusterAccess
+from trayapp.engine.kube.proxies import ProxyUrl, ProxyUrlError, proxy_for, redact
 from trayapp.errors import ApiUnreachable
 
 log = logging.getLogger(__name__)

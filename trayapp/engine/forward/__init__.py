@@ -1,0 +1,27 @@
+"""Moving bytes: wire codecs (v4 channels, SPDY), dialing, listeners and local ports, the byte
+pump, the tunnel state machine and pod choice.
+
+Uses `trayapp.engine.kube` to reach the API server, never the other way round. What the rest of
+kubetray uses is named here; the simulator also takes the codecs, in the server role.
+"""
+
+from trayapp.engine.forward.forwarder import Forwarder
+from trayapp.engine.forward.resolve import (
+    PortNumbers,
+    namespaces_to_decide,
+    one_per_forward,
+    service_port_numbers,
+    target_key,
+)
+from trayapp.engine.forward.wire import SUBPROTOCOL, ServerChannels
+
+__all__ = [
+    "SUBPROTOCOL",
+    "Forwarder",
+    "PortNumbers",
+    "ServerChannels",
+    "namespaces_to_decide",
+    "one_per_forward",
+    "service_port_numbers",
+    "target_key",
+]

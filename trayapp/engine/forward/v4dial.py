@@ -1,0 +1,89 @@
+"""Open one v4.channel.k8s.io WebSocket: a single TCP connection to a pod's port.
+
+The API server's `pods/portforward` subresource upgrades to a WebSocket whose channels carry one
+port's data and error streams. The socket is opened by kube/connect.py (proxy, keepalive, TLS
+settings shared with lists and watches), and refusals are translated into kubetray's errors with
+the same wording as a list's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from trayapp.engine.forward.wire import SUBPROTOCOL
+from trayapp.engine.kube import USER_AGENT, KubeApi, error_for_status, retry_after_seconds, status_message
+from trayapp.engine.kube import connect as connection
+from trayapp.errors import ApiUnreachable, AuthError
+
+# The largest port-forward message kubetray accepts. The kubelet sends at most 32 KiB per
+# frame (its copy buffer) and our own pump 256 KiB (pump.READ_SIZE); 4 MiB leaves room for
+# any proxy or server that coalesces, while a hostile server's 1 GiB frame is refused from its
+# header (websockets checks the length before reading the payload) and closes that stream.
+WS_MAX_MESSAGE = 4 * 1024 * 1024
+
+
+def portforward_path(api: KubeApi, namespace: str, pod: str) -> str:
+    return f"{api.access.path_prefix}/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/portforward"
+
+
+async def dial_v4(api: KubeApi, namespace: str, pod: str, port: int, timeout: float = 10.0) -> ClientConnection:
+    """A WebSocket carrying one TCP connection to the pod's port (v4.channel.k8s.io)."""
+    try:
+        return await _dial_once(api, namespace, pod, port, timeout)
+    except AuthError as exc:
+        if exc.status != 401:
+            raise
+        api.credentials.invalidate()
+        return await _dial_once(api, namespace, pod, port, timeout)
+
+
+async def _dial_once(api: KubeApi, namespace: str, pod: str, port: int, timeout: float) -> ClientConnection:
+    access = api.access
+    scheme = "wss" if access.tls else "ws"
+    route = connection.route_for(access)
+    uri = f"{scheme}://{route.authority}{portforward_path(api, namespace, pod)}?ports={port}"
+    headers = []
+    authorization = await api.credentials.authorization()
+    if authorization:
+        headers.append(("Authorization", authorization))
+    what = f"port-forward to pod {pod!r} in namespace {namespace!r}"
+    sock = await connection.open_socket(route, timeout)  # proxy, keepalive; raises ApiUnreachable
+    tls: dict[str, Any] = {}
+    if access.tls:
+        tls = {"ssl": access.ssl_context, "server_hostname": access.server_hostname or access.host}
+    try:
+        return await connect(
+            uri,
+            sock=sock,
+            proxy=None,  # the socket already goes through the proxy, when there is one
+            subprotocols=[websockets.Subprotocol(SUBPROTOCOL)],
+            additional_headers=headers,
+            user_agent_header=USER_AGENT,
+            compression=None,
+            max_size=WS_MAX_MESSAGE,
+            open_timeout=timeout,
+            ping_interval=None,  # the kubelet answers pings, but a busy tunnel proves liveness itself
+            close_timeout=2,
+            **tls,
+        )
+    except websockets.InvalidStatus as exc:
+        sock.close()
+        response = exc.response
+        raise error_for_status(
+            response.status_code, status_message(bytes(response.body or b""), f"HTTP {response.status_code}"),
+            what, context=access.context, server=access.server,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+        ) from exc
+    except websockets.InvalidHandshake as exc:
+        sock.close()
+        if isinstance(exc.__cause__, (OSError, EOFError)):  # the connection broke mid-handshake
+            raise connection.unreachable(exc.__cause__, route, timeout, access.server_hostname) from exc
+        raise ApiUnreachable(f"{route.described[:1].upper()}{route.described[1:]} did not open a {what}: "
+                             "its answer was not a WebSocket handshake.") from exc
+    except (TimeoutError, OSError) as exc:
+        sock.close()
+        raise connection.unreachable(exc, route, timeout, access.server_hostname) from exc
