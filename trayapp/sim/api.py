@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,10 @@ class ApiSettings:
     spdy_pair_timeout: float = SPDY_PAIR_TIMEOUT
     # How long one direction of a SPDY-forwarded connection may outlive the other (containerd: 1 s).
     spdy_linger: float = SPDY_LINGER
+    # Port-forward carriers this server does not speak, answered as a real server that lacks them
+    # does: "spdy-websocket" (an API server before 1.31 or with PortForwardWebsockets off) and
+    # "spdy" (a front that does not pass SPDY upgrades).
+    refused_carriers: set[str] = field(default_factory=set)
 
 
 def _resource_list(group_version: str, kinds: list[Kind]) -> Obj:
@@ -87,6 +92,8 @@ class ApiHandler(Handler):
         # Port-forward sessions opened, by carrier ("v4", "spdy", "spdy-websocket"): tests and
         # benchmarks read which transport a client really used (kubectl falls back silently).
         self.portforward_sessions: Counter[str] = Counter()
+        # The SPDY sessions still open, so a test can make one send GOAWAY.
+        self.spdy_sessions: weakref.WeakSet[SpdyForwardSession] = weakref.WeakSet()
 
     def handle(self, request: Request, conn: HttpConnection) -> None:
         if request.path.startswith("/_sim/"):
@@ -217,6 +224,15 @@ class ApiHandler(Handler):
         if phase != "Running":
             raise ApiError(400, "BadRequest",
                            f"unable to upgrade connection: pod {name} is not running (phase {phase})")
+        if offers_tunnel(request) and "spdy-websocket" in self.settings.refused_carriers:
+            # Without the gate the API server hands the WebSocket to the kubelet, whose v4 handler
+            # wants ?ports= (kubelet NewV4Options): a 400 in plain text, not a Status.
+            conn.respond(400, b'query parameter "port" is required', "text/plain; charset=utf-8", close=True)
+            return
+        if offers_spdy(request) and "spdy" in self.settings.refused_carriers:
+            conn.respond(403, b"unable to upgrade: unable to negotiate protocol: client supports "
+                              b"[portforward.k8s.io], server accepts []\n", "text/plain; charset=utf-8", close=True)
+            return
         if offers_tunnel(request) or offers_spdy(request):
             self._spdy_portforward(request, conn, pod)
             return
@@ -261,4 +277,5 @@ class ApiHandler(Handler):
         if self.settings.stream_errors_on_pod_stop:
             session.forget = self._backends.on_stop(uid, session.pod_stopped)
         self.portforward_sessions["spdy-websocket" if tunnel else "spdy"] += 1
+        self.spdy_sessions.add(session)
         (SpdyTunnel if tunnel else SpdyUpgrade)(conn, session).upgrade(request)

@@ -1,0 +1,301 @@
+"""SpdyDialer against the simulator over real sockets, on both carriers (plain SPDY and SPDY in a
+WebSocket): sessions shared per pod, refusals, half-close, dead paths, GOAWAY, a stalled reader,
+TransportRefused, TLS with a bearer token."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+import yaml
+
+from tests.support.faultproxy import FaultProxy
+from trayapp.engine.aio import deadline
+from trayapp.engine.forward.spdydial import SpdyConnection, SpdyDialer
+from trayapp.engine.forward.spdysession import SessionLost
+from trayapp.engine.forward.transport import PodConnection, PodRefused, TransportRefused
+from trayapp.engine.kube import Credentials, KubeApi
+from trayapp.errors import AuthError, NotFound
+from trayapp.model import Transport
+from trayapp.sim import SimCluster, TlsConfig
+
+SCENARIO = """
+pods:
+  - name: echo
+    ports: [{containerPort: 7000, kind: echo}, {containerPort: 7001, refuse: true}]
+  - name: web
+    ports: [{containerPort: 8080, kind: http}, {containerPort: 9000, kind: source}]
+"""
+CARRIERS = {"spdy": False, "spdy-websocket": True}
+TOKEN = "s3cret"
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(params=list(CARRIERS))
+def carrier(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def api_for(tmp_path: Path) -> Iterator[Any]:
+    made: list[Credentials] = []
+
+    def make(server: str, cluster: dict[str, Any] | None = None, user: dict[str, Any] | None = None) -> KubeApi:
+        path = tmp_path / f"kc{len(made)}"
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "ctx",
+            "clusters": [{"name": "c", "cluster": {"server": server, **(cluster or {})}}],
+            "users": [{"name": "u", "user": user or {}}],
+            "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u", "namespace": "default"}}],
+        }), encoding="utf-8")
+        credentials = Credentials([path], None)
+        made.append(credentials)
+        return KubeApi(credentials.load(), credentials)
+
+    yield make
+    for credentials in made:
+        credentials.close()
+
+
+async def read_exactly(conn: PodConnection, size: int) -> bytes:
+    got = bytearray()
+    while len(got) < size:
+        chunk = await conn.receive()
+        assert chunk, f"the pod ended after {len(got)} of {size} bytes"
+        got += chunk
+    return bytes(got)
+
+
+async def read_to_end(conn: PodConnection) -> bytes:
+    got = bytearray()
+    while chunk := await conn.receive():
+        got += chunk
+    return bytes(got)
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[SimCluster]:
+    async with SimCluster("spdy", scenario=SCENARIO) as c:
+        yield c
+
+
+async def test_many_connections_share_one_session(cluster: SimCluster, api_for: Any, carrier: str) -> None:
+    dialer = SpdyDialer(api_for(cluster.url), over_websocket=CARRIERS[carrier])
+    assert dialer.transport is (Transport.SPDY_WS if CARRIERS[carrier] else Transport.SPDY)
+    try:
+        async with deadline(30):
+            conns = await asyncio.gather(*(dialer.open("default", "echo", 7000, 10) for _ in range(20)))
+            for i, conn in enumerate(conns):
+                await conn.send(f"hello {i}".encode())
+            for i, conn in enumerate(conns):
+                assert await read_exactly(conn, len(f"hello {i}")) == f"hello {i}".encode()
+                await conn.close()
+            assert cluster.api.portforward_sessions[carrier] == 1
+            assert len(dialer.sessions("default", "echo")) == 1
+    finally:
+        await dialer.aclose()
+
+
+async def test_a_refused_port_fails_only_its_connection(cluster: SimCluster, api_for: Any, carrier: str) -> None:
+    dialer = SpdyDialer(api_for(cluster.url), over_websocket=CARRIERS[carrier])
+    try:
+        async with deadline(30):
+            good = await dialer.open("default", "echo", 7000, 10)
+            bad = await dialer.open("default", "echo", 7001, 10)
+            await bad.send(b"anyone?")
+            with pytest.raises(PodRefused, match="error forwarding port 7001") as refused:
+                await read_to_end(bad)
+            assert not isinstance(refused.value, SessionLost)
+            await bad.close()
+            await good.send(b"still here")
+            assert await read_exactly(good, 10) == b"still here"
+            await good.close()
+    finally:
+        await dialer.aclose()
+
+
+async def test_half_close_reaches_the_pod_and_its_eof_comes_back(cluster: SimCluster, api_for: Any,
+                                                                 carrier: str) -> None:
+    dialer = SpdyDialer(api_for(cluster.url), over_websocket=CARRIERS[carrier])
+    try:
+        async with deadline(30):
+            conn = await dialer.open("default", "web", 8080, 10)
+            assert conn.half_close
+            # An HTTP/1.0-style request that ends with our FIN: the answer can only come back whole
+            # if the pod saw the end of the request and then closed its side, which reaches us as EOF.
+            await conn.send(b"GET /bytes/100000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            await conn.send_eof()
+            answer = await read_to_end(conn)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200")
+            assert body == bytes(i % 256 for i in range(100000))
+            await conn.close()
+    finally:
+        await dialer.aclose()
+
+
+async def test_echo_after_our_eof_still_flows_back(cluster: SimCluster, api_for: Any, carrier: str) -> None:
+    dialer = SpdyDialer(api_for(cluster.url), over_websocket=CARRIERS[carrier])
+    try:
+        async with deadline(30):
+            conn = await dialer.open("default", "echo", 7000, 10)
+            payload = bytes(range(256)) * 2000  # 512 KB: more than one DATA frame each way
+            await conn.send(payload)
+            await conn.send_eof()
+            assert await read_to_end(conn) == payload
+            await conn.close()
+    finally:
+        await dialer.aclose()
+
+
+async def test_a_deleted_pod_fails_its_connections_and_new_ones(cluster: SimCluster, api_for: Any,
+                                                                carrier: str) -> None:
+    dialer = SpdyDialer(api_for(cluster.url), over_websocket=CARRIERS[carrier])
+    try:
+        async with deadline(30):
+            conn = await dialer.open("default", "echo", 7000, 10)
+            await conn.send(b"ping")
+            assert await read_exactly(conn, 4) == b"ping"
+            cluster.delete_pod("default", "echo")
+            # The pod's programs are gone: its connection ends (EOF or the kubelet's error text).
+            with contextlib.suppress(PodRefused):
+                await read_to_end(conn)
+            await conn.close()
+            # A new connection on the old session (the kubelet's session outlives the pod) is refused.
+            late = await dialer.open("default", "echo", 7000, 10)
+            with pytest.raises(PodRefused, match="7000"):
+                await read_to_end(late)
+            await late.close()
+            dialer.forget("default", "echo")
+            with pytest.raises(NotFound):
+                await dialer.open("default", "echo", 7000, 10)
+    finally:
+        await dialer.aclose()
+
+
+async def test_goaway_sends_new_connections_to_a_new_session(cluster: SimCluster, api_for: Any,
+                                                             carrier: str) -> None:
+    dialer = SpdyDialer(api_for(cluster.url), over_websocket=CARRIERS[carrier])
+    try:
+        async with deadline(30):
+            first = await dialer.open("default", "echo", 7000, 10)
+            await first.send(b"a")
+            assert await read_exactly(first, 1) == b"a"
+            # The server says GOAWAY and closes, as the kubelet's Close does (it resets the streams
+            # first): the connection on it ends, and the next one goes to a new session.
+            sessions = list(cluster.api.spdy_sessions)
+            assert len(sessions) == 1
+            sessions[0].go_away()
+            with contextlib.suppress(PodRefused):
+                await read_to_end(first)
+            second = await dialer.open("default", "echo", 7000, 10)
+            await second.send(b"b")
+            assert await read_exactly(second, 1) == b"b"
+            assert cluster.api.portforward_sessions[carrier] == 2
+            await second.close()
+            await first.close()
+    finally:
+        await dialer.aclose()
+
+
+async def test_a_dead_path_is_noticed_by_ping(cluster: SimCluster, api_for: Any, carrier: str) -> None:
+    async with FaultProxy(("127.0.0.1", cluster.port)) as proxy:
+        dialer = SpdyDialer(api_for(proxy.url), over_websocket=CARRIERS[carrier], ping_interval=0.3,
+                            ping_timeout=0.5)
+        try:
+            async with deadline(30):
+                conn = await dialer.open("default", "echo", 7000, 10)
+                await conn.send(b"x")
+                assert await read_exactly(conn, 1) == b"x"
+                proxy.blackhole()
+                with pytest.raises(SessionLost, match="PING"):
+                    await conn.receive()
+                await conn.close()
+                proxy.pass_through()
+                again = await dialer.open("default", "echo", 7000, 10)
+                await again.send(b"y")
+                assert await read_exactly(again, 1) == b"y"
+                await again.close()
+        finally:
+            await dialer.aclose()
+
+
+async def test_a_stalled_reader_does_not_stall_new_connections(cluster: SimCluster, api_for: Any,
+                                                               carrier: str) -> None:
+    limit = 256 * 1024
+    dialer = SpdyDialer(api_for(cluster.url), over_websocket=CARRIERS[carrier], buffer_limit=limit)
+    try:
+        async with deadline(60):
+            stalled = await dialer.open("default", "web", 9000, 10)  # a source: writes forever
+            first = await stalled.receive()
+            assert first
+            (session,) = dialer.sessions("default", "web")
+            # Nobody reads `stalled`: the session fills its buffer and stops reading the socket.
+            await session.stalled.wait()
+            others = [await dialer.open("default", "web", 8080, 10) for _ in range(5)]
+            for other in others:
+                await other.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                assert (await read_to_end(other)).startswith(b"HTTP/1.1 200")
+                await other.close()
+            # Memory stays bounded: the stalled connection holds at most its limit plus one read.
+            assert isinstance(stalled, SpdyConnection)
+            assert stalled.buffered < limit + 256 * 1024
+            assert len(dialer.sessions("default", "web")) == 2
+            # Reading again resumes the old session.
+            total = 0
+            while total < 4 * limit:
+                total += len(await stalled.receive())
+            await stalled.close()
+    finally:
+        await dialer.aclose()
+
+
+async def test_a_server_without_the_carrier_is_transport_refused(cluster: SimCluster, api_for: Any,
+                                                                 carrier: str) -> None:
+    cluster.settings.refused_carriers.add(carrier)
+    dialer = SpdyDialer(api_for(cluster.url), over_websocket=CARRIERS[carrier])
+    try:
+        with pytest.raises(TransportRefused):
+            await dialer.open("default", "echo", 7000, 10)
+        other = SpdyDialer(api_for(cluster.url), over_websocket=not CARRIERS[carrier])
+        try:
+            conn = await other.open("default", "echo", 7000, 10)
+            await conn.send(b"ok")
+            assert await read_exactly(conn, 2) == b"ok"
+            await conn.close()
+        finally:
+            await other.aclose()
+    finally:
+        await dialer.aclose()
+
+
+async def test_tls_and_a_bearer_token(api_for: Any, carrier: str) -> None:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    async with SimCluster("tls", scenario=SCENARIO, token=TOKEN, tls=TlsConfig(context, ca.cert_pem.bytes())) as c:
+        ca_data = {"certificate-authority-data": base64.b64encode(ca.cert_pem.bytes()).decode()}
+        refused = SpdyDialer(api_for(c.url, ca_data, {"token": "wrong"}), over_websocket=CARRIERS[carrier])
+        dialer = SpdyDialer(api_for(c.url, ca_data, {"token": TOKEN}), over_websocket=CARRIERS[carrier])
+        try:
+            with pytest.raises(AuthError):
+                await refused.open("default", "echo", 7000, 10)
+            conn = await dialer.open("default", "echo", 7000, 10)
+            await conn.send(b"secret")
+            assert await read_exactly(conn, 6) == b"secret"
+            await conn.close()
+        finally:
+            await refused.aclose()
+            await dialer.aclose()

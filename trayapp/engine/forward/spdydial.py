@@ -1,0 +1,376 @@
+"""The SPDY dialers: one port-forward session per pod, shared by every connection to that pod.
+
+`SpdyDialer` keeps the session of each (namespace, pod) and opens each local connection as a
+stream pair on it (spdysession.py), so a new connection costs no round trip to the API server
+once the session is up. Sessions are replaced, not repaired: a dead one (socket gone, PING
+unanswered), one the server sent GOAWAY on, and one stalled by a full receive buffer give their
+place to a new session at the next `open`; the old one keeps its connections until they end.
+
+The asyncio part is thin: a reader task feeds the socket's bytes to the session and wakes the
+connections it names, and a timer calls `SpdyClientSession.timer` when the session asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from trayapp.engine.aio import deadline
+from trayapp.engine.forward.spdylink import Upgraded, upgrade
+from trayapp.engine.forward.spdysession import (
+    BUFFER_LIMIT,
+    PING_INTERVAL,
+    PING_TIMEOUT,
+    SessionLost,
+    SessionState,
+    SpdyClientSession,
+)
+from trayapp.engine.forward.transport import PodConnection
+from trayapp.engine.kube import KubeApi
+from trayapp.model import Transport
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024
+Key = tuple[str, str]
+
+
+class SpdyConnection:
+    """One forwarded TCP connection: a stream pair on a shared session (a PodConnection)."""
+
+    def __init__(self, session: Session, handle: int) -> None:
+        self._session = session
+        self._handle = handle
+        self._news = asyncio.Event()
+        self._closed = False
+
+    @property
+    def transport(self) -> Transport:
+        return self._session.transport
+
+    @property
+    def half_close(self) -> bool:
+        return True
+
+    async def send(self, data: bytes) -> None:
+        if data:
+            self._session.core.send(self._handle, data)
+            await self._session.flush_and_drain()
+
+    async def send_eof(self) -> None:
+        self._session.core.send_eof(self._handle)
+        await self._session.flush_and_drain()
+
+    async def receive(self) -> bytes:
+        while True:
+            self._news.clear()
+            chunk = self._session.core.read(self._handle)
+            self._session.maybe_resume()
+            if chunk is not None:
+                return chunk
+            await self._news.wait()
+
+    def wake(self) -> None:
+        self._news.set()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes from the pod received and not yet taken by `receive`."""
+        return self._session.core.buffered(self._handle)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._session.release(self._handle)
+
+
+class Session:
+    """The asyncio side of one SpdyClientSession on its upgraded socket."""
+
+    def __init__(self, key: Key, link: Upgraded, transport: Transport, *, ping_interval: float,
+                 ping_timeout: float, buffer_limit: int) -> None:
+        self.key = key
+        self.transport = transport
+        self._link = link
+        loop = asyncio.get_running_loop()
+        self.core = SpdyClientSession(loop.time(), buffer_limit=buffer_limit, ping_interval=ping_interval,
+                                      ping_timeout=ping_timeout)
+        self.retired = False  # no longer the pod's session: ends when its last connection does
+        self._connections: dict[int, SpdyConnection] = {}
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self.stalled = asyncio.Event()  # set while a full buffer keeps the socket unread
+        self._flush_pending = False
+        self._closed = False
+        self._timer: asyncio.TimerHandle | None = None
+        name = f"spdy:{key[0]}/{key[1]}"
+        self._reader = loop.create_task(self._read(), name=f"{name}:read")
+        self._arm_timer()
+
+    # -- state the dialer asks about ---------------------------------------------------------
+    @property
+    def usable(self) -> bool:
+        """New connections may go here: open, not stalled by a full buffer, not retired."""
+        return not self._closed and not self.retired and self.core.accepting and not self.core.paused
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- connections ---------------------------------------------------------------------------
+    def open(self, port: int) -> SpdyConnection:
+        handle = self.core.open(port)  # raises SessionLost when it takes no new connections
+        conn = SpdyConnection(self, handle)
+        self._connections[handle] = conn
+        # The SYN_STREAMs go out with the connection's first bytes when the caller sends at once,
+        # in one write; a server-speaks-first protocol sends nothing, so they go next loop turn.
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return conn
+
+    def release(self, handle: int) -> None:
+        self._connections.pop(handle, None)
+        self.core.close(handle)
+        self._flush()
+        self.maybe_resume()
+        self._end_if_done()
+
+    def retire(self) -> None:
+        self.retired = True
+        self._end_if_done()
+
+    def kill(self, reason: str) -> None:
+        self.core.die(reason)
+        self._after_input()
+
+    # -- bytes out -----------------------------------------------------------------------------
+    def _flush(self) -> None:
+        self._flush_pending = False
+        out = self.core.data_to_send()
+        if out and not self._closed and not self._link.writer.is_closing():
+            self._link.writer.write(self._link.carrier.wrap(out))
+
+    async def flush_and_drain(self) -> None:
+        self._flush()
+        if self.core.failure is not None:
+            raise self.core.failure
+        try:
+            await self._link.writer.drain()
+        except (ConnectionError, OSError) as exc:
+            self.kill(f"kubetray lost its port-forward session to the API server ({exc.__class__.__name__}).")
+            raise SessionLost("kubetray lost its port-forward session to the API server.") from exc
+
+    # -- bytes in ------------------------------------------------------------------------------
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._closed:
+                if self.core.paused:
+                    self._resumed.clear()
+                    self.stalled.set()
+                    await self._resumed.wait()  # a reader took bytes (maybe_resume) or the session ended
+                    self.stalled.clear()
+                    continue
+                data = await self._link.reader.read(READ_SIZE)
+                if not data:
+                    self.core.receive_eof()
+                else:
+                    payload, answer, ended = self._link.carrier.unwrap(data)
+                    if answer and not self._link.writer.is_closing():
+                        self._link.writer.write(answer)
+                    if payload:
+                        self.core.receive_data(payload, loop.time())
+                    if ended:
+                        self.core.receive_eof()
+                self._after_input()
+                if self.core.state is SessionState.DEAD:
+                    return
+        except (ConnectionError, OSError) as exc:
+            self.kill(f"kubetray lost its port-forward session to the API server ({exc.__class__.__name__}).")
+
+    def maybe_resume(self) -> None:
+        if not self._resumed.is_set() and not self.core.paused:
+            self._resumed.set()
+
+    def _after_input(self) -> None:
+        self._flush()
+        dead = self.core.state is SessionState.DEAD
+        for handle in self.core.take_changed():
+            conn = self._connections.get(handle)
+            if conn is not None:
+                conn.wake()
+        if dead:
+            for conn in self._connections.values():
+                conn.wake()
+        self._end_if_done()
+
+    # -- time ----------------------------------------------------------------------------------
+    def _arm_timer(self) -> None:
+        if self._closed:
+            return
+        when = self.core.timer(asyncio.get_running_loop().time())
+        self._flush()
+        if when is None:
+            self._after_input()
+            return
+        self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._arm_timer()
+
+    # -- ending --------------------------------------------------------------------------------
+    def _end_if_done(self) -> None:
+        if self._closed:
+            return
+        if self.retired and self.core.connections == 0 and self.core.state is SessionState.OPEN:
+            self.core.go_away()
+        if self.core.finished:
+            self._close_socket()
+
+    def _close_socket(self) -> None:
+        self._closed = True
+        self._resumed.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        writer = self._link.writer
+        if not writer.is_closing():
+            with contextlib.suppress(RuntimeError):
+                writer.write(self._link.carrier.closing())
+            writer.close()
+        current = asyncio.current_task()
+        if self._reader is not current and not self._reader.done():
+            self._reader.cancel()
+        log.debug("SPDY session to pod %s/%s closed", *self.key)
+
+    async def aclose(self, reason: str) -> None:
+        self.kill(reason)
+        self._close_socket()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+
+class SpdyDialer:
+    """Opens PodConnections over one SPDY session per pod (a Dialer)."""
+
+    def __init__(self, api: KubeApi, *, over_websocket: bool, ping_interval: float = PING_INTERVAL,
+                 ping_timeout: float = PING_TIMEOUT, buffer_limit: int = BUFFER_LIMIT,
+                 connect_timeout: float = 10.0) -> None:
+        self._api = api
+        self._over_websocket = over_websocket
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._buffer_limit = buffer_limit
+        self._connect_timeout = connect_timeout
+        self._current: dict[Key, Session] = {}
+        self._opening: dict[Key, asyncio.Task[Session]] = {}
+        self._older: set[Session] = set()  # retired, still carrying connections
+
+    @property
+    def transport(self) -> Transport:
+        return Transport.SPDY_WS if self._over_websocket else Transport.SPDY
+
+    def sessions(self, namespace: str, pod: str) -> list[Session]:
+        """The pod's sessions still open (the current one last), for tests and status."""
+        key = (namespace, pod)
+        older = [s for s in self._older if s.key == key and not s.closed]
+        current = self._current.get(key)
+        return older + ([current] if current is not None and not current.closed else [])
+
+    async def open(self, namespace: str, pod: str, port: int, timeout: float) -> PodConnection:
+        key = (namespace, pod)
+        async with deadline(timeout):
+            while True:
+                session = await self._session(key)
+                try:
+                    return session.open(port)
+                except SessionLost:
+                    self._replace(key, session)  # it went away between the upgrade and now: next one
+
+    def warm(self, namespace: str, pod: str) -> None:
+        key = (namespace, pod)
+        current = self._current.get(key)
+        if (current is None or not current.usable) and key not in self._opening:
+            self._start_opening(key)
+
+    def forget(self, namespace: str, pod: str) -> None:
+        key = (namespace, pod)
+        task = self._opening.pop(key, None)
+        if task is not None:
+            task.cancel()
+        session = self._current.pop(key, None)
+        if session is not None:
+            self._retire(session)
+
+    def network_changed(self) -> None:
+        for task in self._opening.values():
+            task.cancel()
+        self._opening.clear()
+        for session in [*self._current.values(), *self._older]:
+            session.kill("The network changed under kubetray's port-forward session; connections on it ended.")
+        self._current.clear()
+        self._older.clear()
+
+    async def aclose(self) -> None:
+        tasks = list(self._opening.values())
+        for task in tasks:
+            task.cancel()
+        self._opening.clear()
+        sessions = [*self._current.values(), *self._older]
+        self._current.clear()
+        self._older.clear()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for session in sessions:
+            await session.aclose("kubetray stopped forwarding to this pod.")
+
+    # -- sessions ------------------------------------------------------------------------------
+    async def _session(self, key: Key) -> Session:
+        current = self._current.get(key)
+        if current is not None:
+            if current.usable:
+                return current
+            self._replace(key, current)
+        task = self._opening.get(key) or self._start_opening(key)
+        # Shielded: one caller's deadline must not cancel the upgrade the others wait for.
+        return await asyncio.shield(task)
+
+    def _start_opening(self, key: Key) -> asyncio.Task[Session]:
+        task = asyncio.get_running_loop().create_task(self._upgrade(key), name=f"spdy:{key[0]}/{key[1]}:upgrade")
+        self._opening[key] = task
+        task.add_done_callback(lambda t: self._opened(key, t))
+        return task
+
+    async def _upgrade(self, key: Key) -> Session:
+        link = await upgrade(self._api, key[0], key[1], over_websocket=self._over_websocket,
+                             timeout=self._connect_timeout)
+        return Session(key, link, self.transport, ping_interval=self._ping_interval,
+                       ping_timeout=self._ping_timeout, buffer_limit=self._buffer_limit)
+
+    def _opened(self, key: Key, task: asyncio.Task[Session]) -> None:
+        if self._opening.get(key) is task:
+            del self._opening[key]
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved here, so a warm-up nobody awaited never warns
+        if exc is not None:
+            log.debug("SPDY session to pod %s/%s did not open: %s", key[0], key[1], exc)
+            return
+        session = task.result()
+        previous = self._current.get(key)
+        if previous is not None and previous is not session:
+            self._retire(previous)
+        self._current[key] = session
+
+    def _replace(self, key: Key, session: Session) -> None:
+        if self._current.get(key) is session:
+            del self._current[key]
+        self._retire(session)
+
+    def _retire(self, session: Session) -> None:
+        session.retire()
+        if not session.closed:
+            self._older.add(session)
+        self._older = {s for s in self._older if not s.closed}

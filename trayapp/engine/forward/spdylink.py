@@ -1,0 +1,212 @@
+"""Open the byte stream a port-forward SPDY session rides on: an HTTP/1.1 upgrade of a connection
+to the API server, plain (`Upgrade: SPDY/3.1`) or as a WebSocket whose binary messages carry the
+SPDY bytes (subprotocol `SPDY/3.1+portforward.k8s.io`, KEP-4006).
+
+Both upgrades are written here on one socket from kube/connect.py (proxy, keepalive, TLS), rather
+than with the websockets client: its handshake parses the answer's subprotocol as an RFC 7230
+token, which "SPDY/3.1+portforward.k8s.io" is not (the "/"). After the upgrade the WebSocket
+framing is the websockets library's sans-I/O `Protocol`.
+
+Refusals become kubetray's errors with a list's wording (`error_for_status`), and
+`TransportRefused` when the server does not speak the carrier. What a server that does not answers:
+- no `PortForwardWebsockets` (API servers before 1.31, or the gate off): the API server proxies the
+  WebSocket request to the kubelet, whose port-forward handler wants `?ports=` on a WebSocket and
+  answers 400 with a plain-text reason (kubelet server.go, `NewV4Options`); with ports it would
+  offer only v4 subprotocols (wsstream answers 403). client-go falls back on any non-101 answer
+  (`httpstream.IsUpgradeFailure`) and on a 101 without the subprotocol it asked for;
+- no SPDY (a proxy or gateway in front): `httpstream.Handshake`'s 403 text, or an answer that is
+  not an upgrade at all.
+A 400 or 403 that is a Kubernetes `Status` object is the API server itself speaking (RBAC, a pod
+that is not running) and keeps its meaning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import OPEN, Protocol, Side
+from websockets.utils import accept_key
+
+from trayapp.engine.aio import deadline
+from trayapp.engine.forward.transport import TransportRefused
+from trayapp.engine.kube import USER_AGENT, KubeApi, error_for_status, retry_after_seconds, status_message
+from trayapp.engine.kube import connect as connection
+from trayapp.errors import ApiUnreachable, AuthError
+
+PROTOCOL = "portforward.k8s.io"
+TUNNEL_SUBPROTOCOL = f"SPDY/3.1+{PROTOCOL}"
+MAX_RESPONSE_HEAD = 64 * 1024
+MAX_ERROR_BODY = 64 * 1024
+# The largest WebSocket message kubetray takes: the API server's tunnel writes each SPDY frame
+# write as a message (at most a 32 KiB DATA frame and its header).
+WS_MAX_MESSAGE = 4 * 1024 * 1024
+
+
+class Carrier:
+    """Plain SPDY: the session's bytes are the socket's bytes."""
+
+    def wrap(self, data: bytes) -> bytes:
+        return data
+
+    def unwrap(self, data: bytes) -> tuple[bytes, bytes, bool]:
+        """(SPDY bytes, bytes to write back, the peer ended the stream)"""
+        return data, b"", False
+
+    def closing(self) -> bytes:
+        return b""
+
+
+class WebSocketCarrier(Carrier):
+    """SPDY in binary WebSocket messages; pings are answered, a close frame is the end."""
+
+    def __init__(self) -> None:
+        self._ws = Protocol(Side.CLIENT, state=OPEN, max_size=WS_MAX_MESSAGE)
+
+    def _out(self) -> bytes:
+        return b"".join(self._ws.data_to_send())
+
+    def wrap(self, data: bytes) -> bytes:
+        if not data or self._ws.state is not OPEN:
+            return b""
+        self._ws.send_binary(data)
+        return self._out()
+
+    def unwrap(self, data: bytes) -> tuple[bytes, bytes, bool]:
+        self._ws.receive_data(data)
+        payload, ended = [], False
+        for event in self._ws.events_received():
+            if not isinstance(event, Frame):
+                continue
+            if event.opcode in (Opcode.BINARY, Opcode.CONT):
+                payload.append(bytes(event.data))
+            elif event.opcode is Opcode.TEXT:
+                self._ws.fail(1003, "the SPDY tunnel carries binary messages only")
+                ended = True
+            elif event.opcode is Opcode.CLOSE:
+                ended = True
+        if self._ws.parser_exc is not None:
+            ended = True
+        return b"".join(payload), self._out(), ended
+
+    def closing(self) -> bytes:
+        if self._ws.state is OPEN:
+            self._ws.send_close(1000)
+        return self._out()
+
+
+@dataclass
+class Upgraded:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    carrier: Carrier
+
+
+def portforward_path(api: KubeApi, namespace: str, pod: str) -> str:
+    return (f"{api.access.path_prefix}/api/v1/namespaces/{quote(namespace, safe='')}"
+            f"/pods/{quote(pod, safe='')}/portforward")
+
+
+async def upgrade(api: KubeApi, namespace: str, pod: str, *, over_websocket: bool, timeout: float) -> Upgraded:
+    """An upgraded connection for one SPDY session to the pod; one retry with fresh credentials on 401."""
+    try:
+        return await _upgrade_once(api, namespace, pod, over_websocket, timeout)
+    except AuthError as exc:
+        if exc.status != 401:
+            raise
+        api.credentials.invalidate()
+        return await _upgrade_once(api, namespace, pod, over_websocket, timeout)
+
+
+async def _upgrade_once(api: KubeApi, namespace: str, pod: str, over_websocket: bool, timeout: float) -> Upgraded:
+    access = api.access
+    route = connection.route_for(access)
+    what = f"port-forward to pod {pod!r} in namespace {namespace!r}"
+    reader, writer = await connection.open_stream(access, timeout)  # raises ApiUnreachable
+    try:
+        async with deadline(timeout):
+            key = base64.b64encode(os.urandom(16)).decode()
+            lines = [
+                f"{'GET' if over_websocket else 'POST'} {portforward_path(api, namespace, pod)} HTTP/1.1",
+                f"Host: {route.authority}", f"User-Agent: {USER_AGENT}", "Connection: Upgrade",
+            ]
+            if over_websocket:
+                lines += ["Upgrade: websocket", "Sec-WebSocket-Version: 13", f"Sec-WebSocket-Key: {key}",
+                          f"Sec-WebSocket-Protocol: {TUNNEL_SUBPROTOCOL}"]
+            else:
+                lines += ["Upgrade: SPDY/3.1", f"X-Stream-Protocol-Version: {PROTOCOL}", "Content-Length: 0"]
+            authorization = await api.credentials.authorization()
+            if authorization:
+                lines.append(f"Authorization: {authorization}")
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            status, headers = _parse_head(head)
+            if status != 101:
+                body = await _body(reader, headers)
+                raise _refusal(status, headers, body, what, over_websocket, api)
+            if over_websocket:
+                if headers.get("sec-websocket-accept") != accept_key(key) or \
+                        headers.get("sec-websocket-protocol", "").strip() != TUNNEL_SUBPROTOCOL:
+                    raise TransportRefused(f"The API server {access.server} upgraded the {what} to a WebSocket "
+                                           f"without SPDY in it (subprotocol "
+                                           f"{headers.get('sec-websocket-protocol', 'none')!r}).", status=101)
+                return Upgraded(reader, writer, WebSocketCarrier())
+            if headers.get("upgrade", "").strip().lower() != "spdy/3.1":
+                raise TransportRefused(f"The API server {access.server} upgraded the {what} to "
+                                       f"{headers.get('upgrade', 'nothing')!r} instead of SPDY/3.1.", status=101)
+            return Upgraded(reader, writer, Carrier())
+    except BaseException as exc:
+        writer.transport.abort()
+        if isinstance(exc, asyncio.LimitOverrunError | asyncio.IncompleteReadError | ValueError):
+            raise ApiUnreachable(f"{route.described[:1].upper()}{route.described[1:]} did not answer the {what} "
+                                 "with an HTTP response kubetray can read.") from exc
+        if isinstance(exc, TimeoutError | OSError):
+            raise connection.unreachable(exc, route, timeout, access.server_hostname) from exc
+        raise
+
+
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise ValueError("not an HTTP/1.1 status line")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            name = name.strip().lower()
+            headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
+    return int(parts[1]), headers
+
+
+async def _body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+    length = headers.get("content-length", "")
+    if length.isdigit():
+        return await reader.readexactly(min(int(length), MAX_ERROR_BODY))
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return b""  # an error body kubetray does not need: the status says enough
+    return await reader.read(MAX_ERROR_BODY)
+
+
+def _is_status(body: bytes) -> bool:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and parsed.get("kind") == "Status"
+
+
+def _refusal(status: int, headers: dict[str, str], body: bytes, what: str, over_websocket: bool,
+             api: KubeApi) -> Exception:
+    carrier = "SPDY in a WebSocket" if over_websocket else "SPDY"
+    if (status in (400, 403) and not _is_status(body)) or 200 <= status < 400:
+        reason = body.decode("utf-8", "replace").strip()[:200] or f"HTTP {status}"
+        return TransportRefused(f"The API server {api.access.server} does not serve {carrier} for the {what} "
+                                f"(HTTP {status}: {reason.rstrip('.')}).", status=status)
+    return error_for_status(status, status_message(body, f"HTTP {status}"), what, context=api.access.context,
+                            server=api.access.server, retry_after=retry_after_seconds(headers.get("retry-after")))
