@@ -22,7 +22,7 @@ from trayapp.engine.forward.spdydial import SpdyConnection, SpdyDialer
 from trayapp.engine.forward.spdysession import SessionLost
 from trayapp.engine.forward.transport import PodConnection, PodRefused, TransportRefused
 from trayapp.engine.kube import Credentials, KubeApi
-from trayapp.errors import AuthError, NotFound
+from trayapp.errors import ApiUnreachable, AuthError, NotFound
 from trayapp.model import Transport
 from trayapp.sim import SimCluster, TlsConfig
 
@@ -299,3 +299,126 @@ async def test_tls_and_a_bearer_token(api_for: Any, carrier: str) -> None:
         finally:
             await refused.aclose()
             await dialer.aclose()
+
+
+async def test_warm_opens_the_session_before_the_first_connection(cluster: SimCluster, api_for: Any,
+                                                                  carrier: str) -> None:
+    dialer = SpdyDialer(api_for(cluster.url), over_websocket=CARRIERS[carrier])
+    try:
+        async with deadline(30):
+            dialer.warm("default", "echo")
+            dialer.warm("default", "echo")  # one upgrade, however often it is asked for
+            conn = await dialer.open("default", "echo", 7000, 10)
+            assert cluster.api.portforward_sessions[carrier] == 1
+            await conn.send(b"w")
+            assert await read_exactly(conn, 1) == b"w"
+            await conn.close()
+            dialer.warm("default", "nobody")  # a failing warm-up is only logged
+            with pytest.raises(NotFound):
+                await dialer.open("default", "nobody", 80, 10)
+    finally:
+        await dialer.aclose()
+
+
+async def test_forget_lets_the_session_go_once_its_connections_end(cluster: SimCluster, api_for: Any,
+                                                                   carrier: str) -> None:
+    dialer = SpdyDialer(api_for(cluster.url), over_websocket=CARRIERS[carrier])
+    try:
+        async with deadline(30):
+            conn = await dialer.open("default", "echo", 7000, 10)
+            (session,) = dialer.sessions("default", "echo")
+            dialer.forget("default", "echo")
+            await conn.send(b"still")  # a forgotten session still carries what it has
+            assert await read_exactly(conn, 5) == b"still"
+            assert not session.closed
+            await conn.close()
+            assert session.closed
+            assert dialer.sessions("default", "echo") == []
+    finally:
+        await dialer.aclose()
+
+
+async def test_network_changed_drops_sessions_and_the_next_open_makes_a_new_one(
+        cluster: SimCluster, api_for: Any, carrier: str) -> None:
+    dialer = SpdyDialer(api_for(cluster.url), over_websocket=CARRIERS[carrier])
+    try:
+        async with deadline(30):
+            old = await dialer.open("default", "echo", 7000, 10)
+            dialer.network_changed()
+            with pytest.raises(SessionLost, match="network changed"):
+                await old.receive()
+            with pytest.raises(SessionLost):
+                await old.send(b"x")
+            await old.close()
+            new = await dialer.open("default", "echo", 7000, 10)
+            await new.send(b"n")
+            assert await read_exactly(new, 1) == b"n"
+            await new.close()
+            assert cluster.api.portforward_sessions[carrier] == 2
+    finally:
+        await dialer.aclose()
+
+
+async def test_an_upgrade_that_never_comes_times_out_as_unreachable(cluster: SimCluster, api_for: Any,
+                                                                    carrier: str) -> None:
+    async with FaultProxy(("127.0.0.1", cluster.port)) as proxy:
+        proxy.blackhole()
+        dialer = SpdyDialer(api_for(proxy.url), over_websocket=CARRIERS[carrier], connect_timeout=0.5)
+        try:
+            async with deadline(30):
+                with pytest.raises(ApiUnreachable):
+                    await dialer.open("default", "echo", 7000, 0.5)
+        finally:
+            await dialer.aclose()
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    b"Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+])
+async def test_answers_that_are_not_this_carrier_are_transport_refused(api_for: Any, carrier: str,
+                                                                       answer: bytes) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    dialer = SpdyDialer(api_for(f"http://127.0.0.1:{port}"), over_websocket=CARRIERS[carrier])
+    try:
+        async with deadline(30):
+            with pytest.raises(TransportRefused):
+                await dialer.open("default", "web", 80, 10)
+    finally:
+        await dialer.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_forbidden_status_stays_an_auth_error(api_for: Any, carrier: str) -> None:
+    body = (b'{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403,'
+            b'"message":"pods \\"web\\" is forbidden: User \\"u\\" cannot create resource \\"pods/portforward\\""}')
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    dialer = SpdyDialer(api_for(f"http://127.0.0.1:{port}"), over_websocket=CARRIERS[carrier])
+    try:
+        async with deadline(30):
+            with pytest.raises(AuthError, match="cannot create resource"):
+                await dialer.open("default", "web", 80, 10)
+    finally:
+        await dialer.aclose()
+        server.close()
+        await server.wait_closed()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from trayapp.engine.aio import deadline
 from trayapp.engine.forward.spdylink import Upgraded, upgrade
@@ -28,6 +29,7 @@ from trayapp.engine.forward.spdysession import (
 )
 from trayapp.engine.forward.transport import PodConnection
 from trayapp.engine.kube import KubeApi
+from trayapp.errors import ApiUnreachable
 from trayapp.model import Transport
 
 log = logging.getLogger(__name__)
@@ -89,8 +91,9 @@ class Session:
     """The asyncio side of one SpdyClientSession on its upgraded socket."""
 
     def __init__(self, key: Key, link: Upgraded, transport: Transport, *, ping_interval: float,
-                 ping_timeout: float, buffer_limit: int) -> None:
+                 ping_timeout: float, buffer_limit: int, on_closed: Callable[[Session], None] | None = None) -> None:
         self.key = key
+        self._on_closed = on_closed
         self.transport = transport
         self._link = link
         loop = asyncio.get_running_loop()
@@ -231,6 +234,8 @@ class Session:
             self._close_socket()
 
     def _close_socket(self) -> None:
+        if self._closed:
+            return
         self._closed = True
         self._resumed.set()
         if self._timer is not None:
@@ -245,6 +250,8 @@ class Session:
         if self._reader is not current and not self._reader.done():
             self._reader.cancel()
         log.debug("SPDY session to pod %s/%s closed", *self.key)
+        if self._on_closed is not None:
+            self._on_closed(self)
 
     async def aclose(self, reason: str) -> None:
         self.kill(reason)
@@ -282,13 +289,17 @@ class SpdyDialer:
 
     async def open(self, namespace: str, pod: str, port: int, timeout: float) -> PodConnection:
         key = (namespace, pod)
-        async with deadline(timeout):
-            while True:
-                session = await self._session(key)
-                try:
-                    return session.open(port)
-                except SessionLost:
-                    self._replace(key, session)  # it went away between the upgrade and now: next one
+        try:
+            async with deadline(timeout):
+                while True:
+                    session = await self._session(key)
+                    try:
+                        return session.open(port)
+                    except SessionLost:
+                        self._replace(key, session)  # it went away since the upgrade: the next one
+        except TimeoutError:
+            raise ApiUnreachable(f"The API server {self._api.access.server} did not open a port-forward session to "
+                                 f"pod {pod!r} in namespace {namespace!r} within {timeout:g} s.") from None
 
     def warm(self, namespace: str, pod: str) -> None:
         key = (namespace, pod)
@@ -334,8 +345,16 @@ class SpdyDialer:
                 return current
             self._replace(key, current)
         task = self._opening.get(key) or self._start_opening(key)
-        # Shielded: one caller's deadline must not cancel the upgrade the others wait for.
-        return await asyncio.shield(task)
+        try:
+            # Shielded: one caller's deadline must not cancel the upgrade the others wait for.
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current_task = asyncio.current_task()
+            if not task.cancelled() or (current_task is not None and current_task.cancelling()):
+                raise
+            # The upgrade itself was called off (forget, network change, shutdown), not this caller.
+            raise ApiUnreachable(f"kubetray dropped the port-forward session it was opening to pod {key[1]!r} in "
+                                 f"namespace {key[0]!r} (the pod was forgotten or the network changed).") from None
 
     def _start_opening(self, key: Key) -> asyncio.Task[Session]:
         task = asyncio.get_running_loop().create_task(self._upgrade(key), name=f"spdy:{key[0]}/{key[1]}:upgrade")
@@ -347,7 +366,7 @@ class SpdyDialer:
         link = await upgrade(self._api, key[0], key[1], over_websocket=self._over_websocket,
                              timeout=self._connect_timeout)
         return Session(key, link, self.transport, ping_interval=self._ping_interval,
-                       ping_timeout=self._ping_timeout, buffer_limit=self._buffer_limit)
+                       ping_timeout=self._ping_timeout, buffer_limit=self._buffer_limit, on_closed=self._older.discard)
 
     def _opened(self, key: Key, task: asyncio.Task[Session]) -> None:
         if self._opening.get(key) is task:
@@ -373,4 +392,3 @@ class SpdyDialer:
         session.retire()
         if not session.closed:
             self._older.add(session)
-        self._older = {s for s in self._older if not s.closed}
