@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
+import shutil
+import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -422,3 +425,35 @@ async def test_a_forbidden_status_stays_an_auth_error(api_for: Any, carrier: str
         await dialer.aclose()
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed here, so the simulator's "
+                                                           "refusal cannot be checked against it")
+async def test_kubectl_falls_back_from_the_simulators_refusal_as_from_an_old_api_server(
+        cluster: SimCluster, tmp_path: Path) -> None:
+    # The refusal kubetray takes as TransportRefused is one client-go takes as an upgrade failure:
+    # kubectl (WebSockets on, its default) must then forward over plain SPDY.
+    cluster.settings.refused_carriers.add("spdy-websocket")
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig", context="sim")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        local = int(probe.getsockname()[1])
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECTL_PORT_FORWARD_WEBSOCKETS": "true",
+           "HOME": str(tmp_path)}
+    kubectl = await asyncio.create_subprocess_exec(
+        str(shutil.which("kubectl")), "port-forward", "pod/web", f"{local}:8080", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert kubectl.stdout is not None
+        async with deadline(30):
+            assert b"Forwarding from" in await kubectl.stdout.readline()
+            reader, writer = await asyncio.open_connection("127.0.0.1", local)
+            writer.write(b"GET / HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n")
+            answer = await reader.read(-1)
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert cluster.api.portforward_sessions["spdy"] == 1
+    finally:
+        if kubectl.returncode is None:
+            kubectl.kill()
+        await kubectl.wait()
