@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from asyncio import trsock
 from collections.abc import Callable
 
 from trayapp.engine.aio import deadline
@@ -120,6 +121,12 @@ class Session:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def socket(self) -> trsock.TransportSocket | None:
+        """The TCP socket under the session (under TLS, when there is TLS)."""
+        sock = self._link.writer.get_extra_info("socket")
+        return sock if isinstance(sock, trsock.TransportSocket) else None
 
     # -- connections ---------------------------------------------------------------------------
     def open(self, port: int) -> SpdyConnection:
