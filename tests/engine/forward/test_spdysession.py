@@ -188,16 +188,34 @@ def test_an_unanswered_ping_kills_the_session_and_its_connections(kubelet: Kubel
     session = kubelet.session
     handle = session.open(80)
     kubelet.received()
-    session.timer(30.0)
-    assert kubelet.received()[-1] == Ping(1)
-    assert session.timer(44.9) == 45.0
-    assert session.timer(45.0) is None
+    assert session.timer(30.0) == 60.0  # we sent (the SYN_STREAMs): not quiet yet
+    assert session.timer(60.0) == 75.0
+    assert kubelet.received() == [Ping(1)]
+    assert session.timer(74.9) == 75.0
+    assert session.timer(75.0) is None
     assert session.state is SessionState.DEAD and session.finished
     with pytest.raises(SessionLost, match="PING"):
         session.read(handle)
     assert handle in session.take_changed()
     with pytest.raises(SessionLost):
         session.open(80)
+
+
+def test_a_ping_is_not_judged_while_we_send_or_our_writes_wait(kubelet: Kubelet) -> None:
+    # spdystream answers PINGs on a frame worker that DATA for a slow pod can block: silence
+    # while we upload is not a dead path (TCP's user timeout judges that).
+    session = kubelet.session
+    handle = session.open(80)
+    session.timer(30.0)
+    session.timer(60.0)
+    assert kubelet.received()[-1] == Ping(1)
+    session.send(handle, b"upload")
+    assert session.timer(75.0) == 105.0
+    assert session.state is SessionState.OPEN
+    assert session.timer(105.0) == 120.0  # quiet again: a new PING
+    assert kubelet.received()[-1] == Ping(3)
+    assert session.timer(120.0, write_backlog=True) == 150.0
+    assert session.state is SessionState.OPEN
 
 
 def test_a_stalled_session_is_not_judged_by_ping(kubelet: Kubelet) -> None:

@@ -220,7 +220,8 @@ class Session:
     def _arm_timer(self) -> None:
         if self._closed:
             return
-        when = self.core.timer(asyncio.get_running_loop().time())
+        backlog = self._link.writer.transport.get_write_buffer_size() > 0
+        when = self.core.timer(asyncio.get_running_loop().time(), write_backlog=backlog)
         self._flush()
         if when is None:
             self._after_input()

@@ -31,10 +31,10 @@ reading the socket (TCP then holds the kubelet back) until that reader takes its
 opens new connections on a fresh session meanwhile, so only the connections already sharing the
 stalled session wait.
 
-Health: the session sends a PING when it has heard nothing for `ping_interval`, and is dead when
-that PING is unanswered after `ping_timeout` (a paused session is known to have bytes waiting, so
-it is not judged). GOAWAY stops new streams; open ones run to their end, streams past the
-server's last good id fail. A session that dies fails every connection it carried.
+Health: the session sends a PING when nothing went either way for `ping_interval`, and is dead
+when that PING is unanswered after `ping_timeout` (see `timer` for what is not judged, and why).
+GOAWAY stops new streams; open ones run to their end, streams past the server's last good id
+fail. A session that dies fails every connection it carried.
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ class SpdyClientSession:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self._heard = now
+        self._sending = False  # the user sent something since the last timer call
         self._ping_sent: tuple[int, float] | None = None
         self.streams_opened = 0
 
@@ -161,6 +162,7 @@ class SpdyClientSession:
         # As kubectl does: the error stream carries nothing from us, so it is half-closed at once.
         self._send(SynStream(error_id, (("streamtype", "error"), *base)), Data(error_id, b"", fin=True),
                    SynStream(data_id, (("streamtype", "data"), *base)))
+        self._sending = True
         self.streams_opened += 2
         return data_id
 
@@ -168,6 +170,7 @@ class SpdyClientSession:
         conn = self._live(handle)
         if conn.eof_sent:
             raise WireError("kubetray sent bytes after ending its side of a connection.")
+        self._sending = True
         view = memoryview(data)
         self._send(*(Data(conn.data_id, bytes(view[i:i + MAX_DATA_FRAME])) for i in range(0, len(view), MAX_DATA_FRAME)))
 
@@ -322,14 +325,21 @@ class SpdyClientSession:
         self._out.clear()
 
     # -- time ----------------------------------------------------------------------------
-    def timer(self, now: float) -> float | None:
+    def timer(self, now: float, *, write_backlog: bool = False) -> float | None:
         """Call at (or after) the time this returns: a PING goes out on a quiet session, and a
-        PING unanswered for `ping_timeout` kills it. None once the session is dead."""
+        PING unanswered for `ping_timeout` kills it. None once the session is dead.
+
+        Only silence both ways is judged. While we send (or our writes wait in the socket,
+        `write_backlog`), the kubelet may be slow to answer for a good reason: spdystream handles
+        a PING on a frame worker that can be blocked behind DATA for a pod that does not read,
+        and kubectl never times a PING out at all. A dead path under outgoing data is TCP's to
+        notice (kube/connect.py's TCP_USER_TIMEOUT); a stalled session (`paused`) is known to
+        have the server's bytes waiting unread.
+        """
         if self.state is SessionState.DEAD:
             return None
-        if self.paused:
-            # Bytes wait unread in the socket: the server is there. Judge it again once resumed.
-            self._heard, self._ping_sent = now, None
+        if self.paused or self._sending or write_backlog:
+            self._heard, self._ping_sent, self._sending = now, None, False
             return now + self.ping_interval
         if self._ping_sent is not None:
             ping_id, sent = self._ping_sent
