@@ -128,7 +128,18 @@ async def test_a_refused_port_fails_only_its_connection(cluster: SimCluster, api
             await bad.close()
             await good.send(b"still here")
             assert await read_exactly(good, 10) == b"still here"
+            # The kubelet's worker for `bad` may now be blocked on the bytes we sent it, so the
+            # session takes no new connections: the next one goes to a fresh session (already
+            # being opened), while `good` stays where it is.
+            (old,) = [s for s in dialer.sessions("default", "echo") if not s.usable]
+            fresh = await dialer.open("default", "echo", 7000, 10)
+            await fresh.send(b"fresh")
+            assert await read_exactly(fresh, 5) == b"fresh"
+            assert cluster.api.portforward_sessions[carrier] == 2
+            assert not old.closed
             await good.close()
+            assert old.closed
+            await fresh.close()
     finally:
         await dialer.aclose()
 

@@ -138,6 +138,17 @@ def test_error_stream_text_fails_only_that_connection_after_its_bytes(kubelet: K
     assert not isinstance(refused.value, SessionLost)
     assert kubelet.session.read(good) == b"fine"
     assert kubelet.session.state is SessionState.OPEN
+    assert not kubelet.session.poisoned  # we had sent `bad` nothing
+
+
+def test_a_failed_connection_we_sent_bytes_to_poisons_the_session(kubelet: Kubelet) -> None:
+    # spdystream's worker may now be blocked on those bytes for good: no new streams here.
+    handle = kubelet.session.open(7001)
+    kubelet.session.send(handle, b"GET /")
+    kubelet.received()
+    kubelet.send(Data(1, b"error forwarding port 7001 to pod echo, uid : connection refused"))
+    assert kubelet.session.poisoned
+    assert kubelet.session.state is SessionState.OPEN  # the other connections go on
 
 
 def test_rst_stream_fails_only_that_connection(kubelet: Kubelet) -> None:

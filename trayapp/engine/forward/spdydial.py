@@ -92,9 +92,11 @@ class Session:
     """The asyncio side of one SpdyClientSession on its upgraded socket."""
 
     def __init__(self, key: Key, link: Upgraded, transport: Transport, *, ping_interval: float,
-                 ping_timeout: float, buffer_limit: int, on_closed: Callable[[Session], None] | None = None) -> None:
+                 ping_timeout: float, buffer_limit: int, on_closed: Callable[[Session], None] | None = None,
+                 on_unusable: Callable[[Session], None] | None = None) -> None:
         self.key = key
         self._on_closed = on_closed
+        self._on_unusable = on_unusable  # it takes no more connections: the dialer replaces it now
         self.transport = transport
         self._link = link
         loop = asyncio.get_running_loop()
@@ -116,7 +118,8 @@ class Session:
     @property
     def usable(self) -> bool:
         """New connections may go here: open, not stalled by a full buffer, not retired."""
-        return not self._closed and not self.retired and self.core.accepting and not self.core.paused
+        return (not self._closed and not self.retired and self.core.accepting and not self.core.paused
+                and not self.core.poisoned)
 
     @property
     def closed(self) -> bool:
@@ -214,6 +217,9 @@ class Session:
         if dead:
             for conn in self._connections.values():
                 conn.wake()
+        if not self.retired and (dead or self.core.poisoned or self.core.state is SessionState.DRAINING) \
+                and self._on_unusable is not None:
+            self._on_unusable(self)
         self._end_if_done()
 
     # -- time ----------------------------------------------------------------------------------
@@ -374,7 +380,8 @@ class SpdyDialer:
         link = await upgrade(self._api, key[0], key[1], over_websocket=self._over_websocket,
                              timeout=self._connect_timeout)
         return Session(key, link, self.transport, ping_interval=self._ping_interval,
-                       ping_timeout=self._ping_timeout, buffer_limit=self._buffer_limit, on_closed=self._older.discard)
+                       ping_timeout=self._ping_timeout, buffer_limit=self._buffer_limit, on_closed=self._older.discard,
+                       on_unusable=self._unusable)
 
     def _opened(self, key: Key, task: asyncio.Task[Session]) -> None:
         if self._opening.get(key) is task:
@@ -390,6 +397,17 @@ class SpdyDialer:
         if previous is not None and previous is not session:
             self._retire(previous)
         self._current[key] = session
+
+    def _unusable(self, session: Session) -> None:
+        """A session died, was sent GOAWAY or was poisoned: retire it and open its successor now,
+        so the next connection need not wait for the upgrade."""
+        key = session.key
+        if self._current.get(key) is not session:
+            session.retire()
+            return
+        self._replace(key, session)
+        if session.core.poisoned or session.core.state is SessionState.DRAINING:
+            self.warm(*key)  # a dead one is replaced at the next open: the path may be gone
 
     def _replace(self, key: Key, session: Session) -> None:
         if self._current.get(key) is session:

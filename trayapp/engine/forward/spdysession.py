@@ -24,6 +24,14 @@ kubelet's spdystream (moby/spdystream connection.go, apimachinery httpstream/spd
 The pairing by `requestid` does not depend on order either (kubelet httpstream.go keeps half pairs
 until the stream-creation timeout).
 
+What no client can avoid: when the kubelet fails a connection (the pod's port refused, or the copy
+to the pod broke), nothing reads that data stream any more, and spdystream's worker blocks on the
+first DATA for it until the stream's remote side closes, which our FIN or RST (queued behind that
+DATA on the same worker) never can. Early data makes this happen for a refused port instead of
+only for data sent after the failure; kubectl meets the same and closes its whole session on any
+error text. Here the session is `poisoned` instead: it takes no new connections (the dialer opens
+a fresh one), and the connections already on it run to their end.
+
 Head-of-line blocking. The kubelet sends without flow control (spdystream ignores WINDOW_UPDATE),
 so a connection whose local reader stops would make us buffer without end. Each data stream's
 buffer is bounded (`buffer_limit`); once one is full the session is `paused`: the I/O side stops
@@ -89,6 +97,7 @@ class _Connection:
     error_done: bool = False  # the error stream ended (FIN or reset)
     pod_eof: bool = False  # the data stream's FIN came
     eof_sent: bool = False
+    sent_data: bool = False  # DATA went out on the data stream
     failure: PodRefused | None = None
     closed: bool = False  # the user closed it: forgotten
 
@@ -116,6 +125,8 @@ class SpdyClientSession:
         self._sending = False  # the user sent something since the last timer call
         self._ping_sent: tuple[int, float] | None = None
         self.streams_opened = 0
+        # The kubelet failed a connection we had sent bytes to: see `poisoned`.
+        self.poisoned = False
 
     # -- output --------------------------------------------------------------------------
     def data_to_send(self) -> bytes:
@@ -171,6 +182,7 @@ class SpdyClientSession:
         if conn.eof_sent:
             raise WireError("kubetray sent bytes after ending its side of a connection.")
         self._sending = True
+        conn.sent_data = True
         view = memoryview(data)
         self._send(*(Data(conn.data_id, bytes(view[i:i + MAX_DATA_FRAME])) for i in range(0, len(view), MAX_DATA_FRAME)))
 
@@ -278,6 +290,8 @@ class SpdyClientSession:
         if frame.stream_id == conn.error_id:
             room = MAX_ERROR_TEXT - len(conn.error_text)
             conn.error_text += frame.data[:max(room, 0)]
+            if frame.data and conn.sent_data:
+                self.poisoned = True
             if frame.fin:
                 conn.error_done = True
         else:
