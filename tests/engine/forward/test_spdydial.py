@@ -472,3 +472,20 @@ async def test_kubectl_falls_back_from_the_simulators_refusal_as_from_an_old_api
         if kubectl.returncode is None:
             kubectl.kill()
         await kubectl.wait()
+
+
+async def test_close_ends_a_receive_that_is_waiting(cluster: SimCluster, api_for: Any, carrier: str) -> None:
+    dialer = SpdyDialer(api_for(cluster.url), over_websocket=CARRIERS[carrier])
+    try:
+        async with deadline(30):
+            conn = await dialer.open("default", "echo", 7000, 10)
+            waiting = asyncio.create_task(conn.receive())
+            await conn.send(b"1")
+            assert await waiting == b"1"
+            waiting = asyncio.create_task(conn.receive())
+            await asyncio.sleep(0)  # the receive is now waiting for the pod
+            await conn.close()
+            assert await waiting == b""
+            await conn.close()  # idempotent
+    finally:
+        await dialer.aclose()

@@ -86,6 +86,7 @@ class SpdyConnection:
         if not self._closed:
             self._closed = True
             self._session.release(self._handle)
+            self._news.set()  # a receive still waiting returns b""
 
 
 class Session:
