@@ -203,6 +203,9 @@ class Session:
                     return
         except (ConnectionError, OSError) as exc:
             self.kill(f"kubetray lost its port-forward session to the API server ({exc.__class__.__name__}).")
+        except Exception:  # a bug must not leave the connections waiting on a reader that is gone
+            log.exception("The reader of the SPDY session to pod %s/%s failed", *self.key)
+            self.kill("kubetray's port-forward session to the API server failed; see the log.")
 
     def maybe_resume(self) -> None:
         if not self._resumed.is_set() and not self.core.paused:
