@@ -176,7 +176,9 @@ class HttpBackend(_Flow):
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
             self._h11.start_next_cycle()
         elif self._h11.our_state is h11.MUST_CLOSE and self.transport is not None:
-            self.transport.close()
+            # Later, not now: from inside resume_writing, Python 3.11's transport would report
+            # connection_lost twice (and log a traceback) when closed there.
+            asyncio.get_running_loop().call_soon(self.transport.close)
 
     def _pump(self) -> None:
         while self._remaining and not self.paused and self.transport is not None \

@@ -49,6 +49,8 @@ def _no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def assert_keepalive(sock: Any) -> None:
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0
+    # Small requests and port-forward frames go out at once, not after a delayed ACK.
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     idle = getattr(socket, "TCP_KEEPIDLE", None) or getattr(socket, "TCP_KEEPALIVE", None)
     if idle is not None:
         assert sock.getsockopt(socket.IPPROTO_TCP, idle) == connect.KEEPALIVE_IDLE

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
-import socket
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -130,7 +128,6 @@ async def _upgrade_once(api: KubeApi, namespace: str, pod: str, over_websocket: 
     route = connection.route_for(access)
     what = f"port-forward to pod {pod!r} in namespace {namespace!r}"
     reader, writer = await connection.open_stream(access, timeout)  # raises ApiUnreachable
-    _no_delay(writer)
     try:
         async with deadline(timeout):
             key = base64.b64encode(os.urandom(16)).decode()
@@ -171,16 +168,6 @@ async def _upgrade_once(api: KubeApi, namespace: str, pod: str, over_websocket: 
         if isinstance(exc, TimeoutError | OSError):
             raise connection.unreachable(exc, route, timeout, access.server_hostname) from exc
         raise
-
-
-def _no_delay(writer: asyncio.StreamWriter) -> None:
-    """Small frames go out at once. asyncio sets TCP_NODELAY only on sockets whose `proto` is
-    IPPROTO_TCP, and kube/connect.py's sockets say 0; without it a connection's SYN_STREAMs wait
-    behind the previous connection's unacknowledged RST_STREAMs for the peer's delayed ACK (40 ms)."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:

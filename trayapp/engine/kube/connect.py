@@ -115,7 +115,19 @@ async def open_socket(route: Route, timeout: float = 10.0) -> socket.socket:
         raise ApiUnreachable(f"{_cap(route.described)} did not answer within {timeout:g} s.") from None
     except OSError as exc:  # a proxy that broke the connection halfway through its answer
         raise unreachable(exc, route, timeout) from exc
+    _no_delay(sock)
     return sock
+
+
+def _no_delay(sock: socket.socket) -> None:
+    """Small frames go out at once. asyncio sets TCP_NODELAY only on sockets whose `proto` is
+    IPPROTO_TCP, and these say 0; without it a port-forward's SYN_STREAMs or first WebSocket
+    frame can wait behind earlier unacknowledged bytes for the peer's delayed ACK (40 ms)."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            log.debug("kubetray could not set TCP_NODELAY: %s", exc)
 
 
 async def open_stream(
