@@ -407,13 +407,14 @@ class Supervisor:
                 await self._stop(name)
                 self._tell_missing(name, reading or "it could not be read", count)
                 continue
-            self._told_missing.pop(name, None)
             if running is not None and running.route != reading.route:
-                await self._stop(name)
+                await self._stop(name)  # it leads to another cluster, server or user now
                 running = None
             if running is None:
-                await self._start(reading, RunPlan(rules))
+                if await self._start(reading, RunPlan(rules)) is not None:
+                    self._told_missing.pop(name, None)
                 continue
+            self._told_missing.pop(name, None)
             if running.effective.fingerprint != reading.effective.fingerprint:
                 running.run.credentials.invalidate()
                 running.effective = reading.effective
