@@ -314,13 +314,16 @@ class Supervisor:
             await self._stop(effective.name)  # leads somewhere else now, or asked to start afresh
             running = None
         already = len(running.run.forwarders) if running is not None else 0
-        if previous is not None and previous.fingerprint != effective.fingerprint:
+
+        def announce() -> None:
+            if previous is None or previous.fingerprint == effective.fingerprint:
+                return
             where = "" if previous.name != effective.name else " (its cluster, user or namespace changed)"
             kept_text = (f" (it keeps forwarding the {kept} pinned tunnel{'s' if kept != 1 else ''} of "
                          f"{previous.name})" if kept and previous.name != effective.name else "")
             starts = (f"starts {len(plan.rules)} for {effective.name}" if not already else
                       f"starts the rest of {effective.name}'s {len(plan.rules)} beside the {already} "
-                      "pinned ones already running")
+                      f"pinned one{'s' if already != 1 else ''} already running")
             self._bus.publish(Event(
                 EventKind.CONTEXT,
                 f"The kubeconfig context changed from {previous.name} to {effective.name}{where}: "
@@ -331,10 +334,11 @@ class Supervisor:
                 namespace=effective.namespace,
             ))
         if running is not None:
+            announce()
             running.effective, running.route = effective, reading.route
             await running.run.set_plan(plan)
             return
-        await self._start(reading, plan)
+        await self._start(reading, plan, announce)
 
     def _current_plan(self, effective: EffectiveContext, wanted: Mapping[str, tuple[Rule, ...]]) -> RunPlan:
         """What the current context forwards; a pinned context's own rules win for their targets,
@@ -352,7 +356,10 @@ class Supervisor:
 
     # Running contexts
 
-    async def _start(self, reading: _Reading, plan: RunPlan) -> ContextRun | None:
+    async def _start(self, reading: _Reading, plan: RunPlan,
+                     announce: Callable[[], None] = lambda: None) -> ContextRun | None:
+        """Load the context's credentials, then `announce` and start its run; None if they cannot
+        be loaded (said once)."""
         effective = reading.effective
         credentials = Credentials(self.paths, effective.name, self._stored_token)
         try:
@@ -364,6 +371,7 @@ class Supervisor:
             else:
                 self._tell_missing(effective.name, exc.message.rstrip("."), 0)
             return None
+        announce()
         name = effective.name
 
         def elsewhere(address: str) -> set[int]:
