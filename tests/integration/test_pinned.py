@@ -113,7 +113,8 @@ async def test_pinned_tunnels_keep_their_connections_while_kubectl_switches_cont
         switched = await events.wait_for(EventKind.CONTEXT, lambda e: e.context == "prod")
         assert switched.previous_context == "dev"
         assert switched.message.endswith(
-            "kubetray stopped 1 tunnel and starts the rest of prod's 2 beside the 1 pinned one already running.")
+            "kubetray stopped 1 tunnel and starts 2 for prod (1 of them pinned and already running) "
+            "plus what automatic forwarding finds.")
         prod_web = await events.wait_for(EventKind.FORWARDING, labelled("web", "prod"))
         assert prod_web.local_port == web_port  # dev's listener was closed first
         await serves_web_from(web_port, two_clusters["prod"], prod_web)

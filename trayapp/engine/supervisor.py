@@ -321,9 +321,8 @@ class Supervisor:
             where = "" if previous.name != effective.name else " (its cluster, user or namespace changed)"
             kept_text = (f" (it keeps forwarding the {kept} pinned tunnel{'s' if kept != 1 else ''} of "
                          f"{previous.name})" if kept and previous.name != effective.name else "")
-            starts = (f"starts {len(plan.rules)} for {effective.name}" if not already else
-                      f"starts the rest of {effective.name}'s {len(plan.rules)} beside the {already} "
-                      f"pinned one{'s' if already != 1 else ''} already running")
+            starts = f"starts {len(plan.rules)} for {effective.name}" + (
+                f" ({already} of them pinned and already running)" if already else "")
             self._bus.publish(Event(
                 EventKind.CONTEXT,
                 f"The kubeconfig context changed from {previous.name} to {effective.name}{where}: "
