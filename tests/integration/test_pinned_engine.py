@@ -9,6 +9,8 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
+import yaml
+
 from trayapp.config.auto import AutoSettings
 from trayapp.engine.events import EventBus
 from trayapp.engine.kube.kubeconfig import EffectiveContext, set_current_context
@@ -120,3 +122,27 @@ async def test_pause_and_restart_reach_the_pinned_contexts(
         await supervisor.set_enabled(started.tunnel_id, False)
         assert [v.state.value for v in supervisor.views() if v.context == "prod"] == ["stopped"]
         assert [v.context for v in supervisor.views()] == ["dev", "prod"]
+
+
+async def test_a_pinned_context_whose_credentials_cannot_be_loaded_is_told_once(
+    two_clusters: Simulator, tmp_path: Path, unused_tcp_port_factory  # noqa: F811
+) -> None:
+    web_port, echo_port = unused_tcp_port_factory(), unused_tcp_port_factory()
+    path = two_clusters.write_kubeconfig(tmp_path / "kubeconfig", current="dev")
+    data = yaml.safe_load(path.read_text())
+    for user in data["users"]:
+        if user["name"].startswith("prod"):
+            user["user"] = {"tokenFile": str(tmp_path / "missing-token")}
+    path.write_text(yaml.safe_dump(data))
+    web = Rule(ResourceType.SERVICE, "web", 80, local_port=web_port, name="web")
+    echo = Rule(ResourceType.POD, "debug-shell", 7000, local_port=echo_port, name="prod-echo")
+    async with supervised(path, RunPlan((web,)), {"prod": [echo]}) as (supervisor, events):
+        await events.wait_for(EventKind.FORWARDING, lambda e: e.label == "web")
+        told = await events.wait_for(EventKind.FAILED, lambda e: e.context == "prod")
+        assert told.message.startswith("Context prod is pinned in the rules file, but kubetray cannot use it: ")
+        assert told.message.endswith("kubetray starts its tunnels once the context can be used.")
+        await supervisor.reload_rules()  # tried again, not told again
+        await supervisor.refresh()
+        assert len([e for e in events.of(EventKind.FAILED) if e.context == "prod"]) == 1
+        assert [v.context for v in supervisor.views()] == ["dev"]
+        assert supervisor.problem is None  # the current context is fine

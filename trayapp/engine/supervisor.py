@@ -72,8 +72,12 @@ class _Running:
     route: tuple[str, ...]
 
 
-class _UnknownPinnedContext(KubetrayError):
+class _UnknownContextFlag(KubetrayError):
     """--context names a context the kubeconfig does not have: the flag, not the file, is wrong."""
+
+
+def _unusable(name: str, problem: str) -> str:
+    return f"Context {name} is pinned in the rules file, but kubetray cannot use it: {problem}"
 
 
 def _route(effective: EffectiveContext, merged: MergedKubeconfig | None) -> tuple[str, ...]:
@@ -174,7 +178,7 @@ class Supervisor:
         wanted = self._wanted_pinned()
         try:
             reading = await asyncio.to_thread(self._read)
-        except _UnknownPinnedContext as exc:
+        except _UnknownContextFlag as exc:
             keeping = self.run is not None
             self._problem(exc.message, keeping, " kubetray keeps the current tunnels until it is back." if keeping
                           else " kubetray starts forwarding if a context of that name is added; otherwise "
@@ -244,7 +248,7 @@ class Supervisor:
         if merged is not None and self._fixed is not None and self._fixed not in merged.contexts:
             files = ", ".join(str(path) for path in merged.files)
             known = ", ".join(sorted(merged.contexts)) or "none"
-            raise _UnknownPinnedContext(
+            raise _UnknownContextFlag(
                 f"The context {self._fixed!r} named by --context does not exist in the kubeconfig "
                 f"{files} (it has: {known})."
             )
@@ -258,17 +262,18 @@ class Supervisor:
         try:
             merged = merged_kubeconfig(self.paths)
         except KubetrayError as exc:
-            return dict.fromkeys(names, exc.message)
+            return {name: _unusable(name, exc.message) for name in names}
         found: dict[str, _Reading | str] = {}
         for name in names:
             if name not in merged.contexts:
                 files = ", ".join(str(path) for path in merged.files)
-                found[name] = f"the kubeconfig ({files}) has no context of that name"
+                found[name] = (f"Context {name} is pinned in the rules file, but the kubeconfig ({files}) "
+                               "has no context of that name.")
                 continue
             try:
                 effective = read_effective_context(self.paths, name)
             except KubetrayError as exc:
-                found[name] = exc.message.rstrip(".")
+                found[name] = _unusable(name, exc.message)
                 continue
             found[name] = _Reading(effective, _route(effective, merged))
         return found
@@ -368,7 +373,7 @@ class Supervisor:
             if self.effective is not None and effective.name == self.effective.name:
                 self._problem(exc.message, keeping=False)
             else:
-                self._tell_missing(effective.name, exc.message.rstrip("."), 0)
+                self._tell_missing(effective.name, _unusable(effective.name, exc.message), 0)
             return None
         announce()
         name = effective.name
@@ -412,7 +417,7 @@ class Supervisor:
             if not isinstance(reading, _Reading):
                 count = len(running.run.forwarders) if running is not None else 0
                 await self._stop(name)
-                self._tell_missing(name, reading or "it could not be read", count)
+                self._tell_missing(name, reading or _unusable(name, "it could not be read."), count)
                 continue
             if running is not None and running.route != reading.route:
                 await self._stop(name)  # it leads to another cluster, server or user now
@@ -428,6 +433,7 @@ class Supervisor:
             await running.run.set_plan(RunPlan(rules))
 
     def _tell_missing(self, name: str, why: str, stopped: int) -> None:
+        """Say once why pinned context `name` cannot run (`why` is a sentence naming it)."""
         if self._told_missing.get(name) == why:
             return
         self._told_missing[name] = why
@@ -435,7 +441,7 @@ class Supervisor:
                 if stopped else "kubetray starts its tunnels")
         self._bus.publish(Event(
             EventKind.FAILED,
-            f"Context {name} is pinned in the rules file, but {why}. {what} once the context can be used.",
+            f"{why} {what} once the context can be used.",
             context=name,
         ))
 
