@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,7 +148,8 @@ class Controller:
             return True
         self._told_broken = None
         for problem in ruleset.problems:
-            self.bus.publish(Event(EventKind.FAILED, f"{problem} {_consequence(problem)}"))
+            self.bus.publish(Event(EventKind.FAILED, f"{problem} {_consequence(problem)}",
+                                   context=_context_of(problem)))
         for warning in ruleset.warnings:
             # `kubetray check` shows these; the rules run as written (a shared port falls back
             # with its own `fallback` event), so they are not events.
@@ -286,6 +288,16 @@ class Controller:
             rules_path=self.rules_path,
             recent=tuple(self.bus.history[-50:]),
         )
+
+
+def _context_of(problem: Problem) -> str | None:
+    """The context a rules-file problem is about: the one whose entry it is in, when that entry
+    names a context rather than a glob; None for the file's top level."""
+    match = _CONTEXT_FIELD.match(problem.field or "")
+    return match.group(1) if match and not set("*?[") & set(match.group(1)) else None
+
+
+_CONTEXT_FIELD = re.compile(r'contexts\["(.*?)"\]')
 
 
 def _consequence(problem: Problem) -> str:

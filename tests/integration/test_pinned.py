@@ -221,3 +221,8 @@ async def test_pinning_and_unpinning_in_the_rules_file_starts_and_stops_the_cont
         await events.wait_for(EventKind.STOPPED, labelled("prod-echo", "prod"))
         assert [v.context for v in controller.snapshot().tunnels] == ["dev"]
         assert count(events, EventKind.FORWARDING, "web") == 1  # the current context's tunnel stayed
+
+        rules_file.write_text(rules(web_port, echo_port, pinned="maybe"), encoding="utf-8")
+        problem = await events.wait_for(EventKind.FAILED, lambda e: e.context == "prod")
+        assert f'{rules_file}:6: contexts["prod"].pinned: "pinned" must be true or false' in problem.message
+        assert controller.snapshot().pinned_contexts == ()
