@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,8 @@ class Snapshot:
     namespace: str | None = None
     contexts: tuple[str, ...] = ()
     pinned: bool = False  # the context was given on the command line; switching is not offered
+    # Contexts the rules file pins (`pinned: true`): they forward whatever the current context is.
+    pinned_contexts: tuple[str, ...] = ()
     tunnels: tuple[TunnelView, ...] = ()
     paused: bool = False
     problem: str | None = None  # why the kubeconfig cannot be used, when it cannot
@@ -82,6 +85,7 @@ class Controller:
         self.supervisor = Supervisor(
             options.kubeconfig_paths, bus, self._plan_for, options.pinned_context, options.connect_timeout,
             options.port_memory, options.stored_token, on_change=self.changed,
+            pinned_for=lambda: self.ruleset.pinned_plans(),
         )
         self._push_scheduled = False
         self.mode = "headless"
@@ -144,7 +148,8 @@ class Controller:
             return True
         self._told_broken = None
         for problem in ruleset.problems:
-            self.bus.publish(Event(EventKind.FAILED, f"{problem} {_consequence(problem)}"))
+            self.bus.publish(Event(EventKind.FAILED, f"{problem} {_consequence(problem)}",
+                                   context=_context_of(problem)))
         for warning in ruleset.warnings:
             # `kubetray check` shows these; the rules run as written (a shared port falls back
             # with its own `fallback` event), so they are not events.
@@ -238,6 +243,8 @@ class Controller:
         await asyncio.to_thread(self.options.store_token, context, token)
         if self.supervisor.effective is not None and self.supervisor.effective.name == context:
             await self.supervisor.refresh(force=True)
+        elif context in self.supervisor.pinned:
+            await self.supervisor.restart_context(context)
 
     async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         """A request from another kubetray process (platform/instance.py)."""
@@ -274,12 +281,23 @@ class Controller:
             namespace=effective.namespace if effective else None,
             contexts=self.supervisor.contexts,
             pinned=self.options.pinned_context is not None,
+            pinned_contexts=self.supervisor.pinned,
             tunnels=tuple(self.supervisor.views()),
             paused=self.supervisor.switches.paused,
             problem=self.supervisor.problem,
             rules_path=self.rules_path,
             recent=tuple(self.bus.history[-50:]),
         )
+
+
+def _context_of(problem: Problem) -> str | None:
+    """The context a rules-file problem is about: the one whose entry it is in, when that entry
+    names a context rather than a glob; None for the file's top level."""
+    match = _CONTEXT_FIELD.match(problem.field or "")
+    return match.group(1) if match and not set("*?[") & set(match.group(1)) else None
+
+
+_CONTEXT_FIELD = re.compile(r'contexts\["(.*?)"\]')
 
 
 def _consequence(problem: Problem) -> str:
@@ -290,14 +308,15 @@ def _consequence(problem: Problem) -> str:
 
 
 def tunnel_json(view: TunnelView, context: str | None) -> dict[str, Any]:
-    """One tunnel for `status --json`. `listen` is where it listens as the user should read it
+    """One tunnel for `status --json`; `context` is the one it forwards from (the view's own, else
+    the given one). `listen` is where it listens as the user should read it
     (`localhost:5432`, `0.0.0.0:8080, open to your network`); `url` is set only where a browser
     can open the tunnel (model.Rule.is_http); `source` names the `auto:` source of an automatic one."""
     rule = view.rule
     port = view.local_port
     return {
         "id": view.tunnel_id,
-        "context": context,
+        "context": view.context or context,
         "namespace": rule.namespace,
         "rule": rule.label,
         "resourceType": rule.resource_type.value,
@@ -322,6 +341,7 @@ def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
         "context": snapshot.context,
         "namespace": snapshot.namespace,
         "contexts": list(snapshot.contexts),
+        "pinnedContexts": list(snapshot.pinned_contexts),
         "paused": snapshot.paused,
         "problem": snapshot.problem,
         "rulesPath": str(snapshot.rules_path) if snapshot.rules_path else None,

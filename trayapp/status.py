@@ -13,28 +13,41 @@ _MARKS = {"forwarding": "ok", "waiting": "..", "reconnecting": "~~", "failed": "
 
 
 def status_text(answer: dict[str, Any]) -> str:
+    """The current context's tunnels under its heading, then each other context's (the pinned ones)
+    under a heading of its own."""
     lines = []
     context = answer.get("context") or "(no context)"
     namespace = answer.get("namespace")
     head = f"context {context}" + (f", namespace {namespace}" if namespace else "")
+    if context in (answer.get("pinnedContexts") or []):
+        head += " (pinned)"
     if answer.get("paused"):
         head += " (paused)"
     lines.append(head)
     if answer.get("problem"):
         lines.append(f"  problem: {answer['problem']}")
     tunnels = answer.get("tunnels") or []
-    if not tunnels:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for tunnel in tunnels:
+        groups.setdefault(str(tunnel.get("context") or context), []).append(tunnel)
+    if not groups.get(context):
         lines.append("  no tunnels")
     width = max((len(str(t.get("rule"))) for t in tunnels), default=0)
-    for tunnel in tunnels:
-        state = str(tunnel.get("state"))
-        pod = f"  pod {tunnel['pod']}" if tunnel.get("pod") else ""
-        line = (f"  {_MARKS.get(state, '  ')} {state:<12} {str(tunnel.get('rule')):<{width}}  {_where(tunnel)}{pod}"
-                f"{_source(tunnel)}")
-        if tunnel.get("reason") and state != "forwarding":
-            line += f"\n       {tunnel['reason']}"
-        lines.append(line)
+    for name in sorted(groups, key=lambda n: n != context):
+        if name != context:
+            lines.append(f"pinned context {name}")
+        lines.extend(_tunnel_line(tunnel, width) for tunnel in groups[name])
     return "\n".join(lines) + "\n"
+
+
+def _tunnel_line(tunnel: dict[str, Any], width: int) -> str:
+    state = str(tunnel.get("state"))
+    pod = f"  pod {tunnel['pod']}" if tunnel.get("pod") else ""
+    line = (f"  {_MARKS.get(state, '  ')} {state:<12} {str(tunnel.get('rule')):<{width}}  {_where(tunnel)}{pod}"
+            f"{_source(tunnel)}")
+    if tunnel.get("reason") and state != "forwarding":
+        line += f"\n       {tunnel['reason']}"
+    return line
 
 
 def _where(tunnel: dict[str, Any]) -> str:

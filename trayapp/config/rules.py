@@ -22,7 +22,8 @@ from trayapp.config.yamlnodes import LineDict, LineList, YamlLoadError, load_doc
 from trayapp.model import Rule
 
 TOP_LEVEL_KEYS = ("portForward", "contexts", "skaffold", "auto")
-CONTEXT_KEYS = ("portForward",)
+CONTEXT_KEYS = ("portForward", "pinned")
+_GLOB_CHARACTERS = frozenset("*?[")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,17 @@ class RuleSet:
     # False when the file as a whole could not be used (unreadable, not YAML, not a mapping):
     # then nothing above comes from it, and a running kubetray keeps its last good rules.
     readable: bool = True
+    # Contexts whose entry says `pinned: true`, in file order: each forwards the rules under its
+    # own entry whatever the current context is. Only exact names (never globs) get here.
+    pinned: tuple[str, ...] = ()
+
+    def pinned_rules(self, context: str) -> tuple[Rule, ...]:
+        """The rules written under `context`'s own entry (not those of globs matching it)."""
+        return next((rules for pattern, rules in self.context_rules if pattern == context), ())
+
+    def pinned_plans(self) -> dict[str, tuple[Rule, ...]]:
+        """Every pinned context and the rules it forwards, in file order."""
+        return {context: self.pinned_rules(context) for context in self.pinned}
 
     def rules_for(self, context: str) -> tuple[Rule, ...]:
         """Global rules plus those of every pattern matching `context`.
@@ -79,6 +91,7 @@ class _Reader:
         self.file = str(path)
         self.root = root
         self.problems: list[Problem] = []
+        self.pinned: list[str] = []
 
     def problem(self, line: int | None, field: str | None, message: str) -> None:
         self.problems.append(Problem(self.file, line, field, message))
@@ -154,6 +167,7 @@ class _Reader:
                 )
                 continue
             self.keys(body, CONTEXT_KEYS, f"{prefix}.", "field")
+            self.pin(pattern, body, prefix)
             rules, found = parse_rule_list(
                 body.get("portForward"),
                 Where(self.file, f"{prefix}.portForward"),
@@ -162,6 +176,31 @@ class _Reader:
             self.problems.extend(found)
             result.append((pattern, tuple(rules)))
         return result
+
+    def pin(self, pattern: str, body: LineDict, prefix: str) -> None:
+        """Read a context entry's `pinned:`: true or false, and true only for an exact name."""
+        if "pinned" not in body:
+            return
+        value = body["pinned"]
+        line = body.line_of("pinned")
+        if not isinstance(value, bool):
+            self.problem(
+                line,
+                f"{prefix}.pinned",
+                f'"pinned" must be true or false; found {describe_type(value)}.',
+            )
+            return
+        if value and _GLOB_CHARACTERS & set(pattern):
+            self.problem(
+                line,
+                f"{prefix}.pinned",
+                f'"{pattern}" is a glob, and only a context named exactly can be pinned: a pinned '
+                "context forwards whatever the current context is, and a glob names no context "
+                "until one is current. Give each context to keep forwarding its own entry.",
+            )
+            return
+        if value:
+            self.pinned.append(pattern)
 
     def skaffold(self) -> tuple[list[RuleGroup], list[Problem]]:
         section = self.root.get("skaffold")
@@ -299,6 +338,7 @@ def load_rules_text(text: str, path: Path) -> RuleSet:
         problems=tuple(p for p in found if not p.warning),
         searched=path,
         warnings=tuple(p for p in found if p.warning),
+        pinned=tuple(reader.pinned),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from trayapp.engine.autoforward import AutoForwarder, namespaces_to_watch
@@ -33,6 +33,7 @@ class TunnelView:
     local_port: int | None
     pod: str | None
     reason: str | None
+    context: str | None = None  # the kube context it forwards from (several run at once when pinned)
 
     @property
     def url(self) -> str | None:
@@ -97,6 +98,7 @@ class ContextRun:
         port_memory: PortMemory | None = None,
         switches: Switches | None = None,
         watch_silence: float = WATCH_SILENCE_SECONDS,
+        taken_elsewhere: Callable[[str], set[int]] | None = None,
     ) -> None:
         self.access = access
         self.credentials = credentials
@@ -121,13 +123,20 @@ class ContextRun:
         # What named service ports stand for, so `port: http` and `port: 80` run once (_wanted).
         self._port_names = PortNames(self.cache, self._port_names_changed)
         self._told_repeats: set[str] = set()
+        # Local ports the tunnels of other contexts hold (pinned contexts run beside the current
+        # one): a rule asking for one of them falls back, as for a port another rule of this run holds.
+        self._taken_elsewhere = taken_elsewhere or (lambda _address: set())
 
     @property
     def context(self) -> str:
         return self.access.context
 
     def _taken(self, address: str) -> set[int]:
-        """Local ports other tunnels hold on `address`; "localhost" listens on 127.0.0.1."""
+        """Local ports other tunnels hold on `address`, in this context and in the others."""
+        return self.held_ports(address) | self._taken_elsewhere(address)
+
+    def held_ports(self, address: str) -> set[int]:
+        """Local ports this run's tunnels hold on `address`; "localhost" listens on 127.0.0.1."""
         def bound(where: str) -> str:
             return "127.0.0.1" if where == "localhost" else where
 
@@ -167,6 +176,18 @@ class ContextRun:
         # The user's rules name the ports that cluster objects may not take: guard again.
         self._auto_rules = AutoForwarder.guard(self._discovered, self._plan.rules)
         await self._apply()
+
+    async def set_plan(self, plan: RunPlan) -> None:
+        """A new plan, automatic forwarding included: the context became or stopped being the
+        current one while it stays pinned. Tunnels whose rule stays keep their connections."""
+        if plan.auto != self._plan.auto:
+            if self._auto is not None:
+                self._auto.stop()
+                self._auto = None
+            self._discovered = self._auto_rules = ()
+            self._plan = plan
+            self._start_auto()
+        await self.apply_rules(plan)
 
     def _auto_changed(self, rules: Sequence[Rule]) -> None:
         # What a cluster object may ask for ends here: loopback only, never a port that one of
@@ -338,13 +359,13 @@ class ContextRun:
         views = {
             f.tunnel_id: TunnelView(
                 f.tunnel_id, f.rule, f.state, f.local_port,
-                f.machine.target.pod if f.machine.target else None, f.machine.reason,
+                f.machine.target.pod if f.machine.target else None, f.machine.reason, self.context,
             )
             for f in self.forwarders.values()
         }
         reason = "Paused from the tray." if self.switches.paused else "Stopped from the tray."
         for tid, rule in self._switched_off.items():
-            views[tid] = TunnelView(tid, rule, TunnelState.STOPPED, None, None, reason)
+            views[tid] = TunnelView(tid, rule, TunnelState.STOPPED, None, None, reason, self.context)
         order = {tid: position for position, tid in enumerate(self._wanted())}
         return sorted(views.values(), key=lambda v: order.get(v.tunnel_id, len(order)))
 

@@ -215,6 +215,33 @@ def _source_heading(source: AutoSource | None) -> Item:
                 tooltip=f"{why} Turn this source off under auto: in the rules file.".strip())
 
 
+def by_context(snapshot: Snapshot) -> list[tuple[Item | None, tuple[TunnelView, ...], str | None]]:
+    """The tunnels per context, the current context first: (heading, tunnels, the namespace that
+    needs no heading of its own). Only the current context forwarding: no heading at all, as
+    before pinned contexts existed. Otherwise (the rules file pins some): a heading each, saying
+    which is current and which forward because they are pinned."""
+    groups: dict[str | None, list[TunnelView]] = {snapshot.context: []}
+    for view in snapshot.tunnels:
+        groups.setdefault(view.context or snapshot.context, []).append(view)
+    if not groups[snapshot.context]:
+        del groups[snapshot.context]
+    if set(groups) <= {snapshot.context}:
+        return [(None, snapshot.tunnels, snapshot.namespace)]
+    sections: list[tuple[Item | None, tuple[TunnelView, ...], str | None]] = []
+    for name, views in groups.items():
+        if name == snapshot.context:
+            tip = "The current kubeconfig context: top-level rules and automatic forwarding follow it."
+            text = f"{name} \u00b7 current" + (" \u00b7 pinned" if name in snapshot.pinned_contexts else "")
+            home = snapshot.namespace
+        else:
+            tip = ("Pinned in the rules file: these forward whatever the current context is, "
+                   "with this context's own credentials.")
+            text = f"{name} \u00b7 pinned"
+            home = None  # only the current context's namespace is known; a rule names its own
+        sections.append((Item(text, heading=True, enabled=False, tooltip=tip), tuple(views), home))
+    return sections
+
+
 def build_menu(snapshot: Snapshot, prefs: Prefs) -> list[Item]:
     items: list[Item] = []
     if snapshot.context is None:
@@ -236,23 +263,26 @@ def build_menu(snapshot: Snapshot, prefs: Prefs) -> list[Item]:
     if not snapshot.tunnels:
         items.append(Item("No tunnels" + (" (paused)" if snapshot.paused else ""), heading=True, enabled=False,
                           tooltip="Add rules in the rules file, or turn on automatic forwarding there."))
-    # The user's own tunnels by namespace, then the automatic ones under the source that made them
-    # (their labels name the namespace when it is not the context's).
-    namespaces: dict[str, list[TunnelView]] = {}
-    sources: dict[AutoSource | None, list[TunnelView]] = {}
-    for view in snapshot.tunnels:
-        if view.rule.auto:
-            sources.setdefault(view.rule.source, []).append(view)
-        else:
-            namespaces.setdefault(view.rule.namespace, []).append(view)
-    for namespace, views in sorted(namespaces.items()):
-        if len(namespaces) > 1 or namespace != snapshot.namespace:
-            items.append(Item(f"namespace {namespace}", heading=True, enabled=False))
-        items.extend(tunnel_item(view) for view in views)
-    order = list(AutoSource)
-    for source, views in sorted(sources.items(), key=lambda kv: order.index(kv[0]) if kv[0] else len(order)):
-        items.append(_source_heading(source))
-        items.extend(tunnel_item(view) for view in views)
+    for context_heading, context_views, home in by_context(snapshot):
+        if context_heading is not None:
+            items.append(context_heading)
+        # The user's own tunnels by namespace, then the automatic ones under the source that made
+        # them (their labels name the namespace when it is not the context's).
+        namespaces: dict[str, list[TunnelView]] = {}
+        sources: dict[AutoSource | None, list[TunnelView]] = {}
+        for view in context_views:
+            if view.rule.auto:
+                sources.setdefault(view.rule.source, []).append(view)
+            else:
+                namespaces.setdefault(view.rule.namespace, []).append(view)
+        for namespace, views in sorted(namespaces.items()):
+            if len(namespaces) > 1 or (home is not None and namespace != home):
+                items.append(Item(f"namespace {namespace}", heading=True, enabled=False))
+            items.extend(tunnel_item(view) for view in views)
+        order = list(AutoSource)
+        for source, views in sorted(sources.items(), key=lambda kv: order.index(kv[0]) if kv[0] else len(order)):
+            items.append(_source_heading(source))
+            items.extend(tunnel_item(view) for view in views)
     items.append(SEPARATOR)
 
     items.append(Item("Resume all", SetPaused(False)) if snapshot.paused else
