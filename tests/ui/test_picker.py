@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from trayapp.config.rules import load_rules
+from trayapp.control import Snapshot
 from trayapp.engine.browse import Namespaces, ObjectRow, PortRow, Rows
 from trayapp.engine.portproposal import LocalPortProposal, propose_local_port
 from trayapp.errors import KubetrayError
@@ -22,7 +23,7 @@ from trayapp.model import ResourceType, Rule, TunnelState
 from trayapp.sim import SimCluster
 from trayapp.sim.runner import SimThread, run_in_thread
 from trayapp.ui.app import TrayApp
-from trayapp.ui.menu_model import Simple
+from trayapp.ui.menu_model import Prefs, Simple, build_menu
 from trayapp.ui.picker import PickerWindow
 from trayapp.ui.picker_model import Draft
 
@@ -98,6 +99,25 @@ def test_search_down_and_return_save_a_service_port(qtbot, window, artifacts: Pa
     loaded = load_rules(rules.path)
     assert not loaded.problems
     assert Rule(S, "web", 80, "dev", name="svc/web http", scheme="http") in loaded.rules
+
+
+def test_ctrl_f_searches_again_from_the_list(qtbot, window) -> None:
+    win, _rules, _shown = window
+    qtbot.keyClicks(win.search, "dbg")
+    qtbot.keyClick(win.search, Qt.Key.Key_Down)
+    assert win.search.text() == "dbg"
+    qtbot.keyClick(win.view, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClicks(win.search, "svc/web")  # replaces the selected query
+    assert win.search.text() == "svc/web" and win.table.rowCount() == 1
+
+
+def test_the_menu_offers_forward_beside_the_rules_file() -> None:
+    items = build_menu(Snapshot(context="kind-dev", namespace="dev"), Prefs())
+    texts = [item.text for item in items]
+    assert texts[texts.index("Open rules file") - 1] == "Forward\u2026"
+    assert items[texts.index("Forward\u2026")].command is Simple.FORWARD
+    without = build_menu(Snapshot(), Prefs())
+    assert not next(item for item in without if item.text == "Forward\u2026").enabled
 
 
 def test_udp_is_shown_but_cannot_be_saved(qtbot, window) -> None:

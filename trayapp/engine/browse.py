@@ -28,8 +28,8 @@ KINDS: dict[str, ResourceType] = {
     "deployments": ResourceType.DEPLOYMENT,
     "statefulsets": ResourceType.STATEFULSET,
     "daemonsets": ResourceType.DAEMONSET,
-    "jobs": ResourceType.JOB,
     "cronjobs": ResourceType.CRONJOB,
+    "jobs": ResourceType.JOB,
     "pods": ResourceType.POD,
 }
 _OWNER_KINDS = {

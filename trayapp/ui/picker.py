@@ -8,7 +8,7 @@ local port, name, scheme) is shown before Save; Save hands a `Draft` to the `sav
 which writes the rules file (config/edit.py); the running engine sees the file change and starts
 the tunnel.
 
-Keyboard: type in the search field, Down moves to the first match, Return saves.
+Keyboard: Ctrl+F goes to the search field, Down to the first match, Return saves.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QKeyEvent, QPalette
+from PySide6.QtGui import QColor, QKeyEvent, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -131,6 +131,7 @@ class PickerWindow(QDialog):
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self._query_changed)
         self.search.installEventFilter(self)
+        QShortcut(QKeySequence.StandardKey.Find, self, self._find)
 
         self.table = EntriesTable(self.model, self)
         self.view = QTableView()
@@ -239,6 +240,10 @@ class PickerWindow(QDialog):
             self._choose(None)
             self._refresh()
             self._show_namespace(namespace)
+
+    def _find(self) -> None:
+        self.search.setFocus()
+        self.search.selectAll()
 
     def _query_changed(self, text: str) -> None:
         self.model.set_query(text)
