@@ -2,7 +2,7 @@
 opened with a real click, "Forward…" chosen, a service port found by typing and saved with the
 keyboard (xdotool), then the rules file checked (the rule added, the user's comments kept) and the
 new tunnel's port answering. Screenshots in test-artifacts/desktop: picker.png (the screen, the
-proposal before Save) and picker-window.png (the window alone after Save, for the README)."""
+proposal before Save) and picker-window.png (the window alone with the whole list, for the README)."""
 
 from __future__ import annotations
 
@@ -69,6 +69,9 @@ def test_forward_window_adds_a_rule_that_forwards(desktop: Desktop, tmp_path: Pa
             desktop.xdotool("type", "--delay", "20", "svc/api http")
             desktop.xdotool("key", "Down")
             desktop.screenshot("picker")  # the last one shows the proposal before saving
+            # The whole list, the choice kept, for the README; Return still saves the choice.
+            desktop.xdotool("key", "ctrl+f", "BackSpace")
+            desktop.run(["import", "-window", window, desktop.artifacts / "picker-window.png"], check=True)
             desktop.xdotool("key", "Return")
             try:
                 desktop.wait_for(lambda: rules.read_text(encoding="utf-8") != original, timeout=2,
@@ -82,10 +85,6 @@ def test_forward_window_adds_a_rule_that_forwards(desktop: Desktop, tmp_path: Pa
         for line in original.splitlines():
             assert line in text, f"the rules file lost {line!r}:\n{text}"
         assert "resourceName: api" in text and "8000" in text, text
-
-        # The whole list with the saved choice and what Save said, for the README.
-        desktop.xdotool("key", "ctrl+f", "BackSpace")
-        desktop.run(["import", "-window", window, desktop.artifacts / "picker-window.png"], check=True)
 
         tunnel = desktop.wait_for(lambda: (t := tunnel_for(tray, "api", 8000)) and t["state"] == "forwarding" and t,
                                   timeout=20, what="the new svc/api tunnel to forward")

@@ -23,8 +23,9 @@ from trayapp.model import ResourceType, Rule, TunnelState
 from trayapp.sim import SimCluster
 from trayapp.sim.runner import SimThread, run_in_thread
 from trayapp.ui.app import TrayApp
+from trayapp.ui.bridge import Bridge
 from trayapp.ui.menu_model import Prefs, Simple, build_menu
-from trayapp.ui.picker import PickerWindow
+from trayapp.ui.picker import PickerWindow, Relay
 from trayapp.ui.picker_model import Draft
 
 S, D, P = ResourceType.SERVICE, ResourceType.DEPLOYMENT, ResourceType.POD
@@ -181,6 +182,27 @@ def test_two_thousand_rows_in_batches(qtbot, window) -> None:
     assert win.status.text() == "2000 objects in namespace dev"
     qtbot.keyClicks(win.search, "svc-1234 grpc")
     assert win.table.rowCount() == 1
+
+
+def test_updates_queued_for_a_closed_window_are_dropped(qtbot) -> None:
+    import shiboken6
+
+    bridge = Bridge()
+    relay = Relay.of(bridge)
+    assert Relay.of(bridge) is relay
+    old = PickerWindow("kind-dev", "dev", same, lambda _d: "")
+    old_tag = old.listen(relay)
+    new = PickerWindow("kind-dev", "dev", same, lambda _d: "")
+    qtbot.addWidget(new)
+    new_tag = new.listen(relay)
+    assert new_tag != old_tag
+    old.close()
+    old.deleteLater()
+    qtbot.waitUntil(lambda: not shiboken6.isValid(old))
+    bridge.later(relay.updates, old_tag, Rows("dev", ROWS, reset=True))  # as from the engine thread, late
+    bridge.later(relay.updates, new_tag, Rows("dev", ROWS[:1], reset=True, complete=True))
+    qtbot.waitUntil(lambda: new.table.rowCount() == 1)
+    assert [e.object_text for e in new.model.visible] == ["svc/web"]
 
 
 # --- in the tray app, on the real engine ----------------------------------------------------

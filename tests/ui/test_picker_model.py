@@ -15,6 +15,7 @@ from trayapp.model import ResourceType, Rule, TunnelState
 from trayapp.ui.picker_model import (
     Entry,
     PickerModel,
+    already_forwarded,
     entries_of,
     label_for,
     propose,
@@ -206,3 +207,13 @@ def test_a_local_port_the_user_types_is_kept_and_a_busy_one_is_flagged(busy_port
     assert mine.text.startswith(f"Local port {busy_port} is taken now ({busy_port} is in use)")
     back = with_local_port(mine, 80, never_taken)
     assert back.draft is not None and back.draft.local_port is None
+
+
+def test_a_target_already_forwarded_is_named() -> None:
+    draft = propose(entry(WEB_SVC), "dev", never_taken).draft
+    assert draft is not None
+    web = TunnelView("t", Rule(S, "web", 80, "dev", local_port=8080), TunnelState.FORWARDING, 8080, None, None)
+    other_namespace = TunnelView("u", Rule(S, "web", 80, "prod"), TunnelState.FORWARDING, 80, None, None)
+    assert already_forwarded(draft, [other_namespace]) is None
+    assert already_forwarded(draft, [other_namespace, web]) == (
+        "svc/web :80 already forwards it on local port 8080; Save adds another rule for it.")

@@ -1,7 +1,7 @@
 """The "Forward…" window: pick a port of a service, workload or pod and save it as a rule.
 
 The window is a view of `PickerModel` (picker_model.py). Rows come from the engine's `Browser`
-(engine/browse.py) through the Bridge as `updates` signals, in batches; the table is a Qt model
+(engine/browse.py) through the Bridge and a `Relay`, in batches; the table is a Qt model
 over the model's filtered list, so a namespace of thousands of objects costs one reset per batch
 and a filter per keystroke, never a widget per row. What choosing a port proposes (target,
 local port, name, scheme) is shown before Save; Save hands a `Draft` to the `save` callable,
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -101,13 +102,13 @@ class EntriesTable(QAbstractTableModel):
 class PickerWindow(QDialog):
     """The window itself. `probe` says which local port a port would get; `save` writes a Draft
     and returns the sentence to show (or raises KubetrayError); `show_namespace` asks the engine
-    for another namespace's objects; `closed` is called once when the window goes away."""
-
-    updates = Signal(object)  # engine/browse.Update, emitted on the GUI thread
+    for another namespace's objects; `closed` is called once when the window goes away;
+    `forwarded` says when a tunnel already forwards a draft's target."""
 
     def __init__(self, context: str | None, namespace: str | None, probe: Probe, save: Callable[[Draft], str],
                  show_namespace: Callable[[str], None] = lambda _ns: None,
-                 closed: Callable[[], None] = lambda: None, parent: QWidget | None = None) -> None:
+                 closed: Callable[[], None] = lambda: None,
+                 forwarded: Callable[[Draft], str | None] = lambda _draft: None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(TITLE)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
@@ -116,7 +117,9 @@ class PickerWindow(QDialog):
         self._save = save
         self._show_namespace = show_namespace
         self._closed = closed
+        self._forwarded = forwarded
         self._close_told = False
+        self._tag: int | None = None
         self.proposal: Proposal | None = None
         self._chosen: Entry | None = None
 
@@ -198,7 +201,6 @@ class PickerWindow(QDialog):
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(0)
         self._refresh_timer.timeout.connect(self._refresh)
-        self.updates.connect(self.take)
 
     # Engine -> window
 
@@ -285,6 +287,9 @@ class PickerWindow(QDialog):
             return
         self.target.setText(f"{draft.resource_type.value}/{draft.resource_name} port {draft.port} "
                             f"in {draft.namespace}")
+        already = self._forwarded(draft)
+        if already:
+            self.note.setText(f"{self.proposal.text} {already}")
         self.local_port.blockSignals(True)
         self.local_port.setValue(self.proposal.local_port or draft.port)
         self.local_port.blockSignals(False)
@@ -340,6 +345,16 @@ class PickerWindow(QDialog):
         self._tell_closed()
         super().closeEvent(event)
 
+    def listen(self, relay: Relay) -> int:
+        """Take the updates `relay` carries for this window; returns the tag they must carry."""
+        self._tag = next(_TAGS)
+        relay.updates.connect(self._relayed)
+        return self._tag
+
+    def _relayed(self, tag: int, update: object) -> None:
+        if tag == self._tag and not self._close_told:
+            self.take(update)
+
     def _tell_closed(self) -> None:
         if not self._close_told:
             self._close_told = True
@@ -348,6 +363,25 @@ class PickerWindow(QDialog):
 
 
 # --- wiring to the running app -----------------------------------------------------------------
+
+_TAGS = itertools.count(1)
+
+
+class Relay(QObject):
+    """Carries browse updates from the Bridge to the Forward window they are for.
+
+    It lives as long as the Bridge (its parent), so an update still queued when its window is
+    gone reaches a live object and is dropped, instead of failing on a deleted window inside the
+    Bridge's queue, where the updates behind it would wait for the next wake.
+    """
+
+    updates = Signal(int, object)  # (the window's tag, engine/browse.Update)
+
+    @staticmethod
+    def of(bridge: QObject) -> Relay:
+        relay = bridge.findChild(Relay)
+        return relay if relay is not None else Relay(bridge)
+
 
 def save_to_rules_file(path: Path, draft: Draft) -> str:
     """Add the draft to the user's rules file, keeping its comments and layout (config/edit.py)."""
@@ -367,7 +401,7 @@ def open_picker(existing: PickerWindow | None, engine: Any, bridge: Any, control
     """
     from trayapp.config.paths import default_rules_path
     from trayapp.engine.portproposal import propose_local_port
-    from trayapp.ui.picker_model import taken_ports
+    from trayapp.ui.picker_model import already_forwarded, taken_ports
 
     if existing is not None and existing.isVisible():
         existing.raise_()
@@ -399,11 +433,14 @@ def open_picker(existing: PickerWindow | None, engine: Any, bridge: Any, control
     def closed() -> None:
         engine.submit(with_browser(lambda b: b.close()))
 
-    window = PickerWindow(state.context, state.namespace, probe, save, show_namespace, closed)
+    window = PickerWindow(state.context, state.namespace, probe, save, show_namespace, closed,
+                          lambda draft: already_forwarded(draft, snapshot().tunnels))
     if state.context is None:
         window.status.setText("kubetray has no kube context yet, so there is nothing to list.")
     else:
-        browser = engine.submit(controller.browse(lambda update: bridge.later(window.updates, update),
+        relay = Relay.of(bridge)
+        tag = window.listen(relay)
+        browser = engine.submit(controller.browse(lambda update: bridge.later(relay.updates, tag, update),
                                                   state.namespace))
     window.show()
     window.raise_()

@@ -271,3 +271,14 @@ def with_local_port(proposal: Proposal, local_port: int, probe: Probe) -> Propos
     chosen = None if local_port == draft.port else local_port
     return Proposal(Draft(draft.resource_type, draft.resource_name, draft.port, draft.namespace, chosen,
                           draft.name, draft.scheme, draft.address), local_port, text)
+
+
+def already_forwarded(draft: Draft, tunnels: Iterable[TunnelView]) -> str | None:
+    """A sentence when one of kubetray's tunnels already forwards the draft's target, else None."""
+    for view in tunnels:
+        rule = view.rule
+        if (rule.resource_type, rule.resource_name, rule.namespace, str(rule.port)) == (
+                draft.resource_type, draft.resource_name, draft.namespace, str(draft.port)):
+            where = f" on local port {view.local_port}" if view.local_port is not None else ""
+            return f"{rule.label} already forwards it{where}; Save adds another rule for it."
+    return None
