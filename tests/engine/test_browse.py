@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import hostile_server as hs
+from trayapp.engine.backoff import Backoff
 from trayapp.engine.browse import BATCH_ROWS, Browser, Namespaces, ObjectRow, PortRow, Rows, Update, summarise
 from trayapp.engine.kube import Credentials, KubeApi
 from trayapp.model import ResourceType
@@ -232,3 +234,34 @@ async def test_namespaces_update_is_sent_once_per_change(browsing: tuple[Browser
     await seen.wait("the namespace list", lambda: "tools" in seen.model.namespaces)
     lists = [u for u in seen.updates if isinstance(u, Namespaces)]
     assert len(lists) == 1 and {"default", "tools", "kube-system"} <= set(lists[0].names)
+
+
+async def test_a_kind_that_cannot_be_listed_is_said_and_does_not_hold_the_list(tmp_path: Path) -> None:
+    server = hs.HostileServer()
+    await server.start()
+    refusing = True
+    forbidden = hs.status(403, 'cronjobs.batch is forbidden: User "dev" cannot list resource "cronjobs"')
+
+    async def on_list(srv: hs.HostileServer, request: hs.Request, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        plan = forbidden if refusing and request.path.endswith("/cronjobs") else hs.good_list
+        await plan(srv, request, reader, writer)
+
+    server.on_list = on_list
+    seen = Collected()
+    browser = Browser(await hs.kube_api(server, tmp_path), seen,
+                      informer_options={"backoff": Backoff(initial=0.05, cap=0.2, jitter=0.0)})
+    browser.start()
+    await browser.show("default")
+    try:
+        await seen.wait("the refusal", lambda: seen.model.complete and seen.model.problem)
+        assert seen.model.status() == (
+            "kubetray cannot list the cronjobs in namespace default right now (The API server refused "
+            "kubetray's credentials for cronjobs in namespace 'default': cronjobs.batch is forbidden: "
+            'User "dev" cannot list resource "cronjobs"); it keeps trying and updates the list when it can.')
+        refusing = False
+        await seen.wait("the problem to be over", lambda: seen.model.problem is None)
+        assert seen.model.status() == "0 objects in namespace default"
+    finally:
+        await browser.close()
+        await server.stop()

@@ -102,12 +102,14 @@ def test_namespaces_and_problems() -> None:
     model = model_with(WEB_SVC)
     assert not model.apply(Namespaces(("default", "dev")))
     assert model.namespaces == ("default", "dev")
-    model.apply(Problem("kubetray cannot list the pods in namespace dev right now.", "dev"))
+    model.apply(Problem("kubetray cannot list the namespaces right now."))
+    assert model.status() == "1 object in namespace dev"  # the rows say more than the combo's trouble
+    model.apply(Rows("dev", problems=("kubetray cannot list the pods in namespace dev right now.",)))
     assert model.status() == "kubetray cannot list the pods in namespace dev right now."
-    model.apply(Problem("elsewhere", "prod"))  # another namespace's trouble is not this list's
-    assert model.problem == "kubetray cannot list the pods in namespace dev right now."
-    model.apply(Rows("dev", (DBG,)))
-    assert model.problem is None
+    model.apply(Rows("dev", (DBG,)))  # the next batch without problems: they are over
+    assert model.problem is None and model.status() == "2 objects in namespace dev"
+    model.show_namespace("prod")
+    assert model.status() == "kubetray cannot list the namespaces right now."
 
 
 # --- proposals ----------------------------------------------------------------------------------

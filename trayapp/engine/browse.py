@@ -83,7 +83,8 @@ class Rows:
     """Objects of `namespace` that appeared or changed (`upserts`) or went away (`removed`).
 
     `reset` is set on the first batch after a new namespace is shown: the UI drops what it had.
-    `complete` is set once every kind of the namespace has been listed.
+    `complete` is set once every kind of the namespace has been listed or has failed to list.
+    `problems` is the current list of failures (empty once they are over); every batch carries it.
     """
 
     namespace: str
@@ -91,11 +92,12 @@ class Rows:
     removed: tuple[tuple[ResourceType, str], ...] = ()
     reset: bool = False
     complete: bool = False
+    problems: tuple[str, ...] = ()  # kinds that cannot be listed right now, said for the user
 
 
 @dataclass(frozen=True)
 class Problem:
-    """A list or watch failed; the informer retries by itself. `message` is for the user."""
+    """Listing the namespaces failed; the informer retries by itself. `message` is for the user."""
 
     message: str
     namespace: str | None = None
@@ -227,6 +229,8 @@ class Browser:
         self._namespaces_dirty = False
         self._reset_pending = False
         self._complete_told = False
+        self._problems: dict[str, str] = {}  # kind -> why it cannot be listed now
+        self._problems_told: tuple[str, ...] = ()
         self._flush_scheduled = False
         self._closed = False
         self._last_namespaces: tuple[str, ...] | None = None
@@ -246,6 +250,8 @@ class Browser:
         self.namespace = namespace
         self._reset_pending = True
         self._complete_told = False
+        self._problems = {}
+        self._problems_told = ()
         for kind in KINDS:
             informer = Informer(self.api, kind, namespace, self._objects_changed, self._failed, **self._options)
             self._informers[kind] = informer
@@ -278,12 +284,15 @@ class Browser:
             self._schedule()
 
     def _failed(self, informer: Informer, error: KubetrayError) -> None:
-        if informer is not self._namespaces and self._informers.get(informer.kind) is not informer:
-            return
         where = f" in namespace {informer.namespace}" if informer.namespace else ""
-        text = error.message.rstrip(".")
-        self._tell(Problem(f"kubetray cannot list the {informer.kind}{where} right now ({text}); "
-                           "it keeps trying and updates the list when it can.", informer.namespace))
+        message = (f"kubetray cannot list the {informer.kind}{where} right now ({error.message.rstrip('.')}); "
+                   "it keeps trying and updates the list when it can.")
+        if informer is self._namespaces:
+            self._tell(Problem(message))
+        elif self._informers.get(informer.kind) is informer:
+            self._problems[informer.kind] = message
+            self._dirty.add(informer.kind)
+            self._schedule()
 
     def _schedule(self) -> None:
         if not self._flush_scheduled and not self._closed:
@@ -311,17 +320,24 @@ class Browser:
             informer = self._informers.get(kind)
             if kind not in dirty or informer is None:
                 continue
+            if informer.last_error is None:
+                self._problems.pop(kind, None)  # it answers again
             upserts.extend(self._diff(kind, informer.objects, removed))
-        complete = all(informer.synced.is_set() for informer in self._informers.values())
+        problems = tuple(self._problems[kind] for kind in KINDS if kind in self._problems)
+        # A kind that cannot be listed (403, a server away) must not keep the list "still listing".
+        complete = all(informer.synced.is_set() or informer.last_error is not None
+                       for informer in self._informers.values())
         newly_complete = complete and not self._complete_told
-        if not upserts and not removed and not self._reset_pending and not newly_complete:
+        if (not upserts and not removed and not self._reset_pending and not newly_complete
+                and problems == self._problems_told):
             return
         self._complete_told = self._complete_told or complete
+        self._problems_told = problems
         chunks = list(batches(upserts, self._batch_rows)) or [()]
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
             self._tell(Rows(namespace, chunk, tuple(removed) if last else (), reset=self._reset_pending,
-                            complete=complete and last))
+                            complete=complete and last, problems=problems))
             self._reset_pending = False
 
     def _diff(self, kind: str, objects: Mapping[str, Mapping[str, Any]],

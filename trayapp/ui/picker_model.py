@@ -100,7 +100,8 @@ class PickerModel:
         self.namespaces: tuple[str, ...] = ()
         self.rows: dict[tuple[ResourceType, str], ObjectRow] = {}
         self.complete = False
-        self.problem: str | None = None
+        self.problem: str | None = None  # why some kinds of this namespace cannot be listed now
+        self.namespaces_problem: str | None = None
         self.query = ""
         self._sorted: list[Entry] | None = []
         self._visible: list[Entry] | None = []
@@ -111,8 +112,7 @@ class PickerModel:
             self.namespaces = update.names
             return False
         if isinstance(update, Problem):
-            if update.namespace in (None, self.namespace):
-                self.problem = update.message
+            self.namespaces_problem = update.message
             return False
         if isinstance(update, Rows):
             if update.namespace != self.namespace:
@@ -124,8 +124,7 @@ class PickerModel:
                 self.rows[row.key] = row
             for key in update.removed:
                 self.rows.pop(key, None)
-            if update.upserts or update.removed or update.reset:
-                self.problem = None  # the list works again
+            self.problem = " ".join(update.problems) or None
             self.complete = self.complete or update.complete
             self._sorted = self._visible = None
             return True
@@ -159,6 +158,8 @@ class PickerModel:
         """One line under the list: how many objects, and whether listing is still going on."""
         if self.problem:
             return self.problem
+        if self.namespaces_problem and not self.rows:
+            return self.namespaces_problem
         objects = len(self.rows)
         shown = len({entry.row.key for entry in self.visible})
         text = f"{objects} object{'s' if objects != 1 else ''} in namespace {self.namespace}"
