@@ -77,6 +77,20 @@ def test_search_matches_every_term_in_kind_name_port_and_owner() -> None:
     assert model.visible == [] and model.status() == "4 objects in namespace dev, 0 matching"
 
 
+def test_typing_on_narrows_and_deleting_widens_again() -> None:
+    model = model_with(DBG_POD, DBG, WEB_SVC, DNS_SVC)
+    steps = ["d", "d ", "d 4", "d 40000", "d 4", "", "svc", "svc/", "svc/w", "svc/", "dns-"]
+    fresh = PickerModel("dev")
+    fresh.apply(Rows("dev", (DBG_POD, DBG, WEB_SVC, DNS_SVC), reset=True))
+    for query in steps:
+        model.set_query(query)
+        got = [(e.object_text, e.port_text) for e in model.visible]
+        fresh.set_query(query)
+        fresh._visible = None  # the same query searched from scratch
+        assert got == [(e.object_text, e.port_text) for e in fresh.visible], query
+    assert [e.port_text for e in model.visible] == ["dns-tcp 53"]
+
+
 def test_updates_add_change_and_remove_rows_and_late_batches_of_another_namespace_are_ignored() -> None:
     model = model_with(WEB_SVC)
     changed = ObjectRow(S, "web", "dev", (PortRow(80, "http"), PortRow(443, "https")))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from trayapp.engine.browse import KINDS, Namespaces, ObjectRow, PortRow, Problem, Rows, Update
 from trayapp.engine.portproposal import LocalPortProposal
@@ -59,8 +60,13 @@ class Entry:
     def choosable(self) -> bool:
         return self.port is not None and refusal(self.port) is None
 
+    @cached_property
+    def haystack(self) -> str:
+        """What the search looks in, lower case: kind/name, kind, name, the port, the owner."""
+        return _haystack(self)
+
     def matches(self, terms: Iterable[str]) -> bool:
-        hay = _haystack(self)
+        hay = self.haystack
         return all(term in hay for term in terms)
 
 
@@ -140,9 +146,17 @@ class PickerModel:
             self._sorted = self._visible = None
 
     def set_query(self, text: str) -> None:
-        if text != self.query:
-            self.query = text
-            self._visible = None
+        if text == self.query:
+            return
+        # Typing on narrows the list: what matches the longer query is among what matched before,
+        # so only those are searched again (a keystroke in 2,000 objects stays cheap).
+        narrower = self._visible is not None and self.query and text.startswith(self.query)
+        previous = self._visible if narrower else None
+        self.query = text
+        self._visible = None
+        if previous is not None:
+            terms = text.lower().split()
+            self._visible = [entry for entry in previous if entry.matches(terms)]
 
     @property
     def visible(self) -> list[Entry]:
