@@ -173,6 +173,24 @@ def test_choosing_a_namespace_asks_the_engine_and_late_rows_keep_the_choice(qtbo
     assert win.status.text() == "0 objects in namespace prod (still listing\u2026)"
 
 
+def test_a_context_switch_makes_the_list_stale_and_turns_save_off(qtbot, window) -> None:
+    win, rules, _shown = window
+    qtbot.keyClicks(win.search, "svc/web")
+    qtbot.keyClick(win.search, Qt.Key.Key_Down)
+    assert win.save_button.isEnabled()
+    win.snapshot_changed(Snapshot(context="kind-dev", namespace="dev"))
+    assert win.stale is None and win.save_button.isEnabled()
+    win.snapshot_changed(Snapshot(context="prod", namespace="default"))
+    assert not win.save_button.isEnabled()
+    assert win.status.text() == ("The current context changed to prod while this window showed kind-dev; close it "
+                                 "and choose Forward\u2026 again to pick from prod.")
+    win.take(Rows("dev", ROWS[:1]))
+    qtbot.keyClick(win.search, Qt.Key.Key_Down)
+    assert not win.save_button.isEnabled() and win.status.text().startswith("The current context changed")
+    win.save()
+    assert rules.drafts == []
+
+
 def test_two_thousand_rows_in_batches(qtbot, window) -> None:
     win, _rules, _shown = window
     rows = [ObjectRow(S, f"svc-{i:04d}", "dev", (PortRow(8080, "http"), PortRow(9090, "grpc"))) for i in range(2000)]

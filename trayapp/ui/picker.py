@@ -112,6 +112,8 @@ class PickerWindow(QDialog):
         super().__init__(parent)
         self.setWindowTitle(TITLE)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
+        self.context = context
+        self.stale: str | None = None  # why this window's list no longer belongs to the current context
         self.model = PickerModel(namespace)
         self._probe = probe
         self._save = save
@@ -222,10 +224,23 @@ class PickerWindow(QDialog):
         self.namespaces.setCurrentText(current)
         self.namespaces.blockSignals(False)
 
+    def snapshot_changed(self, snapshot: Any) -> None:
+        """The engine's state moved on; a new current context makes this window's list stale.
+
+        Top-level rules follow the current context, so a rule saved from the old context's list
+        would forward in the new one: Save is turned off and the window says what to do.
+        """
+        if self.stale is None and snapshot.context != self.context:
+            self.stale = (f"The current context changed to {snapshot.context or 'none'} while this window showed "
+                          f"{self.context}; close it and choose Forward\u2026 again to pick from "
+                          f"{snapshot.context or 'the new context'}.")
+            self._refresh()
+            self._enable_form(False)
+
     def _refresh(self) -> None:
         chosen = self._chosen
         self.table.refresh()
-        self.status.setText(self.model.status())
+        self.status.setText(self.stale or self.model.status())
         if chosen is not None:  # keep the user's choice through updates of other rows
             for row, entry in enumerate(self.table.model.visible):
                 if entry.row.key == chosen.row.key and entry.port == chosen.port:
@@ -298,6 +313,7 @@ class PickerWindow(QDialog):
         self._enable_form(self.proposal.local_port is not None)
 
     def _enable_form(self, enabled: bool) -> None:
+        enabled = enabled and self.stale is None
         for widget in (self.local_port, self.name, self.scheme, self.save_button):
             widget.setEnabled(enabled)
 
@@ -438,6 +454,7 @@ def open_picker(existing: PickerWindow | None, engine: Any, bridge: Any, control
     if state.context is None:
         window.status.setText("kubetray has no kube context yet, so there is nothing to list.")
     else:
+        bridge.snapshot.connect(window.snapshot_changed)
         relay = Relay.of(bridge)
         tag = window.listen(relay)
         browser = engine.submit(controller.browse(lambda update: bridge.later(relay.updates, tag, update),
