@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from trayapp.engine.browse import Namespaces
 from trayapp.errors import KubetrayError
 from trayapp.ui.picker_model import Draft, Entry, PickerModel, Probe, Proposal, propose, with_local_port
 
@@ -111,7 +112,6 @@ class PickerWindow(QDialog):
                  forwarded: Callable[[Draft], str | None] = lambda _draft: None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(TITLE)
-        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
         self.context = context
         self.stale: str | None = None  # why this window's list no longer belongs to the current context
         self.model = PickerModel(namespace)
@@ -207,8 +207,6 @@ class PickerWindow(QDialog):
     # Engine -> window
 
     def take(self, update: object) -> None:
-        from trayapp.engine.browse import Namespaces
-
         if isinstance(update, Namespaces):
             self.model.apply(update)
             self._fill_namespaces(update.names)
