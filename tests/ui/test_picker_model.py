@@ -233,3 +233,14 @@ def test_a_target_already_forwarded_is_named() -> None:
     assert already_forwarded(draft, [other_namespace]) is None
     assert already_forwarded(draft, [other_namespace, web]) == (
         "svc/web :80 already forwards it on local port 8080; Save adds another rule for it.")
+
+
+def test_a_long_fallback_is_told_in_one_sentence() -> None:
+    def unprivileged(port: int) -> LocalPortProposal:
+        reasons = tuple(f"{p} needs privileges" for p in range(port, port + 11))
+        return LocalPortProposal(4503, port, reasons)
+
+    proposal = propose(entry(WEB_SVC), "dev", unprivileged)
+    assert proposal.local_port == 4503 and proposal.draft is not None and proposal.draft.local_port == 4503
+    assert proposal.text == ("Local port 4503: 80 needs privileges; the next 10 candidates were not free either, "
+                             "so kubetray proposes the port Skaffold would pick.")

@@ -242,6 +242,15 @@ def taken_ports(tunnels: Iterable[TunnelView]) -> frozenset[int]:
     return frozenset(taken)
 
 
+def _why_not(reasons: tuple[str, ...]) -> str:
+    """The first reason a candidate port was passed over, and how many more were (80 needs
+    privileges, and so do the ten after it, for a user who is not root)."""
+    if len(reasons) <= 1:
+        return "".join(reasons)
+    more = len(reasons) - 1
+    return f"{reasons[0]}; the next {more} candidate{'s were' if more > 1 else ' was'} not free either"
+
+
 def propose(entry: Entry, namespace: str, probe: Probe) -> Proposal:
     """What saving this entry would write, with the local port `probe` says the tunnel would get."""
     port = entry.port
@@ -261,7 +270,7 @@ def propose(entry: Entry, namespace: str, probe: Probe) -> Proposal:
     if local.port is None:
         notes.insert(0, f"No local port is free for it: {local.problem}")
     elif local.fell_back:
-        why = "; ".join(local.reasons) or f"{port.number} is taken"
+        why = _why_not(local.reasons) or f"{port.number} is taken"
         notes.insert(0, f"Local port {local.port}: {why}, so kubetray proposes the port Skaffold would pick.")
     else:
         notes.insert(0, f"Local port {local.port}, the same as the port.")
@@ -281,7 +290,7 @@ def with_local_port(proposal: Proposal, local_port: int, probe: Probe) -> Propos
     if local.port is None:
         text = f"Local port {local_port}: {local.problem}"
     elif local.fell_back:
-        text = (f"Local port {local_port} is taken now ({'; '.join(local.reasons)}); a tunnel starting "
+        text = (f"Local port {local_port} is taken now ({_why_not(local.reasons)}); a tunnel starting "
                 f"now would fall back to {local.port}.")
     chosen = None if local_port == draft.port else local_port
     return Proposal(Draft(draft.resource_type, draft.resource_name, draft.port, draft.namespace, chosen,
