@@ -244,7 +244,8 @@ async def test_a_kind_that_cannot_be_listed_is_said_and_does_not_hold_the_list(t
 
     async def on_list(srv: hs.HostileServer, request: hs.Request, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:
-        plan = forbidden if refusing and request.path.endswith("/cronjobs") else hs.good_list
+        refused = request.path.endswith(("/cronjobs", "/api/v1/namespaces"))
+        plan = forbidden if refusing and refused else hs.good_list
         await plan(srv, request, reader, writer)
 
     server.on_list = on_list
@@ -255,12 +256,16 @@ async def test_a_kind_that_cannot_be_listed_is_said_and_does_not_hold_the_list(t
     await browser.show("default")
     try:
         await seen.wait("the refusal", lambda: seen.model.complete and seen.model.problem)
+        await seen.wait("the namespaces' refusal", lambda: seen.model.namespaces_problem)
+        assert seen.model.namespaces_problem is not None
+        assert seen.model.namespaces_problem.startswith("kubetray cannot list the namespaces right now (")
         assert seen.model.status() == (
             "kubetray cannot list the cronjobs in namespace default right now (The API server refused "
             "kubetray's credentials for cronjobs in namespace 'default': cronjobs.batch is forbidden: "
             'User "dev" cannot list resource "cronjobs"); it keeps trying and updates the list when it can.')
         refusing = False
-        await seen.wait("the problem to be over", lambda: seen.model.problem is None)
+        await seen.wait("the problems to be over",
+                        lambda: seen.model.problem is None and seen.model.namespaces_problem is None)
         assert seen.model.status() == "0 objects in namespace default"
     finally:
         await browser.close()

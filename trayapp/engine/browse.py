@@ -73,7 +73,7 @@ class ObjectRow:
 
 @dataclass(frozen=True)
 class Namespaces:
-    """Every namespace of the context (all of them, each time they change)."""
+    """Every namespace of the context (all of them, each time they change or list again after a Problem)."""
 
     names: tuple[str, ...]
 
@@ -288,6 +288,7 @@ class Browser:
         message = (f"kubetray cannot list the {informer.kind}{where} right now ({error.message.rstrip('.')}); "
                    "it keeps trying and updates the list when it can.")
         if informer is self._namespaces:
+            self._last_namespaces = None  # the next list is told even if it names the same ones
             self._tell(Problem(message))
         elif self._informers.get(informer.kind) is informer:
             self._problems[informer.kind] = message

@@ -116,6 +116,7 @@ class PickerModel:
         """Take one update from the engine; True when the list may have changed."""
         if isinstance(update, Namespaces):
             self.namespaces = update.names
+            self.namespaces_problem = None  # listed again: whatever failed is over
             return False
         if isinstance(update, Problem):
             self.namespaces_problem = update.message
