@@ -24,6 +24,7 @@ from typing import Any
 
 from trayapp.config.problems import Problem
 from trayapp.config.rules import RuleSet, load_rules
+from trayapp.engine.browse import Browser, Update
 from trayapp.engine.events import EventBus
 from trayapp.engine.filewatch import FileWatcher
 from trayapp.engine.kube import EffectiveContext, set_current_context
@@ -225,6 +226,16 @@ class Controller:
             self.bus.publish(Event(EventKind.FAILED, f"kubetray could not switch to context {name!r}: "
                                    f"{exc.message}{stays}", context=current))
             return None
+
+    async def browse(self, on_update: Callable[[Update], None], namespace: str | None = None) -> Browser | None:
+        """The "Forward…" window's view of the current context (engine/browse.py); None without one."""
+        run, effective = self.supervisor.run, self.supervisor.effective
+        if run is None or effective is None:
+            return None
+        browser = Browser(run.cache.api, on_update)
+        browser.start()
+        await browser.show(namespace or effective.namespace)
+        return browser
 
     async def network_changed(self, why: str) -> None:
         """Sleep, wake or a network change (platform/power): restart every watch and session.

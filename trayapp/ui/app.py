@@ -294,6 +294,8 @@ class TrayApp(QObject):
                 self.tell(Notice("kubetray could not save its settings",
                                  f"Writing {exc.filename or 'the settings file'} failed ({exc.strerror}); "
                                  "the choice holds until kubetray quits.", sticky=True))
+        elif command is Simple.FORWARD:
+            self._show_picker()
         elif command is Simple.OPEN_RULES:
             self._open_rules()
         elif command is Simple.RELOAD_RULES:
@@ -330,6 +332,13 @@ class TrayApp(QObject):
         if ensure_rules_file(path):
             log.info("created %s with a commented example", path)
         self.open_url(QUrl.fromLocalFile(str(path)).toString())
+
+    def _show_picker(self) -> None:
+        """"Forward…": pick a port in the cluster and save it as a rule (ui/picker.py); one window at a time."""
+        from trayapp.ui.picker import open_picker
+
+        self._picker = open_picker(getattr(self, "_picker", None), self.engine, self.bridge, self.controller,
+                                   lambda: self.tray.snapshot)
 
     def _set_autostart(self, enabled: bool) -> None:
         try:

@@ -65,6 +65,7 @@ class SetNotifications:
 
 class Simple(enum.Enum):
     OPEN_RULES = "open-rules"
+    FORWARD = "forward"  # the picker window (ui/picker.py)
     RELOAD_RULES = "reload-rules"
     SHOW_LOG = "show-log"
     QUIT = "quit"
@@ -287,6 +288,8 @@ def build_menu(snapshot: Snapshot, prefs: Prefs) -> list[Item]:
 
     items.append(Item("Resume all", SetPaused(False)) if snapshot.paused else
                  Item("Pause all", SetPaused(True), enabled=bool(snapshot.tunnels)))
+    items.append(Item("Forward\u2026", Simple.FORWARD, enabled=snapshot.context is not None,
+                      tooltip="Choose a service, workload or pod port of the cluster and save it as a rule."))
     items.append(Item("Open rules file", Simple.OPEN_RULES,
                       tooltip=str(snapshot.rules_path) if snapshot.rules_path else ""))
     items.append(Item("Reload rules", Simple.RELOAD_RULES))

@@ -6,6 +6,7 @@ kubetray uses is named here; the simulator also takes the codecs, in the server 
 """
 
 from trayapp.engine.forward.forwarder import Forwarder
+from trayapp.engine.forward.ports import bind_listener
 from trayapp.engine.forward.resolve import (
     PortNumbers,
     namespaces_to_decide,
@@ -20,6 +21,7 @@ __all__ = [
     "Forwarder",
     "PortNumbers",
     "ServerChannels",
+    "bind_listener",
     "namespaces_to_decide",
     "one_per_forward",
     "service_port_numbers",
