@@ -13,7 +13,9 @@ has it; else its default), plus kubectl's two carriers for comparison, against t
   2. client A starts `GET /bytes/SIZE` on the same local port and reads it at `--rate` MB/s;
      after `--settle` seconds, client B makes the same new connections again: its p50;
   3. the forwarder's RSS (VmRSS) is sampled throughout; growth = highest during 2 minus before 1.
-Goals (issue 10): B's p50 within 2x of idle; RSS growth < 64 MiB. Exits 0 on a MISS.
+Goals (issue 10): B's p50 within 2x of idle; RSS growth < 64 MiB. One more check, not in the
+issue: B's p99 within 10x of idle (at least 100 ms), because a handful of connections stalled
+behind the slow reader leave the p50 alone. Exits 0 on a MISS.
 """
 
 from __future__ import annotations
@@ -118,7 +120,10 @@ class SlowReader(threading.Thread):
 class Result:
     label: str
     idle_p50: float | None = None
+    idle_p99: float | None = None
     busy_p50: float | None = None
+    busy_p99: float | None = None
+    busy_seconds: float | None = None  # client B's whole run: a few stalled connections show here
     rss_before: int = 0
     rss_peak: int = 0
     slow_got: int = 0
@@ -126,11 +131,13 @@ class Result:
 
     def cells(self) -> list[str]:
         if self.error is not None:
-            return [self.label, f"FAILED: {self.error}", *["-"] * 5]
+            return [self.label, f"FAILED: {self.error}", *["-"] * 7]
         ratio = self.busy_p50 / self.idle_p50 if self.busy_p50 and self.idle_p50 else None
         growth = (self.rss_peak - self.rss_before) / MIB
         return [self.label, f"{self.idle_p50:.2f}" if self.idle_p50 else "-",
                 f"{self.busy_p50:.2f}" if self.busy_p50 else "-", f"{ratio:.2f}" if ratio else "-",
+                f"{self.busy_p99:.0f}" if self.busy_p99 else "-",
+                f"{self.busy_seconds:.1f}" if self.busy_seconds else "-",
                 f"{self.rss_before / MIB:.0f}", f"{growth:.1f}", f"{self.slow_got / 1e6:.1f}"]
 
     def goals(self) -> list[str]:
@@ -141,7 +148,12 @@ class Result:
         return [f"{'PASS' if ratio <= RATIO_GOAL else 'MISS'}  {self.label}: p50 beside a slow reader "
                 f"{ratio:.2f}x idle (goal <= {RATIO_GOAL:.0f}x)",
                 f"{'PASS' if growth < RSS_GOAL_MIB else 'MISS'}  {self.label}: RSS grew {growth:.1f} MiB "
-                f"(goal < {RSS_GOAL_MIB:.0f} MiB)"]
+                f"(goal < {RSS_GOAL_MIB:.0f} MiB)",
+                # Beyond the issue's goal: a few connections stuck behind the slow reader do not
+                # move the p50, but they are what a user notices.
+                f"{'PASS' if (self.busy_p99 or 0) <= 10 * max(self.idle_p99 or 0, 10) else 'MISS'}  "
+                f"{self.label}: p99 beside a slow reader {self.busy_p99:.0f} ms, idle {self.idle_p99:.0f} ms "
+                f"(extra check, not in the issue: <= 10x idle, at least 100 ms)"]
 
 
 def measure(label: str, child: Child, address: tuple[str, int], size: int, connections: int,
@@ -152,8 +164,8 @@ def measure(label: str, child: Child, address: tuple[str, int], size: int, conne
         httpload.latency(connect, 3, False, time.perf_counter() + 60)  # warm: the session exists
         result.rss_before = rss_bytes(child.pid)
         _log(f"({label}) idle: {connections} new connections")
-        result.idle_p50 = httpload.latency(connect, connections, False,
-                                           time.perf_counter() + 30 + connections).p50_ms
+        idle = httpload.latency(connect, connections, False, time.perf_counter() + 30 + connections)
+        result.idle_p50, result.idle_p99 = idle.p50_ms, idle.p99_ms
         watch = RssWatch(child.pid)
         watch.start()
         slow = SlowReader(address, size, rate)
@@ -163,8 +175,10 @@ def measure(label: str, child: Child, address: tuple[str, int], size: int, conne
                 raise httpload.CheckFailed(f"the slow download did not start: {slow.error}")
             slow.stopped.wait(settle)  # let every buffer on the way fill up
             _log(f"({label}) beside a slow reader: {connections} new connections")
-            result.busy_p50 = httpload.latency(connect, connections, False,
-                                               time.perf_counter() + 60 + 2 * connections).p50_ms
+            began = time.perf_counter()
+            busy = httpload.latency(connect, connections, False, time.perf_counter() + 60 + 2 * connections)
+            result.busy_seconds = time.perf_counter() - began
+            result.busy_p50, result.busy_p99 = busy.p50_ms, busy.p99_ms
         finally:
             slow.stopped.set()
             slow.join(10)
@@ -237,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"## Head-of-line benchmark: a {args.size_mib} MiB download read at {args.rate:g} MB/s beside "
           f"{args.connections} new connections, API round trip {args.rtt} ms, {time.strftime('%Y-%m-%d')}")
     print(f"Loopback, {os.cpu_count()} CPUs as the OS reports them, shared with whatever else runs.\n")
-    header = ["path", "idle p50 ms", "p50 beside slow reader ms", "ratio", "RSS before MiB",
+    header = ["path", "idle p50 ms", "p50 beside slow reader ms", "ratio", "p99 beside ms", "B's run s",
+              "RSS before MiB",
               "RSS growth MiB", "slow reader got MB"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
