@@ -120,6 +120,26 @@ async def test_a_half_close_travels_both_ways_and_data_keeps_its_order() -> None
         server.close()
 
 
+async def test_what_a_client_sent_before_it_closed_still_arrives_then_the_close() -> None:
+    received: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.set_result(await reader.read(-1))
+        writer.close()
+
+    server = await asyncio.start_server(record, "127.0.0.1", 0)
+    line = await DelayLine(("127.0.0.1", server.sockets[0].getsockname()[1]), 0.05).start()
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", line.port)
+        writer.write(b"last words" * 1000)
+        writer.close()  # a full close, at once: the bytes are already on their way
+        async with deadline(20):
+            assert await received == b"last words" * 1000
+    finally:
+        await line.stop()
+        server.close()
+
+
 async def test_an_upstream_that_refuses_ends_the_client_connection() -> None:
     server = await asyncio.start_server(_echo_until_eof, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]

@@ -173,7 +173,8 @@ class _Pair:
         # The close itself travels half a round trip, behind whatever is still on its way.
         when = max(toward_other.last_due(), loop.time() + self.line.rtt / 2)
         loop.call_at(when + 1e-6, self._close_side, other)
-        self.line.pairs.discard(self)
+        if other.closed or other.transport is None:
+            self.line.pairs.discard(self)
 
     def maybe_close(self) -> None:
         up, down = self.client.incoming, self.upstream.incoming
@@ -190,7 +191,6 @@ class _Pair:
         self._closing = True
         for side in (self.client, self.upstream):
             self._close_side(side)
-        self.line.pairs.discard(self)
 
     def abort(self) -> None:
         for side in (self.client, self.upstream):
@@ -199,7 +199,6 @@ class _Pair:
                     direction.cancel()
             if side.transport is not None:
                 side.transport.abort()
-        self.line.pairs.discard(self)
 
 
 class DelayLine:
@@ -238,9 +237,10 @@ class DelayLine:
             await loop.create_connection(lambda: pair.upstream, *self.upstream)
         except OSError:
             pair.abort()  # the client sees a reset, as it would from a refused far connection
+            self.pairs.discard(pair)
             return
         if pair.client.closed:
-            pair.close()
+            pair.side_lost(pair.client)  # it left while we connected: deliver what it sent, then close
 
     async def stop(self) -> None:
         if self._server is not None:
