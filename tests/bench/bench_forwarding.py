@@ -193,7 +193,8 @@ def run_rtt(bench: Bench, children: Children, folder: Path, rtt_ms: int, transpo
             row = Row(rtt_ms, "kubetray", variant, f"kubetray {variant}")
 
             def kubetray(transport: str | None = transport, row: Row = row) -> ForwardPath:
-                started = start_kubetray(children, sim, kubeconfig, transport, f"kubetray-{row.variant}-{rtt_ms}")
+                name = f"kubetray-{row.variant}-{rtt_ms}"
+                started = start_kubetray(children, sim, kubeconfig, transport, name, folder / name)
                 mine.append(started.child)
                 if started.transport and transport is None:
                     row.label = f"kubetray default ({started.transport})"

@@ -214,7 +214,8 @@ def run(args: argparse.Namespace) -> list[Result]:
                     child, address = started_kubectl.child, started_kubectl.address
                 else:
                     assert what is None or isinstance(what, str)
-                    started = start_kubetray(children, sim, kubeconfig, what, label.replace(" ", "-"))
+                    name = label.replace(" ", "-")
+                    started = start_kubetray(children, sim, kubeconfig, what, name, Path(folder) / name)
                     child, address = started.child, started.address
             except (RuntimeError, TimeoutError, EOFError) as exc:
                 results.append(Result(label, error=f"did not start: {exc}"))

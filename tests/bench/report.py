@@ -60,6 +60,12 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _cell_text(text: str, limit: int = 200) -> str:
+    """One table cell's worth: no pipes or line breaks (they would break the Markdown table)."""
+    flat = " ".join(text.replace("|", "/").split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 class _Notes:
     """Footnotes for FAILED cells, numbered in order of appearance."""
 
@@ -67,14 +73,14 @@ class _Notes:
         self.lines: list[str] = []
 
     def failed(self, where: str, error: str) -> str:
-        self.lines.append(f"{len(self.lines) + 1}. {where}: {error}")
+        self.lines.append(f"{len(self.lines) + 1}. {where}: {_cell_text(error, 400)}")
         return f"FAILED [{len(self.lines)}]"
 
 
 def _cells(row: Row, notes: _Notes) -> list[str]:
     head = [str(row.rtt_ms), row.label]
     if row.skipped is not None:
-        return [head[0], f"{row.label}: {row.skipped}", *["-"] * (len(HEADER) - 2)]
+        return [head[0], f"{row.label}: {_cell_text(row.skipped)}", *["-"] * (len(HEADER) - 2)]
     where = f"{row.rtt_ms} ms {row.label}"
     cells = list(head)
     lat = row.new_conn

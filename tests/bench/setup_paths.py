@@ -124,12 +124,19 @@ def kubetray_transports() -> list[str]:
 
 
 def start_kubetray(children: Children, sim: Sim, kubeconfig: Path | None = None,
-                   transport: str | None = None, name: str = "kubetray") -> Kubetray:
-    """`kubetray --headless --json` as a subprocess; returns once it reports `forwarding`."""
+                   transport: str | None = None, name: str = "kubetray",
+                   runtime: Path | None = None) -> Kubetray:
+    """`kubetray --headless --json` as a subprocess; returns once it reports `forwarding`.
+    `runtime` (a new folder) becomes its XDG_RUNTIME_DIR, so its single-instance lock is its own
+    and several kubetrays can run side by side."""
     extra = ["--transport", transport] if transport else []
+    env = None
+    if runtime is not None:
+        runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+        env = {"XDG_RUNTIME_DIR": str(runtime)}
     child = children.start(name, [*kubetray_argv(), "--headless", "--json", *extra,
                                   "--config", str(BENCH_DIR / "rules.yaml"),
-                                  "--kubeconfig", str(kubeconfig or sim.kubeconfig)], REPO)
+                                  "--kubeconfig", str(kubeconfig or sim.kubeconfig)], REPO, env=env)
 
     def forwarding(line: str) -> bool:
         try:
