@@ -147,14 +147,18 @@ def old_goals(rows: list[Row]) -> list[str]:
     ]
 
 
-def issue_goals(rows: list[Row]) -> list[str]:
+def issue_goals(rows: list[Row], cpu_resolution: float = 0.0) -> list[str]:
     """Issue 10's goals, per kubetray transport: against kubectl (the faster of its two rows) with
-    the API 20 and 80 ms away, and against kubetray's own v4 transport at every round trip."""
+    the API 20 and 80 ms away, and against kubetray's own v4 transport at every round trip (v4
+    itself, when other transports are there, is the baseline and not held to kubectl's goals).
+    `cpu_resolution`: s/GiB one CPU tick is worth in this run; CPU within it counts as equal."""
     out: list[str] = []
     rtts = sorted({r.rtt_ms for r in rows})
     variants = sorted({r.variant for r in rows if r.kind == "kubetray"})
     loose = 1 + TOLERANCE
     for variant in variants:
+        if variant == "v4" and len(variants) > 1:
+            continue
         who = (f"kubetray {variant}", "kubectl")
         for rtt in (t for t in rtts if t > 0):
             ours = _find(rows, rtt, "kubetray", variant)
@@ -169,7 +173,7 @@ def issue_goals(rows: list[Row]) -> list[str]:
                               b.bursts.get(10, BurstResult()).ms,
                               _best([r.bursts.get(10, BurstResult()).ms for r in theirs]),
                               lambda x, y: x <= y, who))
-        if variant in ("v4", "default"):
+        if variant == "default":
             continue
         who = (f"kubetray {variant}", "kubetray v4")
         for rtt in rtts:
@@ -184,8 +188,9 @@ def issue_goals(rows: list[Row]) -> list[str]:
                                   lambda x, y: x * loose >= y, who))
             for name, x, y in (("download CPU s/GiB", b.download.cpu_per_gib, a.download.cpu_per_gib),
                                ("upload CPU s/GiB", b.upload.cpu_per_gib, a.upload.cpu_per_gib)):
-                out.append(_check(f"{rtt} ms {name}: {variant} <= v4 (+{TOLERANCE:.0%})", x, y,
-                                  lambda x, y: x <= y * loose, who))
+                out.append(_check(f"{rtt} ms {name}: {variant} <= v4 (+{TOLERANCE:.0%} "
+                                  f"+ {cpu_resolution:.2f})", x, y,
+                                  lambda x, y: x <= y * loose + cpu_resolution, who))
             if rtt == 0:  # nothing worse on a local cluster
                 pairs = [("p50 new-conn ms", b.new_conn.p50_ms, a.new_conn.p50_ms),
                          ("p50 keep-alive ms", b.keepalive.p50_ms, a.keepalive.p50_ms)]
