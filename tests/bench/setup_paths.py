@@ -67,7 +67,7 @@ def start_sim(children: Children, folder: Path, tuned: bool = True,
     """The simulator in its own process; with `tls` it serves HTTPS (a throwaway CA the written
     kubeconfig trusts), with `token` it asks every API request for that bearer token."""
     kubeconfig = folder / "kubeconfig"
-    extra = (["--tls"] if tls else []) + (["--token", token] if token else [])
+    extra = (["--tls"] if tls else []) + ([f"--token={token}"] if token else [])  # may start with "-"
     child = children.start("sim", [sys.executable, "-m", "trayapp.sim", "serve",
                                    "--scenario", str(scenario), *extra,
                                    "--kubeconfig", str(kubeconfig), "--name", "kubetray-bench"], REPO,
