@@ -7,6 +7,9 @@ make these fail."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,9 +22,11 @@ from tests.sim.conftest import SCENARIO
 from trayapp.engine.aio import deadline
 from trayapp.sim import SimCluster
 from trayapp.sim.backends import pattern
+from trayapp.sim.demo import demo_scenario_path
 from trayapp.sim.latency import DelayLine
 from trayapp.sim.runner import SimThread
 
+ROOT = Path(__file__).resolve().parents[2]
 RTT = 0.25
 SLACK = 5.0  # far above any scheduling hiccup, far below what a missing delay stage would hide
 
@@ -159,8 +164,25 @@ async def test_an_upstream_that_refuses_ends_the_client_connection() -> None:
         await line.stop()
 
 
-def test_serve_takes_a_latency() -> None:
-    from trayapp.sim.__main__ import _parser
-
-    args = _parser().parse_args(["serve", "--latency", "0.02"])
-    assert args.latency == 0.02
+def test_serve_with_tls_and_a_latency_answers_the_official_client(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trayapp.sim", "serve", "--scenario", str(demo_scenario_path()), "--tls",
+         "--latency", "0.1", "--token=-starts-with-a-dash", "--kubeconfig", str(kubeconfig)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("https://127.0.0.1:")
+        assert proc.stdout.readline().startswith("kubeconfig:")
+        configuration = client.Configuration()
+        config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+        with client.ApiClient(configuration) as api:
+            started = time.perf_counter()
+            pods = client.CoreV1Api(api).list_namespaced_pod("default").items
+            # A new connection: TCP handshake, TLS handshake, then the request: at least 3 round trips.
+            assert time.perf_counter() - started >= 0.3 - 0.01
+        assert any(p.metadata.name == "debug-shell" for p in pods)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
