@@ -75,6 +75,22 @@ async def test_a_list_takes_one_round_trip_more_and_a_new_connection_one_more(fa
             writer.close()
 
 
+async def test_dropping_connections_cuts_them_and_refuses_new_ones_meanwhile(far_cluster: SimCluster) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", far_cluster.port)
+    try:
+        await _http_get(reader, writer, "/version")
+        await far_cluster.drop_connections(down_for=600)
+        async with deadline(20):
+            try:
+                assert await reader.read(-1) == b""  # cut, as by an API server restart
+            except ConnectionResetError:
+                pass  # the other way a cut shows
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", far_cluster.port)
+    finally:
+        writer.close()
+
+
 def test_port_forward_carries_a_request_and_a_download_through_the_delay(tmp_path: Path) -> None:
     with SimThread(SimCluster("far", scenario=SCENARIO, latency=0.05, token="t")) as thread:
         kubeconfig = thread.cluster.write_kubeconfig(tmp_path / "kubeconfig")

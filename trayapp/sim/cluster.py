@@ -259,6 +259,8 @@ class SimCluster:
     async def drop_connections(self, down_for: float = 0.0) -> None:
         """Cut every API connection (watches, port-forwards too), like an API server restart.
         With `down_for` the port also refuses connections that long, then listens again."""
+        if self._delay is not None:
+            await self._delay.drop(down_for)
         await self.server.drop_connections(down_for)
 
     def lose_sandbox(self, ns: str, pod: str) -> None:

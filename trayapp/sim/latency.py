@@ -215,12 +215,33 @@ class DelayLine:
         self.pairs: set[_Pair] = set()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reopen: asyncio.TimerHandle | None = None
 
     async def start(self) -> DelayLine:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._accept, self.host, self.port, backlog=4096)
+        # reuse_address: after `drop` the same port is bound again while old sockets sit in TIME_WAIT.
+        self._server = await loop.create_server(self._accept, self.host, self.port, backlog=4096,
+                                                reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
+
+    async def drop(self, down_for: float = 0.0) -> None:
+        """Cut every connection at once; with `down_for` > 0 also refuse new ones that long (as
+        the API server behind does when the simulator restarts it)."""
+        if down_for > 0 and self._server is not None:
+            self._server.close()
+            self._server = None
+            loop = asyncio.get_running_loop()
+
+            def reopen() -> None:
+                task = loop.create_task(self.start(), name="sim:latency:reopen")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+            self._reopen = loop.call_later(down_for, reopen)
+        for pair in list(self.pairs):
+            pair.abort()
+        await asyncio.sleep(0)  # one turn, so connection_lost callbacks run before the caller goes on
 
     def _accept(self) -> _Side:
         pair = _Pair(self)
@@ -243,6 +264,8 @@ class DelayLine:
             pair.side_lost(pair.client)  # it left while we connected: deliver what it sent, then close
 
     async def stop(self) -> None:
+        if self._reopen is not None:
+            self._reopen.cancel()
         if self._server is not None:
             self._server.close()
             self._server = None
