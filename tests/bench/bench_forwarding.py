@@ -1,7 +1,7 @@
 """Forwarding benchmark: kubetray (each transport) vs the kubernetes client's stock portforward vs
 kubectl, with the API server at hand and made far away by a delay proxy.
 
-    .venv/bin/python tests/bench/bench_forwarding.py            # full (~10 min)
+    .venv/bin/python tests/bench/bench_forwarding.py            # full: 256 MiB x3 per cell, 200 requests
     .venv/bin/python tests/bench/bench_forwarding.py --quick    # 32 MiB, 15 requests (< 3 min)
 
 (any venv with the project installed; --untuned-sim: see README.md). Loopback only. The simulator
