@@ -11,6 +11,7 @@ import hashlib
 import json
 import socket
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,9 +157,10 @@ def upload(conn: Conn, size: int, digest: str, deadline: float) -> Transfer:
     return Transfer(size, time.perf_counter() - start)
 
 
-def small_get(conn: Conn, deadline: float) -> bytes:
-    """GET / once; the body must name a pod. Returns the body."""
-    conn.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+def small_get(conn: Conn, deadline: float, close: bool = False) -> bytes:
+    """GET / once (with `Connection: close` when `close`); the body must name a pod. Returns it."""
+    conn.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n" + (b"Connection: close\r\n" if close else b"")
+                 + b"\r\n")
     length, rest = _read_head(conn, deadline)
     body = _read_body(conn, length, rest, deadline)
     if not body.startswith(b"pod="):
@@ -175,7 +177,7 @@ def latency(connect: Callable[[], Conn], count: int, keepalive: bool, deadline: 
             start = time.perf_counter()
             conn = shared if shared is not None else connect()
             try:
-                small_get(conn, deadline)
+                small_get(conn, deadline, close=shared is None)
             finally:
                 if shared is None:
                     conn.close()
@@ -184,6 +186,39 @@ def latency(connect: Callable[[], Conn], count: int, keepalive: bool, deadline: 
         if shared is not None:
             shared.close()
     return summarize(samples)
+
+
+def burst(connect: Callable[[], Conn], count: int, deadline: float) -> float:
+    """`count` new connections at once, one `GET /` with `Connection: close` each, from as many
+    threads released together: milliseconds until the last answer came. CheckFailed if any failed."""
+    go = threading.Event()
+    done: list[float] = []
+    errors: list[str] = []
+
+    def one() -> None:
+        go.wait()
+        try:
+            conn = connect()
+            try:
+                small_get(conn, deadline, close=True)
+            finally:
+                conn.close()
+            done.append(time.perf_counter())
+        except (CheckFailed, OSError) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=one, name=f"bench:burst:{i}", daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    start = time.perf_counter()
+    go.set()
+    for thread in threads:
+        thread.join(max(0.1, deadline - time.perf_counter()))
+    if errors:
+        raise CheckFailed(f"{len(errors)} of {count} failed, e.g. {errors[0]}")
+    if len(done) < count:
+        raise PhaseTimeout(f"{count - len(done)} of {count} still unanswered at the deadline")
+    return (max(done) - start) * 1000
 
 
 def summarize(samples: list[float]) -> Latency:

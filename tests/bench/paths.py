@@ -1,7 +1,7 @@
 """The forwarding paths under test, behind one small interface the bench drives in turn.
 
-`TcpPath` is (a) direct and (b) kubetray: the bench's own client over a TCP address. `StockPath`
-is (c): the same client code running in the stock-client driver process.
+`TcpPath` is direct TCP, kubetray and kubectl: the bench's own client over a local TCP address.
+`StockPath` is the stock kubernetes client: the same client code in the stock-client driver process.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class ForwardPath(Protocol):
     def download(self, size: int, deadline: float) -> httpload.Transfer: ...
     def upload(self, size: int, digest: str, deadline: float) -> httpload.Transfer: ...
     def latency(self, count: int, keepalive: bool, deadline: float) -> httpload.Latency: ...
+    def burst(self, count: int, deadline: float) -> float: ...
 
 
 @dataclass
@@ -57,6 +58,9 @@ class TcpPath:
     def latency(self, count: int, keepalive: bool, deadline: float) -> httpload.Latency:
         return httpload.latency(self._connect, count, keepalive, deadline)
 
+    def burst(self, count: int, deadline: float) -> float:
+        return httpload.burst(self._connect, count, deadline)
+
 
 @dataclass
 class StockPath:
@@ -84,3 +88,6 @@ class StockPath:
         answer = self.driver.run({"op": "latency", "count": count, "keepalive": keepalive},
                                  self._left(deadline))
         return httpload.Latency(float(answer["p50_ms"]), float(answer["p99_ms"]), int(answer["count"]))
+
+    def burst(self, count: int, deadline: float) -> float:
+        return float(self.driver.run({"op": "burst", "count": count}, self._left(deadline))["ms"])

@@ -5,9 +5,10 @@
 Uses the client the way its documentation and example show:
 `pf = portforward(api.connect_get_namespaced_pod_portforward, pod, ns, ports="8080")`, then
 `pf.socket(8080)`. One portforward per transfer; for new-connection latency one per request, as
-the stock client has no listener to reuse. Commands arrive as JSON lines on stdin
-(`{"op": "download"|"upload"|"latency"|"quit", ...}`) and each gets one JSON line on stdout, so
-the bench can read this process's CPU between commands.
+the stock client has no listener to reuse (and one per connection of a burst, from as many
+threads). Commands arrive as JSON lines on stdin (`{"op": "download"|"upload"|"latency"|"burst"|
+"quit", ...}`) and each gets one JSON line on stdout, so the bench can read this process's CPU
+between commands.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def run_command(forward: StockForward, command: dict[str, Any]) -> dict[str, Any
     deadline = time.perf_counter() + float(command["timeout"])
     op = command["op"]
     try:
+        if op == "burst":
+            ms = httpload.burst(forward.connect, int(command["count"]), deadline)
+            return {"ok": True, "ms": ms}
         if op == "latency":
             result = httpload.latency(forward.connect, int(command["count"]),
                                       bool(command["keepalive"]), deadline)

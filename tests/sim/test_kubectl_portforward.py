@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
+import re
 import shutil
 import socket
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -22,8 +25,35 @@ from trayapp.sim.backends import pattern
 T = TypeVar("T")
 
 KUBECTL = shutil.which("kubectl")
-pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed here, so it cannot be "
-                                                        "checked against the simulator")
+# KUBECTL_PORT_FORWARD_WEBSOCKETS (the SPDY-in-WebSocket carrier) came with kubectl 1.30; Debian 12's
+# kubernetes-client is 1.20 and would only ever speak plain SPDY.
+NEEDED = (1, 30)
+
+
+def _kubectl_version(kubectl: str) -> tuple[int, int] | None:
+    try:
+        out = subprocess.run([kubectl, "version", "--client", "-o", "json"], capture_output=True,
+                             text=True, timeout=30, check=False).stdout
+        version = json.loads(out)["clientVersion"]
+        return int(version["major"]), int(re.sub(r"\D.*", "", version["minor"]))
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError):
+        return None
+
+
+def _skip_reason() -> str | None:
+    if KUBECTL is None:
+        return "kubectl is not installed here, so it cannot be checked against the simulator"
+    version = _kubectl_version(KUBECTL)
+    if version is None:
+        return f"{KUBECTL} did not say its version, so it is not checked against the simulator"
+    if version < NEEDED:
+        return (f"kubectl {version[0]}.{version[1]} is older than {NEEDED[0]}.{NEEDED[1]}, which these "
+                "tests need (KUBECTL_PORT_FORWARD_WEBSOCKETS)")
+    return None
+
+
+SKIP_REASON = _skip_reason()
+pytestmark = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 
 
 def _free_port() -> int:

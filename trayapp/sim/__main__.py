@@ -1,6 +1,7 @@
 """`python -m trayapp.sim`: serve a simulated cluster, or drive a running one's control API.
 
     python -m trayapp.sim serve --scenario demo.yaml --kubeconfig /tmp/kc [--port N] [--token T]
+                                [--tls] [--latency SECONDS]
     python -m trayapp.sim delete-pod web-abc12-xyz --server http://127.0.0.1:PORT
 """
 
@@ -10,19 +11,21 @@ import argparse
 import asyncio
 import json
 import signal
+import ssl
 import sys
 import urllib.error
 import urllib.request
 from typing import Any
 
-from trayapp.sim.cluster import SimCluster
+from trayapp.sim.cluster import SimCluster, TlsConfig
 from trayapp.sim.demo import demo_scenario_text
 
 
 async def _serve(args: argparse.Namespace) -> None:
     scenario = args.scenario if args.scenario else demo_scenario_text()
     cluster = SimCluster(args.name, port=args.port, token=args.token, scenario=scenario,
-                         bookmark_interval=args.bookmark_interval)
+                         tls=_throwaway_tls() if args.tls else None,
+                         bookmark_interval=args.bookmark_interval, latency=args.latency)
     await cluster.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -37,6 +40,19 @@ async def _serve(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await cluster.stop()
+
+
+def _throwaway_tls() -> TlsConfig:
+    """HTTPS with a certificate for 127.0.0.1 from a CA made for this run (its PEM goes into the
+    kubeconfig), from the test-only `trustme` package."""
+    try:
+        import trustme
+    except ImportError:
+        raise SystemExit("--tls needs the trustme package (pip install trustme)") from None
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return TlsConfig(context, ca.cert_pem.bytes())
 
 
 def _control(server: str, action: str, body: dict[str, Any]) -> Any:
@@ -60,9 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--kubeconfig", help="write a kubeconfig for the cluster here")
     serve.add_argument("--port", type=int, default=0)
     serve.add_argument("--token", help="require this bearer token")
+    serve.add_argument("--tls", action="store_true", help="serve HTTPS with a throwaway CA (needs trustme)")
     serve.add_argument("--name", default="kubetray-sim", help="context and cluster name")
     serve.add_argument("--namespace", default="default", help="the kubeconfig context's namespace")
     serve.add_argument("--bookmark-interval", type=float, default=5.0)
+    serve.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
+                       help="API round trip to simulate: every byte to and from the API is delayed "
+                            "by half of it each way (default 0)")
 
     def control(name: str, help_: str, *fields: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)

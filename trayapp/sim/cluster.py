@@ -24,6 +24,7 @@ from trayapp.sim.control import ControlHandler
 from trayapp.sim.controllers import Controllers
 from trayapp.sim.http import HttpServer
 from trayapp.sim.kubeconfig import ClusterEntry, write_kubeconfig
+from trayapp.sim.latency import DelayLine
 from trayapp.sim.objects import SCALE_DOWN_DELAY_ANNOTATION, Obj, controller_uid, kind_of, namespace, node
 from trayapp.sim.pods import Kubelet
 from trayapp.sim.scenario import Scenario, load_scenario
@@ -46,7 +47,8 @@ class SimCluster:
     def __init__(self, name: str = "sim", *, port: int = 0, token: str | None = None,
                  tls: TlsConfig | None = None, nodes: Iterable[str] = ("sim-node-1",),
                  ready_delay: float = 0.0, bookmark_interval: float = 5.0,
-                 history_limit: int = 1000, scenario: str | Path | Mapping[str, Any] | None = None) -> None:
+                 history_limit: int = 1000, scenario: str | Path | Mapping[str, Any] | None = None,
+                 latency: float = 0.0) -> None:
         self.name = name
         self.tls = tls
         self.store = Store(history_limit)
@@ -58,7 +60,11 @@ class SimCluster:
         self._tasks: set[asyncio.Task[None]] = set()
         self.api = ApiHandler(self.store, self.backends, self.settings, ControlHandler(self, self._tasks),
                               self._tasks, lambda: f"127.0.0.1:{self.port}")
-        self.server = HttpServer(self.api, "127.0.0.1", port, tls.server_context if tls else None)
+        # With a latency the API listener sits behind a delay line that takes the asked-for port.
+        self.latency = latency
+        self.server = HttpServer(self.api, "127.0.0.1", 0 if latency > 0 else port,
+                                 tls.server_context if tls else None)
+        self._delay = DelayLine(("127.0.0.1", 0), latency, port=port) if latency > 0 else None
         self._scenario = scenario
         self.started = False
 
@@ -69,6 +75,9 @@ class SimCluster:
         for ns in ("default", "kube-system", "kube-public"):
             self.store.create(namespace(ns), "Namespace")
         await self.server.start()
+        if self._delay is not None:
+            self._delay.upstream = ("127.0.0.1", self.server.port)
+            await self._delay.start()
         self.started = True
         if self._scenario is not None:
             self.load_scenario(self._scenario)
@@ -77,6 +86,8 @@ class SimCluster:
     async def stop(self) -> None:
         self.controllers.stop()
         self.kubelet.stop()
+        if self._delay is not None:
+            await self._delay.stop()
         await self.server.stop()
         for task in list(self._tasks):
             task.cancel()
@@ -92,7 +103,7 @@ class SimCluster:
 
     @property
     def port(self) -> int:
-        return self.server.port
+        return self._delay.port if self._delay is not None else self.server.port
 
     @property
     def url(self) -> str:
@@ -248,6 +259,8 @@ class SimCluster:
     async def drop_connections(self, down_for: float = 0.0) -> None:
         """Cut every API connection (watches, port-forwards too), like an API server restart.
         With `down_for` the port also refuses connections that long, then listens again."""
+        if self._delay is not None:
+            await self._delay.drop(down_for)
         await self.server.drop_connections(down_for)
 
     def lose_sandbox(self, ns: str, pod: str) -> None:
