@@ -236,7 +236,7 @@ def test_an_automatic_tunnel_is_announced_and_listed_under_its_source(qtbot, app
     qtbot.waitUntil(lambda: any(getattr(n, "title", None) == title for n in told), timeout=10000)
     notice = next(n for n in told if getattr(n, "title", None) == title)
     assert f"svc/default/shop port {port} is on localhost:{port}" in notice.body  # type: ignore[attr-defined]
-    assert "Skaffold deployed it" in notice.body and "Stop" in notice.body  # type: ignore[attr-defined]
+    assert "Skaffold deployed it" in notice.body and "Don't forward" in notice.body  # type: ignore[attr-defined]
     with urllib.request.urlopen(f"http://localhost:{port}/", timeout=10) as answer:
         assert answer.status == 200
     texts = [item.text for item in build_menu(app.tray.snapshot, app.prefs())]

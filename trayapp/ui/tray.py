@@ -181,7 +181,9 @@ class Tray:
                 continue
             action = QAction(item.text, menu)
             if item.children or (item.tunnel_id is not None):
-                sub = QMenu(item.text, menu)
+                # A TunnelMenu, so a tunnel inside a group's submenu still opens when clicked.
+                sub = TunnelMenu(self._on_command, menu)
+                sub.setTitle(item.text)
                 sub.setToolTipsVisible(True)
                 self._submenus.append(sub)
                 # Entries of a submenu are made when it opens: with 200 tunnels that is 1200
