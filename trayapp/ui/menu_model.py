@@ -166,6 +166,11 @@ _MARKS = {
 }
 
 
+def state_mark(state: TunnelState) -> Mark:
+    """The dot beside a tunnel in its state."""
+    return _MARKS.get(state, Mark.IDLE)
+
+
 def overall(snapshot: Snapshot) -> Mark:
     """The tray icon: failed beats waiting beats forwarding; nothing running is idle."""
     states = {t.state for t in snapshot.tunnels}
@@ -301,7 +306,7 @@ def tunnel_item(view: TunnelView, rules_path: Path | None = None) -> Item:
         command = OpenUrl(url) if url else CopyText(address) if address else None
     return Item(
         tunnel_text(view), command, tooltip=tip,
-        mark=_MARKS.get(view.state, Mark.IDLE), children=tuple(children), tunnel_id=view.tunnel_id,
+        mark=state_mark(view.state), children=tuple(children), tunnel_id=view.tunnel_id,
     )
 
 
