@@ -425,7 +425,7 @@ class TrayApp(QObject):
             return False
         log.info("%s: %s", done, result.message)
         if self.policy.enabled:
-            self.tell(Notice(done[0].upper() + done[1:], result.message))
+            self.tell(Notice(done, result.message))
         return True
 
     def show_tunnels(self) -> None:
