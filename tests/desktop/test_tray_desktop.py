@@ -101,7 +101,7 @@ def expected_menu(status: dict[str, Any]) -> list[str]:
         f"{status['context']}  \u00b7  namespace {status['namespace']}",
         "Switch context",
         *(f"{t['rule']}  \u2192 localhost:{t['localPort']}  {t['pod']}" for t in status["tunnels"]),
-        "Pause all", "Open rules file", "Reload rules", "Show log", "Set token for this context\u2026",
+        "Show all tunnels\u2026", "Pause all", "Open rules file", "Reload rules", "Show log", "Set token for this context\u2026",
         "Start at login", "Notifications", "Quit kubetray",
     ]
 

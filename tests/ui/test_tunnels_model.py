@@ -127,3 +127,9 @@ def test_a_tunnel_names_its_own_context_when_it_has_one() -> None:
     assert {row.name: row.context for row in table.rows()} == {"svc/db :5432": "staging", "web": "kind-dev"}
     table.set_filter("staging")
     assert names(table) == ["svc/db :5432"]
+
+
+def test_names_sort_as_people_count() -> None:
+    table, _ = table_of(*(view(Rule(ResourceType.POD, "p", n, name=f"debug-shell-{n}"), TunnelState.FORWARDING, n)
+                          for n in (10, 9, 100, 1)))
+    assert names(table) == ["debug-shell-1", "debug-shell-9", "debug-shell-10", "debug-shell-100"]

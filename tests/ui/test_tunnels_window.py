@@ -89,6 +89,8 @@ def test_the_table_sorts_on_a_header_click_and_updates_in_place(qtbot, artifacts
     window.show()
     qtbot.waitExposed(window)
     assert window.model.rowCount() == 40 and window.count.text() == "40 tunnels"
+    assert [window.model.row(n).name for n in range(3)] == ["svc/svc00 :8000", "svc/svc01 :8001", "svc/svc02 :8002"]
+    assert window.view.horizontalHeader().sortIndicatorSection() == Column.NAME
     assert [window.model.headerData(c, Qt.Orientation.Horizontal) for c in range(3)] == ["State", "Name", "Context"]
 
     header = window.view.horizontalHeader()

@@ -264,11 +264,27 @@ class TrayApp(QObject):
                 "entries": self.tray.entries() if self.tray.menu.isVisible() else [],
                 "tooltip": self.tray.icon.toolTip(),
                 "notifications": self.policy.enabled,
+                "tunnelsWindow": self._tunnels_window_state(),
                 "firstForwardingSeconds": (self.first_forwarding_at - self.started
                                            if self.first_forwarding_at else None),
                 **self.extra_status,
             }
         return {"error": f"unknown request {kind!r}"}
+
+    def _tunnels_window_state(self) -> dict[str, Any] | None:
+        """What the tunnels window shows, while it is open: its rows and where it is on screen."""
+        window = self.tunnels_window
+        if window is None or not window.isVisible():
+            return None
+        frame = window.frameGeometry()
+        rows = [window.model.row(n) for n in range(window.model.rowCount())]
+        return {
+            "title": window.windowTitle(),
+            "geometry": [frame.x(), frame.y(), frame.width(), frame.height()],
+            "rows": [{"name": r.name, "state": r.state.value, "context": r.context, "address": r.address,
+                      "openConnections": r.stats.open_connections, "connections": r.stats.connections,
+                      "bytesIn": r.stats.bytes_in, "bytesOut": r.stats.bytes_out} for r in rows],
+        }
 
     # UI -> engine
 

@@ -9,6 +9,7 @@ opened. The window is a view of it; nothing here asks the engine anything.
 from __future__ import annotations
 
 import enum
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,12 +109,18 @@ class Row:
         elif column is Column.ADDRESS:
             primary = (self.address == "", self.address.rpartition(":")[0], _port(self.address))
         else:
-            primary = self.text(column).lower()
-        return (primary, self.name.lower(), self.tunnel_id)
+            primary = natural(self.text(column))
+        return (primary, natural(self.name), self.tunnel_id)
 
     def matches(self, words: list[str]) -> bool:
         haystack = " ".join((self.state.value, self.name, self.context, self.address, self.target, self.pod)).lower()
         return all(word in haystack for word in words)
+
+
+def natural(text: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key that orders `web-9` before `web-10`: runs of digits compare as numbers."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part)
+                 for part in re.split(r"(\d+)", text.lower()) if part)
 
 
 def _port(address: str) -> int:

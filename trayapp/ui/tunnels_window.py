@@ -103,9 +103,11 @@ class TunnelsWindow(QWidget):
         self.filter.textChanged.connect(self._filter_changed)
         self.view = QTableView()
         self.view.setModel(self.model)
+        # The indicator first: turning sorting on sorts by whatever it shows (by default the first
+        # column, descending).
+        self.view.horizontalHeader().setSortIndicator(
+            int(table.sort_column), Qt.SortOrder.DescendingOrder if table.descending else Qt.SortOrder.AscendingOrder)
         self.view.setSortingEnabled(True)
-        self.view.sortByColumn(table.sort_column, Qt.SortOrder.DescendingOrder if table.descending
-                               else Qt.SortOrder.AscendingOrder)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.view.setAlternatingRowColors(True)
@@ -130,7 +132,7 @@ class TunnelsWindow(QWidget):
         room = self.view.fontMetrics().horizontalAdvance("9999.9 MB") + 16
         for column in (Column.BYTES_IN, Column.BYTES_OUT):
             self.view.horizontalHeader().resizeSection(column, max(room, self.view.columnWidth(column)))
-        self.resize(1100, 420)
+        self.resize(1240, 460)
 
     def changed(self) -> None:
         """The table's contents changed: redraw once the loop is free."""
