@@ -146,7 +146,9 @@ class Tray:
         if mark != self._mark:
             self._mark = mark
             self.icon.setIcon(self.icons.for_state(mark))
-        self.icon.setToolTip(tooltip(snapshot))
+        tip = tooltip(snapshot)
+        if tip != self.icon.toolTip():  # under StatusNotifierItem each call is a D-Bus signal
+            self.icon.setToolTip(tip)
         # An open menu follows the new state, unless the user is inside one of its submenus,
         # which a rebuild would close under the pointer; the next opening shows the news then.
         if self.menu.isVisible() and not any(sub.isVisible() for sub in self._submenus):
