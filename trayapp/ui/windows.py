@@ -106,7 +106,10 @@ class Questions:
         return port if ok else None
 
     def confirm(self, title: str, text: str, yes: str) -> bool:
-        box = QMessageBox(QMessageBox.Icon.Question, title, text)
+        # The question as the window's title and in the box itself: without a window manager
+        # (and on some desktops) titles are not shown.
+        box = QMessageBox(QMessageBox.Icon.Question, title, title)
+        box.setInformativeText(text)
         accept = box.addButton(yes, QMessageBox.ButtonRole.AcceptRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
         box.exec()
