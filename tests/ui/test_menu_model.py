@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pytest
+
 from trayapp.control import Snapshot
 from trayapp.engine.runtime import TunnelView
 from trayapp.model import AutoSource, Origin, ResourceType, Rule, TunnelState
@@ -293,3 +295,34 @@ def test_the_menu_stays_short_past_the_threshold() -> None:
 
 def test_show_all_tunnels_is_always_there() -> None:
     assert find(build_menu(snap(), Prefs()), "Show all tunnels\u2026").command is Simple.SHOW_TUNNELS
+
+
+def test_past_the_threshold_each_context_gets_a_submenu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As the pinned-contexts work sections the tunnels: a heading per context.
+    import trayapp.ui.menu_model as menu_model
+
+    snapshot = many(30, auto_from=20)
+    current, pinned = snapshot.tunnels[:25], snapshot.tunnels[25:]
+
+    def two_contexts(_: Snapshot) -> list[tuple[Item | None, tuple[TunnelView, ...], str | None]]:
+        return [(Item("kind-dev \u00b7 current", heading=True, enabled=False, tooltip="The current context."),
+                 current, "default"),
+                (Item("staging \u00b7 pinned", heading=True, enabled=False, tooltip="Pinned."), pinned, None)]
+
+    monkeypatch.setattr(menu_model, "by_context", two_contexts)
+    items = build_menu(snapshot, Prefs())
+    here, there = find(items, "kind-dev \u00b7 current (25)"), find(items, "staging \u00b7 pinned (5)")
+    assert not [i for i in items if i.tunnel_id] and here.mark == Mark.FAILED and there.mark == Mark.OK
+    # Inside: the context's own layout, grouped again where it is long, flat where it is short.
+    assert texts(here.children) == ["namespace default (20)", "Automatic \u00b7 Skaffold (5)"]
+    assert texts(there.children)[0] == "Automatic \u00b7 Skaffold" and len(there.children) == 6
+    assert there.tooltip == "Pinned.\n5 forwarding"
+
+    monkeypatch.setattr(menu_model, "by_context", lambda _: [
+        (Item("kind-dev \u00b7 current", heading=True, enabled=False), snapshot.tunnels[:3], "default"),
+        (Item("staging \u00b7 pinned", heading=True, enabled=False), pinned[:2], None)])
+    few = build_menu(snap(*snapshot.tunnels[:3], *pinned[:2]), Prefs())
+    assert texts(few)[2:10] == ["kind-dev \u00b7 current", "svc/svc00 :8000  \u2192 localhost:8000  p0",
+                                "svc/svc01 :8001  \u2192 localhost:8001  p1", "svc/svc02 :8002  \u2192 localhost:8002  p2",
+                                "staging \u00b7 pinned", "Automatic \u00b7 Skaffold",
+                                "svc/svc25 :8025  \u2192 localhost:8025  p25", "svc/svc26 :8026  \u2192 localhost:8026  p26"]

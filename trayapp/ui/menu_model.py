@@ -326,25 +326,34 @@ class Group:
     views: tuple[TunnelView, ...]
 
 
-def tunnel_groups(snapshot: Snapshot) -> list[Group]:
-    """The user's own tunnels by namespace, then the automatic ones under the source that made
-    them (their labels name the namespace when it is not the context's)."""
+def by_context(snapshot: Snapshot) -> list[tuple[Item | None, tuple[TunnelView, ...], str | None]]:
+    """The tunnels per context: (heading, tunnels, the namespace that needs no heading of its own).
+
+    Until several contexts forward at once, one section without a heading. (The pinned-contexts
+    work brings the real one, with a heading per context; it replaces this one as it is.)"""
+    return [(None, snapshot.tunnels, snapshot.namespace)]
+
+
+def tunnel_groups(views: tuple[TunnelView, ...], home: str | None) -> list[Group]:
+    """The user's own tunnels by namespace (the `home` namespace without a heading when it is the
+    only one), then the automatic ones under the source that made them (their labels name the
+    namespace when it is not the context's)."""
     namespaces: dict[str, list[TunnelView]] = {}
     sources: dict[AutoSource | None, list[TunnelView]] = {}
-    for view in snapshot.tunnels:
+    for view in views:
         if view.rule.auto:
             sources.setdefault(view.rule.source, []).append(view)
         else:
             namespaces.setdefault(view.rule.namespace, []).append(view)
     groups: list[Group] = []
-    for namespace, views in sorted(namespaces.items()):
+    for namespace, members in sorted(namespaces.items()):
         heading = Item(f"namespace {namespace}", heading=True, enabled=False)
-        shown = len(namespaces) > 1 or namespace != snapshot.namespace
-        groups.append(Group(heading if shown else None, heading.text, tuple(views)))
+        shown = len(namespaces) > 1 or (home is not None and namespace != home)
+        groups.append(Group(heading if shown else None, heading.text, tuple(members)))
     order = list(AutoSource)
-    for source, views in sorted(sources.items(), key=lambda kv: order.index(kv[0]) if kv[0] else len(order)):
+    for source, members in sorted(sources.items(), key=lambda kv: order.index(kv[0]) if kv[0] else len(order)):
         heading = _source_heading(source)
-        groups.append(Group(heading, heading.text, tuple(views)))
+        groups.append(Group(heading, heading.text, tuple(members)))
     return groups
 
 
@@ -356,24 +365,39 @@ def worst(marks: list[Mark]) -> Mark:
     return Mark.IDLE
 
 
-def tunnel_section(snapshot: Snapshot) -> list[Item]:
-    """Every tunnel under its group's heading; past MENU_TUNNEL_LIMIT, one submenu per group."""
-    groups = tunnel_groups(snapshot)
+def _submenu(title: str, entries: list[Item], views: tuple[TunnelView, ...], about: str = "") -> Item:
+    states = Counter(view.state for view in views)
+    tip = ", ".join(f"{count} {state.value}" for state, count in states.items())
+    return Item(f"{title} ({len(views)})", children=tuple(entries), tooltip=f"{about}\n{tip}" if about else tip,
+                mark=worst([state_mark(view.state) for view in views]))
+
+
+def _tunnel_layout(views: tuple[TunnelView, ...], home: str | None, rules_path: Path | None) -> list[Item]:
+    """One context's tunnels: under their group headings, or past MENU_TUNNEL_LIMIT a submenu per group."""
     items: list[Item] = []
-    if len(snapshot.tunnels) <= MENU_TUNNEL_LIMIT:
-        for group in groups:
-            if group.heading is not None:
-                items.append(group.heading)
-            items.extend(tunnel_item(view, snapshot.rules_path) for view in group.views)
-        return items
-    for group in groups:
-        entries = tuple(tunnel_item(view, snapshot.rules_path) for view in group.views)
-        states = Counter(view.state for view in group.views)
-        tip = ", ".join(f"{count} {state.value}" for state, count in states.items())
-        if group.heading is not None and group.heading.tooltip:
-            tip = f"{group.heading.tooltip}\n{tip}"
-        items.append(Item(f"{group.title} ({len(entries)})", children=entries, tooltip=tip,
-                          mark=worst([entry.mark or Mark.IDLE for entry in entries])))
+    for group in tunnel_groups(views, home):
+        entries = [tunnel_item(view, rules_path) for view in group.views]
+        if len(views) <= MENU_TUNNEL_LIMIT:
+            items.extend([group.heading, *entries] if group.heading is not None else entries)
+        else:
+            items.append(_submenu(group.title, entries, group.views,
+                                  group.heading.tooltip if group.heading is not None else ""))
+    return items
+
+
+def tunnel_section(snapshot: Snapshot) -> list[Item]:
+    """Every tunnel, each context's under its heading; past MENU_TUNNEL_LIMIT in all, a submenu per
+    context when several forward (else per group), so the menu stays short."""
+    sections = by_context(snapshot)
+    items: list[Item] = []
+    for heading, views, home in sections:
+        if len(sections) > 1 and len(snapshot.tunnels) > MENU_TUNNEL_LIMIT and heading is not None:
+            items.append(_submenu(heading.text, _tunnel_layout(views, home, snapshot.rules_path), views,
+                                  heading.tooltip))
+            continue
+        if heading is not None:
+            items.append(heading)
+        items.extend(_tunnel_layout(views, home, snapshot.rules_path))
     return items
 
 
