@@ -12,11 +12,11 @@ from __future__ import annotations
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from trayapp.ui.menu_model import MENU_TUNNEL_LIMIT
 
 from .harness import Desktop
+from .test_tray_desktop import top_level_menu
 from .trayprocess import TrayProcess, entry
 
 TARGETS = [("service", "web", 80)] * 6 + [("statefulset", "api", "grpc")] * 3 + [("pod", "debug-shell", 7000)] * 3
@@ -40,11 +40,6 @@ def crop(desktop: Desktop, shot: Path, name: str, x: int, y: int, w: int, h: int
     out = desktop.artifacts / f"{name}.png"
     desktop.run(["convert", shot, "-crop", f"{w}x{h}+{max(x, 0)}+{max(y, 0)}", "+repage", out], check=True)
     return out
-
-
-def kubetray_windows(desktop: Desktop) -> list[dict[str, Any]]:
-    return [w for w in desktop.windows() if w["wm_class"] and "kubetray" in w["wm_class"]
-            and w["width"] > 1 and w["height"] > 1]
 
 
 def test_a_long_menu_is_grouped_and_show_all_tunnels_opens_the_table(
@@ -74,14 +69,14 @@ def test_a_long_menu_is_grouped_and_show_all_tunnels_opens_the_table(
                                         "web-1  \u2192 localhost:" + str(status["tunnels"][1]["localPort"])
                                         + "  " + status["tunnels"][1]["pod"]]
         # Hover the group: its submenu opens beside the menu, as a person would see it.
-        before = len(kubetray_windows(desktop))
         desktop.xdotool("mousemove", group["x"], group["y"])
-        desktop.wait_for(lambda: len(kubetray_windows(desktop)) > before, timeout=5, what="the group's submenu")
+        (sub,) = desktop.wait_for(lambda: tray.ui().get("openSubmenus"), timeout=5, what="the group's submenu")
+        assert sub["title"] == "namespace default (12)"
         shot = desktop.screenshot("menu-grouped-full")
-        menus = [w for w in kubetray_windows(desktop) if w["y"] < 700]
-        left = min(w["x"] for w in menus)
-        right = max(w["x"] + w["width"] for w in menus)
-        bottom = max(w["y"] + w["height"] for w in menus)
+        menu = top_level_menu(desktop, tray.ui()["entries"])
+        left = min(menu["x"], sub["x"])
+        right = max(menu["x"] + menu["width"], sub["x"] + sub["width"])
+        bottom = max(menu["y"] + menu["height"], sub["y"] + sub["height"])
         crop(desktop, shot, "menu-grouped", left - 10, 0, right - left + 20, bottom + 10)
 
         show = entry(tray.ui()["entries"], "Show all tunnels")
@@ -98,7 +93,7 @@ def test_a_long_menu_is_grouped_and_show_all_tunnels_opens_the_table(
         row = desktop.wait_for(
             lambda: next((r for r in (tray.ui().get("tunnelsWindow") or {}).get("rows", [])
                           if r["name"] == "web-0" and r["connections"] == 2 and r["openConnections"] == 0), None),
-            timeout=10, what="the web-0 row to count two connections")
+            timeout=20, what="the web-0 row to count two connections")
         assert row["bytesIn"] > 0 and row["bytesOut"] > 0
         x, y, w, h = tray.ui()["tunnelsWindow"]["geometry"]
         desktop.run(["dunstctl", "close-all"])  # the notice about the automatic tunnels would cover it

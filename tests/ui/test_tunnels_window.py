@@ -58,7 +58,7 @@ def test_show_all_tunnels_lists_them_with_live_traffic(qtbot, app: TrayApp, unus
             body = answer.read()
     # Counted in the engine, published at most once a second, shown without anyone asking.
     qtbot.waitUntil(lambda: window.model.row(0).stats.connections == 3
-                    and window.model.row(0).stats.open_connections == 0, timeout=10000)
+                    and window.model.row(0).stats.open_connections == 0, timeout=20000)
     stats = window.model.row(0).stats
     assert stats.bytes_in > len(body) * 3 and stats.bytes_out > 0
     assert window.model.data(window.model.index(0, Column.CONNECTIONS)) == "0 open, 3 in all"

@@ -262,6 +262,7 @@ class TrayApp(QObject):
                 "statusWindow": self.status_window is not None and self.status_window.isVisible(),
                 "menuVisible": self.tray.menu.isVisible(),
                 "entries": self.tray.entries() if self.tray.menu.isVisible() else [],
+                "openSubmenus": self.tray.open_submenus() if self.tray.menu.isVisible() else [],
                 "tooltip": self.tray.icon.toolTip(),
                 "notifications": self.policy.enabled,
                 "tunnelsWindow": self._tunnels_window_state(),

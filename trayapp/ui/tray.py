@@ -223,6 +223,16 @@ class Tray:
             at = geometry.bottomLeft() if geometry.isValid() and geometry.x() > 0 else QCursor.pos()
         self.menu.popup(at)
 
+    def open_submenus(self) -> list[dict[str, object]]:
+        """The submenus open now, each with its title and place on screen (for `ui` requests and tests)."""
+        out: list[dict[str, object]] = []
+        for sub in self._submenus:
+            if sub.isVisible():
+                frame = sub.geometry()
+                out.append({"title": sub.title(), "x": frame.x(), "y": frame.y(), "width": frame.width(),
+                            "height": frame.height()})
+        return out
+
     def entries(self) -> list[dict[str, object]]:
         """What the open menu shows, with each entry's place on screen (for `ui` requests and tests)."""
         out: list[dict[str, object]] = []
