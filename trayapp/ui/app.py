@@ -453,6 +453,7 @@ class TrayApp(QObject):
         self.tunnels_window.show()
         self.tunnels_window.raise_()
         self.tunnels_window.activateWindow()
+        self.tunnels_window.filter.setFocus()  # type to filter at once
 
     def _show_log(self) -> None:
         if self.log_window is None:
