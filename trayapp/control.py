@@ -93,7 +93,8 @@ class Controller:
         # The tray answers what only it knows (show the menu, what the menu holds).
         self.ui_requests: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        bus.subscribe(lambda _event: self.changed())
+        # Traffic counters change no tunnel's state: the tunnels window takes them from the bus.
+        bus.subscribe(lambda event: None if event.kind == EventKind.STATS else self.changed())
 
     # Running
 

@@ -189,6 +189,19 @@ class EventKind(str, enum.Enum):
     RECONNECTED = "reconnected"
     FAILED = "failed"
     STOPPED = "stopped"
+    # A tunnel's traffic counters (Event.stats), at most once a second while it carries traffic.
+    # For the tunnels window: not told to people, not kept in the history, not printed.
+    STATS = "stats"
+
+
+@dataclass(frozen=True)
+class TunnelStats:
+    """What one tunnel has carried since it started, as of one moment."""
+
+    open_connections: int = 0
+    connections: int = 0  # accepted since the tunnel started, open or not
+    bytes_in: int = 0  # from the pod to local clients
+    bytes_out: int = 0  # from local clients to the pod
 
 
 @dataclass(frozen=True)
@@ -213,14 +226,17 @@ class Event:
     count: int = 1
     auto: bool = False  # about a tunnel of an automatic rule (the rules file's `auto:`)
     source: AutoSource | None = None  # on those: which `auto:` source made it
+    stats: TunnelStats | None = None  # on `stats` events
 
     def to_json(self) -> dict[str, Any]:
         """camelCase keys, as Skaffold's and Kubernetes' own JSON spell them."""
         raw = asdict(self)
         out: dict[str, Any] = {"event": self.kind.value}
         for key, value in raw.items():
-            if key == "kind":
-                continue
+            if key == "kind" or (key == "stats" and value is None):
+                continue  # events other than `stats` look as they always did
+            if key == "stats":
+                value = {_camel(name): number for name, number in value.items()}
             if isinstance(value, enum.Enum):
                 value = value.value
             out[_camel(key)] = value

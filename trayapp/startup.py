@@ -26,7 +26,7 @@ from trayapp.engine.events import EventBus
 from trayapp.engine.kube import kubeconfig_paths
 from trayapp.engine.portmemory import PortMemory
 from trayapp.errors import KubetrayError
-from trayapp.model import Event
+from trayapp.model import Event, EventKind
 from trayapp.platform.instance import AlreadyRunning, InstanceServer, ask
 from trayapp.platform.limits import raise_open_file_limit
 from trayapp.platform.secrets import SecretStore
@@ -39,6 +39,8 @@ def human_line(event: Event) -> str:
 
 def printer(json_mode: bool, out: TextIO, err: TextIO) -> Callable[[Event], None]:
     def show(event: Event) -> None:
+        if event.kind == EventKind.STATS:
+            return  # traffic counters are for the tunnels window, not the terminal
         if json_mode:
             out.write(json.dumps(event.to_json(), separators=(",", ":")) + "\n")
             out.flush()

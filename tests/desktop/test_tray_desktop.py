@@ -101,7 +101,8 @@ def expected_menu(status: dict[str, Any]) -> list[str]:
         f"{status['context']}  \u00b7  namespace {status['namespace']}",
         "Switch context",
         *(f"{t['rule']}  \u2192 localhost:{t['localPort']}  {t['pod']}" for t in status["tunnels"]),
-        "Pause all", "Forward\u2026", "Open rules file", "Reload rules", "Show log", "Set token for this context\u2026",
+        "Show all tunnels\u2026", "Pause all", "Forward\u2026", "Open rules file", "Reload rules", "Show log",
+        "Set token for this context\u2026",
         "Start at login", "Notifications", "Quit kubetray",
     ]
 
@@ -185,14 +186,15 @@ def test_tray_demo_end_to_end(desktop: Desktop, tmp_path: Path, unused_tcp_port_
         entries = tray.ui()["entries"]
         tunnels = {t["resourceName"]: t for t in tray.status()["tunnels"]}
         assert entries[0]["enabled"] is False  # the heading
-        assert entry(entries, "Switch context")["submenu"] == [CONTEXT]
+        assert entry(entries, "Switch context")["submenu"] == [CONTEXT, "Keep forwarding"]
         for tunnel in tunnels.values():
             item = entry(entries, tunnel["rule"] + " ")
             if tunnel["url"]:  # a web page: opened; anything else (api's grpc, debug-shell's echo): copied
-                assert item["enabled"] and item["submenu"] == ["Open", "Copy URL", "Copy port", "Restart", "Stop"]
+                assert item["enabled"] and item["submenu"][:6] == ["Open", "Copy URL", "Copy address", "Copy port", "Restart",
+                                                               "Pause"]
                 assert item["tooltip"].endswith(f"Click to open {tunnel['url']}")
             else:
-                assert item["enabled"] and item["submenu"] == ["Copy address", "Copy port", "Restart", "Stop"]
+                assert item["enabled"] and item["submenu"][:4] == ["Copy address", "Copy port", "Restart", "Pause"]
                 assert item["tooltip"].endswith(f"Click to copy {tunnel['listen']}")
         assert (entry(entries, "Start at login")["checked"], entry(entries, "Notifications")["checked"]) == \
             (False, True)

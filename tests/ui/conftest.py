@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QApplication
+
+from trayapp.sim import SimCluster
+from trayapp.sim.runner import SimThread, run_in_thread
+from trayapp.ui.app import TrayApp
 
 # Before pytest-qt creates the QApplication.
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -40,3 +46,40 @@ def _qt_garbage_dies_on_the_gui_thread() -> Iterator[None]:
     thread: "Timers cannot be stopped from another thread", then a segmentation fault."""
     yield
     gc.collect()
+
+
+# The tray app on the real engine and a simulated cluster, for tests/ui/test_app.py and its kin.
+SCENARIO = """
+deployments:
+  - name: web
+    replicas: 1
+    labels: {app: web}
+    ports: [{name: http, containerPort: 8080}]
+services:
+  - name: web
+    selector: {app: web}
+    ports: [{name: http, port: 80, targetPort: http}]
+"""
+
+
+@pytest.fixture
+def sim() -> Iterator[SimThread]:
+    with run_in_thread(SimCluster("ui", scenario=SCENARIO)) as thread:
+        yield thread
+
+
+@pytest.fixture
+def app(qapp: QApplication, sim: SimThread, tmp_path: Path, unused_tcp_port: int) -> Iterator[TrayApp]:
+    kubeconfig = tmp_path / "kubeconfig"
+    sim.cluster.write_kubeconfig(kubeconfig, context="sim-ctx")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(f"portForward:\n  - {{resourceType: service, resourceName: web, port: 80, "
+                     f"localPort: {unused_tcp_port}, name: web}}\n", encoding="utf-8")
+    args = argparse.Namespace(context=None, connect_timeout=5.0, verbose=False)
+    tray_app = TrayApp(qapp, args, rules, str(kubeconfig))
+    tray_app.start()
+    yield tray_app
+    tray_app.shutdown()
+    assert not tray_app.engine.running
+    if tray_app.status_window is not None:
+        tray_app.status_window.deleteLater()

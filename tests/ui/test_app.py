@@ -6,7 +6,6 @@ import argparse
 import socket
 import threading
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,7 @@ from PySide6.QtWidgets import QApplication
 from trayapp.config.settings import load_settings
 from trayapp.model import Event, EventKind, TunnelState
 from trayapp.platform.instance import ask
-from trayapp.sim import SimCluster
-from trayapp.sim.runner import SimThread, run_in_thread
+from trayapp.sim.runner import SimThread
 from trayapp.ui.app import TrayApp
 from trayapp.ui.menu_model import (
     CopyText,
@@ -31,18 +29,6 @@ from trayapp.ui.menu_model import (
     build_menu,
 )
 
-SCENARIO = """
-deployments:
-  - name: web
-    replicas: 1
-    labels: {app: web}
-    ports: [{name: http, containerPort: 8080}]
-services:
-  - name: web
-    selector: {app: web}
-    ports: [{name: http, port: 80, targetPort: http}]
-"""
-
 
 class UrlCatcher(QObject):
     def __init__(self) -> None:
@@ -52,29 +38,6 @@ class UrlCatcher(QObject):
     @Slot(QUrl)
     def catch(self, url: QUrl) -> None:
         self.urls.append(url.toString())
-
-
-@pytest.fixture
-def sim() -> Iterator[SimThread]:
-    with run_in_thread(SimCluster("ui", scenario=SCENARIO)) as thread:
-        yield thread
-
-
-@pytest.fixture
-def app(qapp: QApplication, sim: SimThread, tmp_path: Path, unused_tcp_port: int) -> Iterator[TrayApp]:
-    kubeconfig = tmp_path / "kubeconfig"
-    sim.cluster.write_kubeconfig(kubeconfig, context="sim-ctx")
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(f"portForward:\n  - {{resourceType: service, resourceName: web, port: 80, "
-                     f"localPort: {unused_tcp_port}, name: web}}\n", encoding="utf-8")
-    args = argparse.Namespace(context=None, connect_timeout=5.0, verbose=False)
-    tray_app = TrayApp(qapp, args, rules, str(kubeconfig))
-    tray_app.start()
-    yield tray_app
-    tray_app.shutdown()
-    assert not tray_app.engine.running
-    if tray_app.status_window is not None:
-        tray_app.status_window.deleteLater()
 
 
 def ask_from_another_thread(qtbot, request: dict) -> dict:
@@ -236,7 +199,7 @@ def test_an_automatic_tunnel_is_announced_and_listed_under_its_source(qtbot, app
     qtbot.waitUntil(lambda: any(getattr(n, "title", None) == title for n in told), timeout=10000)
     notice = next(n for n in told if getattr(n, "title", None) == title)
     assert f"svc/default/shop port {port} is on localhost:{port}" in notice.body  # type: ignore[attr-defined]
-    assert "Skaffold deployed it" in notice.body and "Stop" in notice.body  # type: ignore[attr-defined]
+    assert "Skaffold deployed it" in notice.body and "Don't forward" in notice.body  # type: ignore[attr-defined]
     with urllib.request.urlopen(f"http://localhost:{port}/", timeout=10) as answer:
         assert answer.status == 200
     texts = [item.text for item in build_menu(app.tray.snapshot, app.prefs())]

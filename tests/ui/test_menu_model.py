@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import pytest
 
 from trayapp.control import Snapshot
 from trayapp.engine.runtime import TunnelView
-from trayapp.model import AutoSource, ResourceType, Rule, TunnelState
+from trayapp.model import AutoSource, Origin, ResourceType, Rule, TunnelState
 from trayapp.ui.menu_model import (
+    MENU_TUNNEL_LIMIT,
+    ChangeLocalPort,
     CopyText,
+    ExcludeAuto,
     Item,
+    KeepForwarding,
     Mark,
     OpenUrl,
     Prefs,
@@ -20,6 +27,7 @@ from trayapp.ui.menu_model import (
     SetPaused,
     SetToken,
     Simple,
+    StopForwarding,
     SwitchContext,
     build_menu,
     overall,
@@ -36,9 +44,12 @@ def view(rule: Rule, state: TunnelState, port: int | None = None, pod: str | Non
     return TunnelView(f"ctx/{rule.resource_name}", rule, state, port, pod, reason)
 
 
+RULES = Path("/home/jo/.config/kubetray/config.yaml")
+
+
 def snap(*tunnels: TunnelView, **kw) -> Snapshot:
     base = dict(context="kind-dev", namespace="default", contexts=("kind-dev", "prod"), tunnels=tunnels,
-                rules_path=Path("/home/jo/.config/kubetray/config.yaml"))
+                rules_path=RULES)
     base.update(kw)
     return Snapshot(**base)
 
@@ -71,7 +82,7 @@ def test_header_and_context_switching() -> None:
     items = build_menu(snap(), Prefs())
     assert items[0].text == "kind-dev  \u00b7  namespace default" and items[0].heading
     switch = find(items, "Switch context")
-    assert [(c.text, c.checked, c.command) for c in switch.children] == [
+    assert [(c.text, c.checked, c.command) for c in switch.children[:2]] == [
         ("kind-dev", True, SwitchContext("kind-dev")), ("prod", False, SwitchContext("prod"))]
     pinned = find(build_menu(snap(pinned=True), Prefs()), "Switch context")
     assert not pinned.enabled and "--context" in pinned.tooltip
@@ -94,9 +105,12 @@ def test_tunnel_entries_for_each_state() -> None:
     assert [(c.text, c.command, c.enabled) for c in web.children if not c.separator] == [
         ("Open", OpenUrl("http://localhost:8080/"), True),
         ("Copy URL", CopyText("http://localhost:8080/"), True),
+        ("Copy address", CopyText("localhost:8080"), True),
         ("Copy port", CopyText("8080"), True),
         ("Restart", Restart("ctx/web"), True),
-        ("Stop", SetEnabled("ctx/web", False), True),
+        ("Pause", SetEnabled("ctx/web", False), True),
+        ("Change local port\u2026", ChangeLocalPort(RULES, "web", "web", 8080), True),
+        ("Stop forwarding\u2026", StopForwarding(RULES, "web", "web", "config.yaml"), True),
     ]
     api = find(items, "sts/api")
     assert api.text == "sts/api :grpc  \u2192 localhost:9090  (waiting)" and api.mark == Mark.BUSY
@@ -108,7 +122,7 @@ def test_tunnel_entries_for_each_state() -> None:
     assert "Pod gone was deleted." in failed.tooltip
     stopped = find(items, "pod/off")
     assert stopped.mark == Mark.STOPPED
-    assert [c.command for c in stopped.children if c.text == "Start"] == [SetEnabled("ctx/off", True)]
+    assert [c.command for c in stopped.children if c.text == "Resume"] == [SetEnabled("ctx/off", True)]
     assert not next(c for c in stopped.children if c.text == "Restart").enabled
 
 
@@ -199,5 +213,116 @@ def test_automatic_tunnels_are_grouped_under_their_source_with_a_stop() -> None:
     heading = find(items, "Automatic \u00b7 kubetray.dev/forward annotation")
     assert heading.heading and "annotated kubetray.dev/forward" in heading.tooltip
     shop = find(items, "shop:8080")
-    assert "Forwarded automatically because Skaffold deployed it; Stop ends it." in shop.tooltip
-    assert [c.command for c in shop.children if c.text == "Stop"] == [SetEnabled("ctx/shop", False)]
+    assert "Forwarded automatically because Skaffold deployed it; Pause stops it for now." in shop.tooltip
+    assert [c.command for c in shop.children if c.text == "Pause"] == [SetEnabled("ctx/shop", False)]
+    assert [c.command for c in shop.children if c.text.startswith("Don't")] == [
+        ExcludeAuto(RULES, "default", "service", "shop", 8080, "shop:8080")]
+    assert not [c for c in shop.children if c.text.startswith(("Change local port", "Stop forwarding"))]
+
+
+def test_rule_entries_name_the_rule_and_refuse_what_they_cannot_change() -> None:
+    unnamed = find(build_menu(snap(view(API, TunnelState.FORWARDING, 9090, "api-0")), Prefs()), "sts/api")
+    change = find(list(unnamed.children), "Change local port")
+    assert change.command == ChangeLocalPort(RULES, "statefulset/api:grpc", "sts/api :grpc", 9090)
+    assert "Copy URL" not in texts(unnamed.children)  # gRPC: nothing to open
+    assert find(list(unnamed.children), "Copy address").command == CopyText("localhost:9090")
+
+    written = replace(WEB, origin=Origin(str(RULES), line=12))
+    stop = find(list(find(build_menu(snap(view(written, TunnelState.FORWARDING, 8080)), Prefs()), "web").children),
+                "Stop forwarding")
+    assert stop.command == StopForwarding(RULES, "web", "web", "config.yaml, line 12")
+    assert stop.tooltip == "Removes its rule from config.yaml, line 12."
+
+    # A rule imported from skaffold.yaml is changed there, not by the tray.
+    imported = replace(WEB, origin=Origin("/src/app/skaffold.yaml", line=30))
+    web = find(build_menu(snap(view(imported, TunnelState.FORWARDING, 8080)), Prefs()), "web")
+    for name in ("Change local port", "Stop forwarding"):
+        entry = find(list(web.children), name)
+        assert not entry.enabled and entry.command is None
+        assert entry.tooltip == "This rule comes from /src/app/skaffold.yaml; change it there."
+    orphan = find(build_menu(snap(view(WEB, TunnelState.FORWARDING, 8080), rules_path=None), Prefs()), "web")
+    assert not find(list(orphan.children), "Stop forwarding").enabled
+
+
+@dataclass(frozen=True)
+class SnapshotWithPins(Snapshot):
+    """The snapshot as the pinned-contexts work extends it."""
+
+    pinned_contexts: frozenset[str] = frozenset()
+
+
+def test_keep_forwarding_per_context_in_the_switch_context_submenu() -> None:
+    switch = find(build_menu(SnapshotWithPins(**{**snap().__dict__, "pinned_contexts": frozenset({"prod"})}),
+                             Prefs()), "Switch context")
+    assert texts(switch.children) == ["kind-dev", "prod", "Keep forwarding"]
+    keep = find(list(switch.children), "Keep forwarding")
+    assert [(c.text, c.checked, c.command) for c in keep.children] == [
+        ("kind-dev", False, KeepForwarding(RULES, "kind-dev", True)),
+        ("prod", True, KeepForwarding(RULES, "prod", False)),
+    ]
+    assert "pinned: true in config.yaml" in keep.children[0].tooltip
+    # Without the snapshot field (before the pinned contexts work) nothing is checked.
+    plain = find(list(find(build_menu(snap(), Prefs()), "Switch context").children), "Keep forwarding")
+    assert [c.checked for c in plain.children] == [False, False]
+
+
+def many(count: int, auto_from: int | None = None) -> Snapshot:
+    views = []
+    for n in range(count):
+        automatic = auto_from is not None and n >= auto_from
+        rule = Rule(ResourceType.SERVICE, f"svc{n:02}", 8000 + n, auto=automatic,
+                    source=AutoSource.SKAFFOLD if automatic else None)
+        views.append(view(rule, TunnelState.FAILED if n == 3 else TunnelState.FORWARDING, 8000 + n, f"p{n}"))
+    return snap(*views)
+
+
+def test_the_menu_stays_short_past_the_threshold() -> None:
+    flat = build_menu(many(MENU_TUNNEL_LIMIT), Prefs())
+    assert sum(1 for i in flat if i.tunnel_id) == MENU_TUNNEL_LIMIT  # every tunnel on the menu itself
+
+    grouped = build_menu(many(40, auto_from=10), Prefs())
+    assert not [i for i in grouped if i.tunnel_id]
+    mine, skaffold = find(grouped, "namespace default (10)"), find(grouped, "Automatic \u00b7 Skaffold (30)")
+    assert [c.tunnel_id for c in mine.children] == [f"ctx/svc{n:02}" for n in range(10)]
+    assert len(skaffold.children) == 30 and all(c.tunnel_id for c in skaffold.children)
+    assert mine.mark == Mark.FAILED and skaffold.mark == Mark.OK  # the group shows its worst tunnel
+    assert mine.tooltip == "9 forwarding, 1 failed"
+    assert "Skaffold deployed it" in skaffold.tooltip
+    # The whole menu: a handful of entries, whatever the number of tunnels.
+    assert len(texts(grouped)) == len(texts(build_menu(many(400, auto_from=10), Prefs())))
+    assert find(grouped, "Show all tunnels").command is Simple.SHOW_TUNNELS
+
+
+def test_show_all_tunnels_is_always_there() -> None:
+    assert find(build_menu(snap(), Prefs()), "Show all tunnels\u2026").command is Simple.SHOW_TUNNELS
+
+
+def test_past_the_threshold_each_context_gets_a_submenu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As the pinned-contexts work sections the tunnels: a heading per context.
+    import trayapp.ui.menu_model as menu_model
+
+    snapshot = many(30, auto_from=20)
+    current, pinned = snapshot.tunnels[:25], snapshot.tunnels[25:]
+
+    def two_contexts(_: Snapshot) -> list[tuple[Item | None, tuple[TunnelView, ...], str | None]]:
+        return [(Item("kind-dev \u00b7 current", heading=True, enabled=False, tooltip="The current context."),
+                 current, "default"),
+                (Item("staging \u00b7 pinned", heading=True, enabled=False, tooltip="Pinned."), pinned, None)]
+
+    monkeypatch.setattr(menu_model, "by_context", two_contexts)
+    items = build_menu(snapshot, Prefs())
+    here, there = find(items, "kind-dev \u00b7 current (25)"), find(items, "staging \u00b7 pinned (5)")
+    assert not [i for i in items if i.tunnel_id] and here.mark == Mark.FAILED and there.mark == Mark.OK
+    # Inside: the context's own layout, grouped again where it is long, flat where it is short.
+    assert texts(here.children) == ["namespace default (20)", "Automatic \u00b7 Skaffold (5)"]
+    assert texts(there.children)[0] == "Automatic \u00b7 Skaffold" and len(there.children) == 6
+    assert there.tooltip == "Pinned.\n5 forwarding"
+
+    monkeypatch.setattr(menu_model, "by_context", lambda _: [
+        (Item("kind-dev \u00b7 current", heading=True, enabled=False), snapshot.tunnels[:3], "default"),
+        (Item("staging \u00b7 pinned", heading=True, enabled=False), pinned[:2], None)])
+    few = build_menu(snap(*snapshot.tunnels[:3], *pinned[:2]), Prefs())
+    assert texts(few)[2:10] == ["kind-dev \u00b7 current", "svc/svc00 :8000  \u2192 localhost:8000  p0",
+                                "svc/svc01 :8001  \u2192 localhost:8001  p1", "svc/svc02 :8002  \u2192 localhost:8002  p2",
+                                "staging \u00b7 pinned", "Automatic \u00b7 Skaffold",
+                                "svc/svc25 :8025  \u2192 localhost:8025  p25", "svc/svc26 :8026  \u2192 localhost:8026  p26"]

@@ -274,7 +274,7 @@ def test_a_new_automatic_tunnel_is_announced_once_with_its_object_port_source_an
         "kubetray forwards web automatically",
         "svc/default/web port 80 is on localhost:8080, forwarded because Skaffold deployed it. " + STOP_HINT,
         url=url("web"), tunnel_id=first.tunnel_id)
-    assert "choose Stop in its submenu" in notice.body
+    assert "choose \"Don't forward this automatically\" in its submenu" in notice.body
     # Later news of the same tunnel is not a new announcement.
     policy.admit(auto_event(EventKind.FORWARDING, "web"))
     clock.now += 3 * PER_TUNNEL

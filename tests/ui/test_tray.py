@@ -9,10 +9,10 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QMenu
 
 from trayapp.model import TunnelState
-from trayapp.ui.menu_model import Command, Mark, OpenUrl, Prefs, SetEnabled, SetPaused, Simple
+from trayapp.ui.menu_model import Command, CopyText, KeepForwarding, Mark, OpenUrl, Prefs, SetEnabled, SetPaused, Simple
 from trayapp.ui.tray import Tray
 
-from .test_menu_model import API, TLS, WEB, snap, view
+from .test_menu_model import API, RULES, TLS, WEB, many, snap, view
 
 
 def make_tray(qtbot, commands: list[Command]) -> Tray:
@@ -46,7 +46,8 @@ def test_menu_is_built_when_it_opens(qtbot, artifacts: Path) -> None:
     assert names[-3:] == ["Start at login", "Notifications", "Quit kubetray"]
     web = action(tray.menu, "web")
     assert [a.text() for a in tray.filled(web.menu()).actions() if not a.isSeparator()] == [
-        "Open", "Copy URL", "Copy port", "Restart", "Stop"]
+        "Open", "Copy URL", "Copy address", "Copy port", "Restart", "Pause", "Change local port\u2026",
+        "Stop forwarding\u2026"]
     failed = action(tray.menu, "deploy/gateway")
     assert "The cluster refused the port-forward." in failed.toolTip()
     assert tray.menu.toolTipsVisible()
@@ -56,7 +57,7 @@ def test_menu_is_built_when_it_opens(qtbot, artifacts: Path) -> None:
     tray.menu.grab().save(str(artifacts / "menu-offscreen.png"))
 
     action(tray.menu, "Pause all").trigger()
-    action(web.menu(), "Stop").trigger()
+    action(web.menu(), "Pause").trigger()
     action(tray.menu, "Quit").trigger()
     assert commands == [SetPaused(True), SetEnabled("ctx/web", False), Simple.QUIT]
 
@@ -170,3 +171,33 @@ def test_a_submenu_gets_its_entries_when_it_opens(qtbot) -> None:
     qtbot.waitUntil(sub.isVisible)
     assert [a.text() for a in sub.actions() if not a.isSeparator()][0] == "Open"
     sub.close()
+
+
+def test_a_long_menu_groups_tunnels_in_submenus_that_still_open_them(qtbot, artifacts: Path) -> None:
+    commands: list[Command] = []
+    tray = make_tray(qtbot, commands)
+    tray.update(many(40, auto_from=10))
+    tray.menu.popup(QPoint(10, 10))
+    qtbot.waitUntil(tray.menu.isVisible)
+    skaffold = action(tray.menu, "Automatic \u00b7 Skaffold (30)")
+    sub = tray.filled(skaffold.menu())
+    sub.popup(QPoint(200, 10))
+    qtbot.waitUntil(sub.isVisible)
+    tray.menu.grab().save(str(artifacts / "menu-grouped-offscreen.png"))
+    first = action(sub, "svc/svc10")
+    QTest.mouseClick(sub, Qt.MouseButton.LeftButton, pos=sub.actionGeometry(first).center())
+    assert commands == [CopyText("localhost:8010")]  # not an HTTP port: its address is copied
+
+
+def test_keep_forwarding_is_a_checkable_entry_per_context(qtbot) -> None:
+    commands: list[Command] = []
+    tray = make_tray(qtbot, commands)
+    tray.update(full_snapshot())
+    tray.menu.popup(QPoint(10, 10))
+    qtbot.waitUntil(tray.menu.isVisible)
+    switch = tray.filled(action(tray.menu, "Switch context").menu())
+    keep = tray.filled(action(switch, "Keep forwarding").menu())
+    prod = action(keep, "prod")
+    assert prod.isCheckable() and not prod.isChecked()
+    prod.trigger()
+    assert commands == [KeepForwarding(RULES, "prod", True)]

@@ -74,8 +74,9 @@ class EventBus:
         if admitted is None:
             log.debug("held back a repeated failure: %s", event.message)
             return
-        self.history.append(admitted)
-        del self.history[:-500]
+        if admitted.kind != EventKind.STATS:  # counters once a second would crowd out what people read
+            self.history.append(admitted)
+            del self.history[:-500]
         for subscriber in list(self._subscribers):
             try:
                 subscriber(admitted)

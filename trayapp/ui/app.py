@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import importlib
 import logging
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +31,18 @@ from trayapp.config.settings import UiSettings, load_settings, save_settings
 from trayapp.control import Controller, Snapshot
 from trayapp.engine.events import EventBus
 from trayapp.errors import KubetrayError
-from trayapp.model import Event, Notice, TunnelState, tunnel_url
+from trayapp.model import Event, EventKind, Notice, TunnelState, tunnel_url
 from trayapp.platform.autostart import AutostartError, for_platform, installed_command
 from trayapp.platform.notify import DesktopNotices
 from trayapp.startup import engine_options, serve_with_instance, setup_logging
 from trayapp.ui.bridge import Bridge
 from trayapp.ui.engine_thread import EngineThread
 from trayapp.ui.menu_model import (
+    ChangeLocalPort,
     Command,
     CopyText,
+    ExcludeAuto,
+    KeepForwarding,
     OpenUrl,
     Prefs,
     Restart,
@@ -47,11 +52,14 @@ from trayapp.ui.menu_model import (
     SetPaused,
     SetToken,
     Simple,
+    StopForwarding,
     SwitchContext,
 )
 from trayapp.ui.notices import NoticePolicy
 from trayapp.ui.tray import Tray, icon_path
-from trayapp.ui.windows import LogWindow, StatusWindow
+from trayapp.ui.tunnels_model import TunnelTable
+from trayapp.ui.tunnels_window import TunnelsWindow
+from trayapp.ui.windows import LogWindow, Questions, StatusWindow
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +96,10 @@ class TrayApp(QObject):
         self.tray = Tray(self.run_command, self.prefs)
         self.status_window: StatusWindow | None = None
         self.log_window: LogWindow | None = None
+        # Kept from the start, so the tunnels window knows since when each tunnel is in its state.
+        self.tunnel_table = TunnelTable()
+        self.tunnels_window: TunnelsWindow | None = None
+        self.questions = Questions()
         self.exit_status = 0
         self._shutting_down = False
         self.first_forwarding_at: float | None = None
@@ -139,10 +151,11 @@ class TrayApp(QObject):
         # deleted on this thread: freed later by the garbage collector on another thread (a new
         # engine's), Qt cannot stop their timers and warns.
         self.flush_timer.stop()
-        if self.log_window is not None:
-            self.log_window.close()
-            self.log_window.deleteLater()
-            self.log_window = None
+        for window in (self.log_window, self.tunnels_window):
+            if window is not None:
+                window.close()
+                window.deleteLater()
+        self.log_window = self.tunnels_window = None
         self.tray.hide()
         if not self.engine.stop():
             log.warning("the engine did not stop within 10 s; quitting anyway")
@@ -160,9 +173,16 @@ class TrayApp(QObject):
         self.tray.update(snapshot)
         if self.status_window is not None:
             self.status_window.update(snapshot)
+        self.tunnel_table.apply_snapshot(snapshot)
+        if self.tunnels_window is not None:
+            self.tunnels_window.changed()
 
     @Slot(object)
     def _event(self, event: Event) -> None:
+        if event.kind == EventKind.STATS:  # traffic counters: for the tunnels window only
+            if self.tunnel_table.apply_stats(event.tunnel_id, event.stats) and self.tunnels_window is not None:
+                self.tunnels_window.changed()
+            return
         if self.log_window is not None:
             self.log_window.add(event)
         self.policy.admit(event, self._url_for(event))
@@ -242,13 +262,30 @@ class TrayApp(QObject):
                 "statusWindow": self.status_window is not None and self.status_window.isVisible(),
                 "menuVisible": self.tray.menu.isVisible(),
                 "entries": self.tray.entries() if self.tray.menu.isVisible() else [],
+                "openSubmenus": self.tray.open_submenus() if self.tray.menu.isVisible() else [],
                 "tooltip": self.tray.icon.toolTip(),
                 "notifications": self.policy.enabled,
+                "tunnelsWindow": self._tunnels_window_state(),
                 "firstForwardingSeconds": (self.first_forwarding_at - self.started
                                            if self.first_forwarding_at else None),
                 **self.extra_status,
             }
         return {"error": f"unknown request {kind!r}"}
+
+    def _tunnels_window_state(self) -> dict[str, Any] | None:
+        """What the tunnels window shows, while it is open: its rows and where it is on screen."""
+        window = self.tunnels_window
+        if window is None or not window.isVisible():
+            return None
+        frame = window.frameGeometry()
+        rows = [window.model.row(n) for n in range(window.model.rowCount())]
+        return {
+            "title": window.windowTitle(),
+            "geometry": [frame.x(), frame.y(), frame.width(), frame.height()],
+            "rows": [{"name": r.name, "state": r.state.value, "context": r.context, "address": r.address,
+                      "openConnections": r.stats.open_connections, "connections": r.stats.connections,
+                      "bytesIn": r.stats.bytes_in, "bytesOut": r.stats.bytes_out} for r in rows],
+        }
 
     # UI -> engine
 
@@ -302,6 +339,23 @@ class TrayApp(QObject):
             self._submit(c.reload_rules(), "reload the rules")
         elif command is Simple.SHOW_LOG:
             self._show_log()
+        elif command is Simple.SHOW_TUNNELS:
+            self.show_tunnels()
+        elif isinstance(command, ChangeLocalPort):
+            self._change_local_port(command)
+        elif isinstance(command, StopForwarding):
+            self._stop_forwarding(command)
+        elif isinstance(command, ExcludeAuto):
+            self._edit_rules(f"stop forwarding {command.label} automatically",
+                             f"kubetray no longer forwards {command.label} automatically",
+                             lambda edit: edit.exclude_auto(command.rules_path, command.namespace, command.kind,
+                                                            command.name, command.port))
+        elif isinstance(command, KeepForwarding):
+            self._edit_rules(
+                f"change whether context {command.context} keeps forwarding",
+                f"kubetray keeps forwarding context {command.context}" if command.pinned else
+                f"kubetray forwards context {command.context} only while it is current",
+                lambda edit: edit.set_pinned(command.rules_path, command.context, command.pinned))
         elif command is Simple.QUIT:
             self.quit()
 
@@ -358,6 +412,57 @@ class TrayApp(QObject):
         if ok and token.strip():
             self._submit(self.controller.set_token(context, token.strip()),
                          f"store the token for context {context}")
+
+    # Changing the rules file: the running engine applies each change by itself (it watches the file).
+
+    def _change_local_port(self, command: ChangeLocalPort) -> None:
+        port = self.questions.local_port(command.label, command.local_port)
+        if port is None or port == command.local_port:
+            return
+        self._edit_rules(f"change the local port of {command.label}", f"{command.label} moves to local port {port}",
+                         lambda edit: edit.set_local_port(command.rules_path, command.selector, port))
+
+    def _stop_forwarding(self, command: StopForwarding) -> None:
+        if not self.questions.confirm(
+                f"Stop forwarding {command.label}?",
+                f"kubetray removes its rule from {command.where}; the tunnel and its open connections end. "
+                "To forward it again, add the rule back.", "Stop forwarding"):
+            return
+        self._edit_rules(f"stop forwarding {command.label}", f"kubetray stopped forwarding {command.label}",
+                         lambda edit: edit.remove_rule(command.rules_path, command.selector))
+
+    def _edit_rules(self, what: str, done: str, change: Callable[[Any], Any]) -> bool:
+        """Run one change through trayapp.config.edit and tell the user how it went; True if it was made."""
+        try:
+            # Imported when first used: ruamel.yaml is loaded only by a kubetray that edits.
+            edit = importlib.import_module("trayapp.config.edit")
+            result = change(edit)
+        except KubetrayError as exc:  # a file with problems, a rule not found or found twice
+            self.tell(Notice(f"kubetray could not {what}", exc.message, sticky=True))
+            return False
+        except OSError as exc:
+            self.tell(Notice(f"kubetray could not {what}",
+                             f"Writing {exc.filename or 'the rules file'} failed ({exc.strerror}); "
+                             "the file is as it was.", sticky=True))
+            return False
+        except ImportError:
+            self.tell(Notice(f"kubetray could not {what}",
+                             "This kubetray cannot edit the rules file; open it and change it by hand.", sticky=True))
+            return False
+        log.info("%s: %s", done, result.message)
+        if self.policy.enabled:
+            self.tell(Notice(done, result.message))
+        return True
+
+    def show_tunnels(self) -> None:
+        if self.tunnels_window is None:
+            self.tunnels_window = TunnelsWindow(self.tunnel_table, self.tray.icons.dots, self.run_command,
+                                                self.tray.icons.app)
+        self.tunnels_window.refresh()
+        self.tunnels_window.show()
+        self.tunnels_window.raise_()
+        self.tunnels_window.activateWindow()
+        self.tunnels_window.filter.setFocus()  # type to filter at once
 
     def _show_log(self) -> None:
         if self.log_window is None:

@@ -8,12 +8,14 @@ and every entry is tested without a display.
 from __future__ import annotations
 
 import enum
+import os
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from trayapp.control import Snapshot
 from trayapp.engine.runtime import TunnelView
-from trayapp.model import AutoSource, TunnelState, is_loopback, listen_text, local_address, tunnel_url
+from trayapp.model import AutoSource, Rule, TunnelState, is_loopback, listen_text, local_address, tunnel_url
 
 
 # Commands: what an entry does when chosen.
@@ -63,16 +65,58 @@ class SetNotifications:
     enabled: bool
 
 
+# Commands that edit the rules file (trayapp.config.edit); `selector` finds the rule as
+# `kubetray remove` does: its name, or TYPE/NAME:PORT.
+@dataclass(frozen=True)
+class ChangeLocalPort:
+    rules_path: Path
+    selector: str
+    label: str
+    local_port: int | None  # the one it has now, proposed in the dialog
+
+
+@dataclass(frozen=True)
+class StopForwarding:
+    """Remove the rule from the rules file (after asking): the tunnel ends for good."""
+
+    rules_path: Path
+    selector: str
+    label: str
+    where: str  # `rules.yaml, line 12`, for the question
+
+
+@dataclass(frozen=True)
+class ExcludeAuto:
+    """"Don't forward this automatically": remembered in the rules file, undone by deleting that line."""
+
+    rules_path: Path
+    namespace: str
+    kind: str
+    name: str
+    port: int | str | None
+    label: str
+
+
+@dataclass(frozen=True)
+class KeepForwarding:
+    """Pin a context (`pinned: true` under its entry), or unpin it."""
+
+    rules_path: Path
+    context: str
+    pinned: bool
+
+
 class Simple(enum.Enum):
     OPEN_RULES = "open-rules"
     FORWARD = "forward"  # the picker window (ui/picker.py)
     RELOAD_RULES = "reload-rules"
     SHOW_LOG = "show-log"
+    SHOW_TUNNELS = "show-tunnels"
     QUIT = "quit"
 
 
 Command = (OpenUrl | CopyText | Restart | SetEnabled | SetPaused | SwitchContext | SetToken | SetAutostart
-           | SetNotifications | Simple)
+           | SetNotifications | ChangeLocalPort | StopForwarding | ExcludeAuto | KeepForwarding | Simple)
 
 
 class Mark(str, enum.Enum):
@@ -109,6 +153,11 @@ class Prefs:
 
 SEPARATOR = Item(separator=True)
 
+# Past this many tunnels the menu lists groups (a namespace, an automatic source, a context) as
+# submenus instead of every tunnel: a menu taller than the screen scrolls, and nobody finds
+# anything in it. "Show all tunnels…" has the full, filterable list.
+MENU_TUNNEL_LIMIT = 12
+
 _MARKS = {
     TunnelState.FORWARDING: Mark.OK,
     TunnelState.WAITING: Mark.BUSY,
@@ -116,6 +165,11 @@ _MARKS = {
     TunnelState.FAILED: Mark.FAILED,
     TunnelState.STOPPED: Mark.STOPPED,
 }
+
+
+def state_mark(state: TunnelState) -> Mark:
+    """The dot beside a tunnel in its state."""
+    return _MARKS.get(state, Mark.IDLE)
 
 
 def overall(snapshot: Snapshot) -> Mark:
@@ -161,26 +215,74 @@ def tunnel_text(view: TunnelView) -> str:
     return "  ".join(parts)
 
 
-def tunnel_item(view: TunnelView) -> Item:
+def rule_selector(rule: Rule) -> str:
+    """How `kubetray remove` and trayapp.config.edit find a rule: its name, else TYPE/NAME:PORT."""
+    return rule.name or f"{rule.resource_type.value}/{rule.resource_name}:{rule.port}"
+
+
+def _same_file(one: str | Path, other: Path) -> bool:
+    return os.path.abspath(os.path.expanduser(one)) == os.path.abspath(os.path.expanduser(other))
+
+
+def _not_editable(rule: Rule, rules_path: Path | None) -> str | None:
+    """Why the tray cannot change this rule in the rules file, or None when it can."""
+    if rules_path is None:
+        return "kubetray has no rules file to change."
+    if rule.origin is not None and not _same_file(rule.origin.file, rules_path):
+        return f"This rule comes from {rule.origin.file}; change it there."
+    return None
+
+
+def _where(rule: Rule, rules_path: Path) -> str:
+    line = rule.origin.line if rule.origin is not None else None
+    return f"{rules_path.name}, line {line}" if line is not None else rules_path.name
+
+
+def _rule_entries(view: TunnelView, rules_path: Path | None) -> list[Item]:
+    """The entries that change the rules file: for good, unlike Pause."""
+    rule = view.rule
+    why_not = _not_editable(rule, rules_path)
+    if why_not is not None or rules_path is None:
+        names = ("Don't forward this automatically",) if rule.auto else ("Change local port\u2026",
+                                                                         "Stop forwarding\u2026")
+        return [Item(name, enabled=False, tooltip=why_not or "") for name in names]
+    if rule.auto:
+        return [Item("Don't forward this automatically",
+                     ExcludeAuto(rules_path, rule.namespace, rule.resource_type.value, rule.resource_name, rule.port,
+                                 rule.label),
+                     tooltip=f"Adds it to auto: exclude: in {rules_path.name}; delete that line to undo.")]
+    selector = rule_selector(rule)
+    return [
+        Item("Change local port\u2026", ChangeLocalPort(rules_path, selector, rule.label, view.local_port),
+             tooltip=f"Writes the new port into its rule ({_where(rule, rules_path)})."),
+        Item("Stop forwarding\u2026", StopForwarding(rules_path, selector, rule.label, _where(rule, rules_path)),
+             tooltip=f"Removes its rule from {_where(rule, rules_path)}."),
+    ]
+
+
+def tunnel_item(view: TunnelView, rules_path: Path | None = None) -> Item:
     """A tunnel's entry: clicking it opens its URL where it is HTTP (Rule.is_http), else copies
-    its address; the submenu has the same and Restart, Stop/Start."""
+    its address; the submenu has the same, Restart, Pause/Resume, and the entries that change its
+    rule in the rules file."""
     rule = view.rule
     url = tunnel_url(rule, view.local_port)
     address = local_address(rule.address, view.local_port) if view.local_port is not None else None
     forwarding = view.state == TunnelState.FORWARDING
     stopped = view.state == TunnelState.STOPPED
-    reach: list[Item]
+    reach: list[Item] = []
     if url:
         reach = [Item("Open", OpenUrl(url), enabled=forwarding), Item("Copy URL", CopyText(url))]
-    else:
-        reach = [Item("Copy address", CopyText(address) if address else None, enabled=address is not None)]
+    reach.append(Item("Copy address", CopyText(address) if address else None, enabled=address is not None))
     children = [
         *reach,
         Item("Copy port", CopyText(str(view.local_port)) if view.local_port else None,
              enabled=view.local_port is not None),
         SEPARATOR,
         Item("Restart", Restart(view.tunnel_id), enabled=not stopped),
-        Item("Start" if stopped else "Stop", SetEnabled(view.tunnel_id, stopped)),
+        Item("Resume" if stopped else "Pause", SetEnabled(view.tunnel_id, stopped),
+             tooltip="Until kubetray quits; the rule stays." if not stopped else ""),
+        SEPARATOR,
+        *_rule_entries(view, rules_path),
     ]
     if view.reason and not forwarding:
         children.insert(0, Item(view.reason, heading=True, enabled=False, tooltip=view.reason))
@@ -191,7 +293,7 @@ def tunnel_item(view: TunnelView) -> Item:
         tip += f", pod {view.pod}"
     if rule.auto:
         why = rule.source.why if rule.source else "automatic forwarding is on"
-        tip += f"\nForwarded automatically because {why}; Stop ends it."
+        tip += f"\nForwarded automatically because {why}; Pause stops it for now."
     if view.local_port is not None and not is_loopback(rule.address):
         tip += f"\nListens on {listen_text(rule.address, view.local_port)}."
     if view.reason and not forwarding:
@@ -205,7 +307,7 @@ def tunnel_item(view: TunnelView) -> Item:
         command = OpenUrl(url) if url else CopyText(address) if address else None
     return Item(
         tunnel_text(view), command, tooltip=tip,
-        mark=_MARKS.get(view.state, Mark.IDLE), children=tuple(children), tunnel_id=view.tunnel_id,
+        mark=state_mark(view.state), children=tuple(children), tunnel_id=view.tunnel_id,
     )
 
 
@@ -214,6 +316,15 @@ def _source_heading(source: AutoSource | None) -> Item:
     why = f"kubetray forwards these because {source.why}." if source else ""
     return Item(f"Automatic \u00b7 {title}", heading=True, enabled=False,
                 tooltip=f"{why} Turn this source off under auto: in the rules file.".strip())
+
+
+@dataclass(frozen=True)
+class Group:
+    """Tunnels listed together: under a heading in a short menu, as a submenu in a long one."""
+
+    heading: Item | None  # None: shown without one (the user's tunnels in the context's namespace)
+    title: str  # the submenu's text when the menu is long
+    views: tuple[TunnelView, ...]
 
 
 def by_context(snapshot: Snapshot) -> list[tuple[Item | None, tuple[TunnelView, ...], str | None]]:
@@ -243,6 +354,98 @@ def by_context(snapshot: Snapshot) -> list[tuple[Item | None, tuple[TunnelView, 
     return sections
 
 
+def tunnel_groups(views: tuple[TunnelView, ...], home: str | None) -> list[Group]:
+    """The user's own tunnels by namespace (the `home` namespace without a heading when it is the
+    only one), then the automatic ones under the source that made them (their labels name the
+    namespace when it is not the context's)."""
+    namespaces: dict[str, list[TunnelView]] = {}
+    sources: dict[AutoSource | None, list[TunnelView]] = {}
+    for view in views:
+        if view.rule.auto:
+            sources.setdefault(view.rule.source, []).append(view)
+        else:
+            namespaces.setdefault(view.rule.namespace, []).append(view)
+    groups: list[Group] = []
+    for namespace, members in sorted(namespaces.items()):
+        heading = Item(f"namespace {namespace}", heading=True, enabled=False)
+        shown = len(namespaces) > 1 or (home is not None and namespace != home)
+        groups.append(Group(heading if shown else None, heading.text, tuple(members)))
+    order = list(AutoSource)
+    for source, members in sorted(sources.items(), key=lambda kv: order.index(kv[0]) if kv[0] else len(order)):
+        heading = _source_heading(source)
+        groups.append(Group(heading, heading.text, tuple(members)))
+    return groups
+
+
+def worst(marks: list[Mark]) -> Mark:
+    """A group's mark: the one that most needs the user's eye."""
+    for mark in (Mark.FAILED, Mark.BUSY, Mark.OK, Mark.STOPPED):
+        if mark in marks:
+            return mark
+    return Mark.IDLE
+
+
+def _submenu(title: str, entries: list[Item], views: tuple[TunnelView, ...], about: str = "") -> Item:
+    states = Counter(view.state for view in views)
+    tip = ", ".join(f"{count} {state.value}" for state, count in states.items())
+    return Item(f"{title} ({len(views)})", children=tuple(entries), tooltip=f"{about}\n{tip}" if about else tip,
+                mark=worst([state_mark(view.state) for view in views]))
+
+
+def _tunnel_layout(views: tuple[TunnelView, ...], home: str | None, rules_path: Path | None) -> list[Item]:
+    """One context's tunnels: under their group headings, or past MENU_TUNNEL_LIMIT a submenu per group."""
+    items: list[Item] = []
+    for group in tunnel_groups(views, home):
+        entries = [tunnel_item(view, rules_path) for view in group.views]
+        if len(views) <= MENU_TUNNEL_LIMIT:
+            items.extend([group.heading, *entries] if group.heading is not None else entries)
+        else:
+            items.append(_submenu(group.title, entries, group.views,
+                                  group.heading.tooltip if group.heading is not None else ""))
+    return items
+
+
+def tunnel_section(snapshot: Snapshot) -> list[Item]:
+    """Every tunnel, each context's under its heading; past MENU_TUNNEL_LIMIT in all, a submenu per
+    context when several forward (else per group), so the menu stays short."""
+    sections = by_context(snapshot)
+    items: list[Item] = []
+    for heading, views, home in sections:
+        if len(sections) > 1 and len(snapshot.tunnels) > MENU_TUNNEL_LIMIT and heading is not None:
+            items.append(_submenu(heading.text, _tunnel_layout(views, home, snapshot.rules_path), views,
+                                  heading.tooltip))
+            continue
+        if heading is not None:
+            items.append(heading)
+        items.extend(_tunnel_layout(views, home, snapshot.rules_path))
+    return items
+
+
+def _kept_contexts(snapshot: Snapshot) -> frozenset[str]:
+    """The contexts pinned in the rules file (`pinned: true`), which forward whatever the current one is."""
+    return frozenset(snapshot.pinned_contexts)
+
+
+def _switch_context(snapshot: Snapshot) -> Item:
+    if snapshot.pinned:
+        return Item("Switch context", enabled=False,
+                    tooltip="kubetray was started with --context, so it does not follow context switches.")
+    contexts: list[Item] = [Item(name, SwitchContext(name), checked=name == snapshot.context)
+                            for name in snapshot.contexts]
+    if contexts:
+        kept = _kept_contexts(snapshot)
+        path = snapshot.rules_path
+        keep = tuple(
+            Item(name, KeepForwarding(path, name, name not in kept) if path else None, checked=name in kept,
+                 enabled=path is not None,
+                 tooltip=(f"Forward the rules under contexts: {name}: even when another context is current "
+                          f"(pinned: true in {path.name})." if path else "kubetray has no rules file to change."))
+            for name in snapshot.contexts)
+        contexts += [SEPARATOR, Item("Keep forwarding", children=keep,
+                                     tooltip="Contexts whose own rules forward whatever the current context is.")]
+    return Item("Switch context", children=tuple(contexts), enabled=bool(contexts))
+
+
 def build_menu(snapshot: Snapshot, prefs: Prefs) -> list[Item]:
     items: list[Item] = []
     if snapshot.context is None:
@@ -253,39 +456,17 @@ def build_menu(snapshot: Snapshot, prefs: Prefs) -> list[Item]:
     if snapshot.problem:
         items.append(Item("\u26a0 The kubeconfig has a problem", heading=True, enabled=False,
                           tooltip=snapshot.problem, mark=Mark.FAILED))
-    contexts = tuple(Item(name, SwitchContext(name), checked=name == snapshot.context) for name in snapshot.contexts)
-    if snapshot.pinned:
-        items.append(Item("Switch context", enabled=False,
-                          tooltip="kubetray was started with --context, so it does not follow context switches."))
-    else:
-        items.append(Item("Switch context", children=contexts, enabled=bool(contexts)))
+    items.append(_switch_context(snapshot))
     items.append(SEPARATOR)
 
     if not snapshot.tunnels:
         items.append(Item("No tunnels" + (" (paused)" if snapshot.paused else ""), heading=True, enabled=False,
                           tooltip="Add rules in the rules file, or turn on automatic forwarding there."))
-    for context_heading, context_views, home in by_context(snapshot):
-        if context_heading is not None:
-            items.append(context_heading)
-        # The user's own tunnels by namespace, then the automatic ones under the source that made
-        # them (their labels name the namespace when it is not the context's).
-        namespaces: dict[str, list[TunnelView]] = {}
-        sources: dict[AutoSource | None, list[TunnelView]] = {}
-        for view in context_views:
-            if view.rule.auto:
-                sources.setdefault(view.rule.source, []).append(view)
-            else:
-                namespaces.setdefault(view.rule.namespace, []).append(view)
-        for namespace, views in sorted(namespaces.items()):
-            if len(namespaces) > 1 or (home is not None and namespace != home):
-                items.append(Item(f"namespace {namespace}", heading=True, enabled=False))
-            items.extend(tunnel_item(view) for view in views)
-        order = list(AutoSource)
-        for source, views in sorted(sources.items(), key=lambda kv: order.index(kv[0]) if kv[0] else len(order)):
-            items.append(_source_heading(source))
-            items.extend(tunnel_item(view) for view in views)
+    items.extend(tunnel_section(snapshot))
     items.append(SEPARATOR)
 
+    items.append(Item("Show all tunnels\u2026", Simple.SHOW_TUNNELS,
+                      tooltip="A table of every tunnel with its traffic, to filter and sort."))
     items.append(Item("Resume all", SetPaused(False)) if snapshot.paused else
                  Item("Pause all", SetPaused(True), enabled=bool(snapshot.tunnels)))
     items.append(Item("Forward\u2026", Simple.FORWARD, enabled=snapshot.context is not None,

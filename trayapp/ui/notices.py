@@ -32,8 +32,8 @@ ANNOUNCE_EVERY = 30.0  # seconds: at most one notice about new automatic tunnels
 ANNOUNCED_LINES = 5  # automatic tunnels described one by one in an announcement before "and N more"
 # The first of these about an automatic tunnel announces it (it has a local port by then).
 _ANNOUNCING = frozenset({EventKind.FORWARDING, EventKind.WAITING, EventKind.FALLBACK, EventKind.RECONNECTED})
-STOP_HINT = ("To stop one, choose Stop in its submenu in the kubetray menu; to stop a source, turn it "
-             "off under auto: in the rules file.")
+STOP_HINT = ("To stop one, choose \"Don't forward this automatically\" in its submenu in the kubetray menu; "
+             "to stop a source, turn it off under auto: in the rules file.")
 
 _TOLD = frozenset({EventKind.FALLBACK, EventKind.RECONNECTED, EventKind.FAILED, EventKind.CONTEXT})
 _FOLDABLE = frozenset({EventKind.FALLBACK, EventKind.RECONNECTED, EventKind.FAILED})

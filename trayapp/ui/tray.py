@@ -146,7 +146,9 @@ class Tray:
         if mark != self._mark:
             self._mark = mark
             self.icon.setIcon(self.icons.for_state(mark))
-        self.icon.setToolTip(tooltip(snapshot))
+        tip = tooltip(snapshot)
+        if tip != self.icon.toolTip():  # under StatusNotifierItem each call is a D-Bus signal
+            self.icon.setToolTip(tip)
         # An open menu follows the new state, unless the user is inside one of its submenus,
         # which a rebuild would close under the pointer; the next opening shows the news then.
         if self.menu.isVisible() and not any(sub.isVisible() for sub in self._submenus):
@@ -181,7 +183,9 @@ class Tray:
                 continue
             action = QAction(item.text, menu)
             if item.children or (item.tunnel_id is not None):
-                sub = QMenu(item.text, menu)
+                # A TunnelMenu, so a tunnel inside a group's submenu still opens when clicked.
+                sub = TunnelMenu(self._on_command, menu)
+                sub.setTitle(item.text)
                 sub.setToolTipsVisible(True)
                 self._submenus.append(sub)
                 # Entries of a submenu are made when it opens: with 200 tunnels that is 1200
@@ -218,6 +222,16 @@ class Tray:
         if at is None:
             at = geometry.bottomLeft() if geometry.isValid() and geometry.x() > 0 else QCursor.pos()
         self.menu.popup(at)
+
+    def open_submenus(self) -> list[dict[str, object]]:
+        """The submenus open now, each with its title and place on screen (for `ui` requests and tests)."""
+        out: list[dict[str, object]] = []
+        for sub in self._submenus:
+            if sub.isVisible():
+                frame = sub.geometry()
+                out.append({"title": sub.title(), "x": frame.x(), "y": frame.y(), "width": frame.width(),
+                            "height": frame.height()})
+        return out
 
     def entries(self) -> list[dict[str, object]]:
         """What the open menu shows, with each entry's place on screen (for `ui` requests and tests)."""

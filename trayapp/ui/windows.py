@@ -1,4 +1,5 @@
-"""The two windows: the status window (when there is no tray) and the event log."""
+"""The small windows: the status window (when there is no tray), the event log, and the questions
+the menu's commands ask before they change the rules file."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from collections.abc import Callable
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QVBoxLayout,
@@ -89,3 +92,25 @@ class LogWindow(QPlainTextEdit):
 
     def add(self, event: Event) -> None:
         self.appendPlainText(human_line(event))
+
+
+class Questions:
+    """What the menu's rule-changing commands ask first; tests hand the app their own answers."""
+
+    def local_port(self, label: str, current: int | None) -> int | None:
+        """The new local port for a tunnel, or None when the user cancelled."""
+        port, ok = QInputDialog.getInt(
+            None, "kubetray: change local port",
+            f"Local port for {label}.\nkubetray writes it into the rule; if the port is busy it uses the next free one.",
+            current or 8080, 1, 65535)
+        return port if ok else None
+
+    def confirm(self, title: str, text: str, yes: str) -> bool:
+        # The question as the window's title and in the box itself: without a window manager
+        # (and on some desktops) titles are not shown.
+        box = QMessageBox(QMessageBox.Icon.Question, title, title)
+        box.setInformativeText(text)
+        accept = box.addButton(yes, QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is accept

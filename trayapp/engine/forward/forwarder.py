@@ -26,6 +26,7 @@ from trayapp.engine.forward.listeners import Listeners
 from trayapp.engine.forward.ports import bind_listener, refusal_for
 from trayapp.engine.forward.pump import LOCAL_FLUSH_TIMEOUT, READ_SIZE, close_local, relay
 from trayapp.engine.forward.resolve import Target, Unresolved, kinds_needed, resolve
+from trayapp.engine.forward.stats import TunnelCounter
 from trayapp.engine.forward.tunnel import (
     CloseConnections,
     Command,
@@ -92,6 +93,7 @@ class Forwarder:
         self._connections: dict[asyncio.Task[None], str] = {}
         self._kinds = kinds_needed(rule.resource_type)
         self._wakeup: asyncio.TimerHandle | None = None
+        self.stats = TunnelCounter(context, tunnel_id, publish)  # connections and bytes, for the tunnels window
 
     @property
     def state(self) -> TunnelState:
@@ -190,6 +192,7 @@ class Forwarder:
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = ""  # known from the start, so stop() also ends a waiting connection
+        reader, writer = self.stats.track(reader, writer)
         flush = LOCAL_FLUSH_TIMEOUT
         try:
             await self._connect_and_relay(task, reader, writer)
@@ -199,6 +202,7 @@ class Forwarder:
             log.exception("%s: a connection failed unexpectedly", self.rule.label)
         finally:
             self._connections.pop(task, None)
+            self.stats.closed()
             await close_local(writer, flush)
 
     async def _connect_and_relay(
@@ -321,6 +325,7 @@ class Forwarder:
 
     async def stop(self) -> None:
         self._cache.unsubscribe(self)
+        self.stats.stop()
         if self._wakeup is not None:
             self._wakeup.cancel()
             self._wakeup = None
