@@ -1,0 +1,174 @@
+"""The tray app under a StatusNotifierItem host, as most Linux desktops show tray icons.
+
+KDE Plasma, GNOME with the AppIndicator extension, XFCE, Cinnamon, Budgie and the Sway bars do
+not embed an X window as trayer does: the app registers an item with
+org.kde.StatusNotifierWatcher, the host draws the icon the item exports, and the menu travels
+over D-Bus (com.canonical.dbusmenu). Here the host is gtk-sni-tray-standalone, and the test asks
+the item and its menu what any host asks (sni.py), besides clicking the host's bar for real.
+
+One scenario: `kubetray --demo` registers as an item; its exported icon and the bar turn green
+and the tooltip counts the tunnels; a right click in the bar opens the host's menu with every
+entry at its first opening, a left click kubetray's own menu; a pod deleted in the simulator is
+in the exported menu before the host asks for it again (the host shows what it holds when
+clicked), the notice about it reaches dunst, and choosing the tunnel's "Open" over dbusmenu opens
+its URL. Screenshots in test-artifacts/desktop: sni-bar.png (the bar with the icon, cropped),
+sni-menu.png (the host's menu) and sni-notification.png.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .harness import Desktop
+from .sni import SniItem
+from .test_tray_desktop import CONTEXT, OK_GREEN, all_forwarding, expected_menu, region, share_near, start_demo_tray
+from .trayprocess import TrayProcess
+
+HOST_CLASS = "gtk-sni-tray-standalone"
+
+
+def pixmap_share_near(pixmap: tuple[int, int, bytes], colour: tuple[int, int, int]) -> float:
+    """The share of an SNI IconPixmap's opaque pixels near `colour` (ARGB32, network byte order)."""
+    _w, _h, data = pixmap
+    opaque = [(data[i + 1], data[i + 2], data[i + 3]) for i in range(0, len(data), 4) if data[i] > 200]
+    return share_near(opaque, colour) if opaque else 0.0
+
+
+def exported_menu_is_current(tray: TrayProcess, item: SniItem, *, ask_first: bool) -> list[str] | None:
+    """The exported menu's labels when they are what the status reports; `ask_first` says
+    AboutToShow before GetLayout (a host opening it), else the layout as the host holds it."""
+    labels = (item.open() if ask_first else item.layout()).labels()
+    # A pod may change between the two questions (the cronjob's): the caller waits for agreement.
+    return labels if labels == expected_menu(tray.status()) else None
+
+
+def host_menu(desktop: Desktop, bar: dict[str, Any]) -> dict[str, Any] | None:
+    """The host's popup menu window, once it is mapped below the bar."""
+    below = [w for w in desktop.visible_windows(HOST_CLASS) if w["y"] >= bar["y"] + bar["height"] - 2]
+    return max(below, key=lambda w: w["height"]) if below else None
+
+
+def test_tray_demo_under_a_status_notifier_host(
+        sni_desktop: Desktop, tmp_path: Path, unused_tcp_port_factory: Callable[[], int]) -> None:
+    desktop = sni_desktop
+    tray, status, ports = start_demo_tray(desktop, tmp_path, unused_tcp_port_factory)
+    assert tray.process is not None
+    try:
+        with desktop.sni() as bus:
+            # --- kubetray registers as an item, with Qt's own XEmbed icon nowhere -----------
+            item = desktop.wait_for(lambda: bus.item_of_pid(tray.process.pid), timeout=20,  # type: ignore[union-attr]
+                                    what="kubetray in the watcher's RegisteredStatusNotifierItems")
+            assert bus.host_registered()
+            ui = tray.ui()
+            assert ui["trayAvailable"] is True and ui["statusWindow"] is False
+            assert ui["trayGeometry"][2:] == [0, 0]  # the host places the icon; Qt cannot know where
+            assert (item.prop("Id"), item.prop("Status"), item.prop("Category")) == \
+                ("kubetray", "Active", "ApplicationStatus")
+
+            # --- the exported icon and tooltip follow the tunnels ---------------------------
+            desktop.wait_for(lambda: item.tooltip_title() == f"{CONTEXT}: 4 tunnels", timeout=10,
+                             what="the item's ToolTip to say four tunnels")
+            desktop.wait_for(lambda: pixmap_share_near(item.largest_pixmap(), OK_GREEN) > 0.5, timeout=10,
+                             what="the item's IconPixmap to turn green (forwarding)")
+
+            def green_icon_in_bar() -> dict[str, int] | None:
+                shot = desktop.screenshot("sni-screen")
+                icons = desktop.sni_bar_icons(shot)
+                if len(icons) != 1:
+                    return None
+                box = icons[0]
+                share = share_near(region(desktop, shot, box["x"], box["y"], box["width"], box["height"]), OK_GREEN)
+                return box if share > 0.2 else None
+
+            icon = desktop.wait_for(green_icon_in_bar, timeout=10, what="one green icon in the host's bar")
+            bar = desktop.sni_bar()
+            desktop.run(["convert", desktop.artifacts / "sni-screen.png", "-crop",
+                         f"{min(bar['width'], 320)}x{bar['height'] + 8}+{bar['x']}+{bar['y']}", "+repage",
+                         desktop.artifacts / "sni-bar.png"], check=True)
+            centre = (icon["x"] + icon["width"] // 2, icon["y"] + icon["height"] // 2)
+
+            # --- a right click opens the host's menu, with every entry at its very first opening
+            desktop.xdotool("mousemove", *centre, "click", 3)
+            entries = len(expected_menu(tray.status()))
+            desktop.wait_for(lambda: host_menu(desktop, bar), timeout=10, what="the host's menu to open")
+            time.sleep(0.3)  # let it paint
+            # Each entry is a line of text, over 15 px high. A host shows the layout it holds and
+            # only then tells the app: a menu built on being asked opens empty (8 px) and stays so.
+            menu = host_menu(desktop, bar)
+            assert menu and menu["height"] > 15 * entries, f"the host's menu {menu} cannot hold {entries} entries"
+            shot = desktop.screenshot("sni-screen")
+            desktop.run(["convert", shot, "-crop",
+                         f"{menu['x'] + menu['width'] + 8}x{menu['y'] + menu['height'] + 8}+0+0", "+repage",
+                         desktop.artifacts / "sni-menu.png"], check=True)
+            desktop.xdotool("key", "Escape")
+            desktop.wait_for(lambda: host_menu(desktop, bar) is None, timeout=5, what="the host's menu to close")
+
+            # --- a left click activates the item: kubetray's own menu opens at the pointer
+            desktop.xdotool("mousemove", *centre, "click", 1)
+            opened = desktop.wait_for(lambda: (u := tray.ui()).get("menuVisible") and u["entries"], timeout=10,
+                                      what="kubetray's menu to open on a left click in the bar")
+            assert opened[0]["text"] == f"{CONTEXT}  \u00b7  namespace default"
+            tray.close_menu()
+
+            # The menu the host got has what the status reports, down to the submenus.
+            held = desktop.wait_for(lambda: exported_menu_is_current(tray, item, ask_first=False), timeout=10,
+                                    what="the exported menu to show what the status reports")
+            web = tray.tunnel("web")
+            assert f"svc/web :80  \u2192 localhost:{ports['web']}  {web['pod']}" in held
+
+            # --- deleting the web pod: the exported menu follows before anyone asks ---------
+            deleted = desktop.run([sys.executable, "-m", "trayapp.sim", "delete-pod", web["pod"],
+                                   "--server", ui["demo"]["server"]])
+            assert deleted.returncode == 0, deleted.stderr
+
+            def moved() -> dict[str, Any] | None:
+                now = tray.tunnel("web")
+                return now if now["state"] == "forwarding" and now["pod"] not in (None, web["pod"]) else None
+
+            web = desktop.wait_for(moved, timeout=15, what="the web tunnel to forward to a new pod")
+            # What a host pops up on the next click, before its AboutToShowGroup reaches the app:
+            desktop.wait_for(lambda: exported_menu_is_current(tray, item, ask_first=False), timeout=5,
+                             what="the held layout to name the web tunnel's new pod")
+            # ...and what it fetches after telling the app the menu opens.
+            desktop.wait_for(lambda: exported_menu_is_current(tray, item, ask_first=True), timeout=5,
+                             what="the layout after AboutToShow to show what the status reports")
+            tunnel = item.layout().child("svc/web :80 ")
+            assert tunnel.label.endswith(web["pod"]) and tunnel.has_submenu and tunnel.enabled
+            # The submenu is there without being opened first: a host shows it as it holds it.
+            assert tunnel.labels()[0] == "Open", tunnel.labels()
+
+            # --- the notice about it went to the notification server ------------------------
+            def reconnect_notice() -> dict[str, Any] | None:
+                return next((n for n in desktop.notifications()
+                             if n["appname"] == "kubetray" and n["summary"].startswith("svc/web :80 ")), None)
+
+            notice = desktop.wait_for(reconnect_notice, timeout=10, what="kubetray's notice about web at dunst")
+            assert notice["summary"] == f"svc/web :80 moved to pod {web['pod']}", notice
+            desktop.screenshot("sni-notification")
+            assert desktop.run(["dunstctl", "count", "displayed"]).stdout.strip() != "0"
+
+            # --- choosing "Open" in the exported menu opens the tunnel's URL ----------------
+            item.about_to_show(tunnel.id)
+            item.click(item.layout(tunnel.id).child("Open").id)
+            opened_url = desktop.wait_for(lambda: desktop.browser_log.read_text(encoding="utf-8"), timeout=10,
+                                          what="the stand-in browser to be run")
+            assert opened_url == web["url"] + "\n"
+
+            # --- SIGTERM: the item leaves the watcher's list and the bar --------------------
+            assert all_forwarding(tray)
+            pid = tray.process.pid
+            assert tray.terminate() == 0, tray.stderr()
+            desktop.wait_for(lambda: bus.item_of_pid(pid) is None and not any(
+                                 r.split("/")[0] == item.bus_name for r in bus.registered_items()),
+                             timeout=10, what="kubetray's item to be unregistered")
+            desktop.wait_for(lambda: not desktop.sni_bar_icons(desktop.screenshot("sni-screen")), timeout=10,
+                             what="the bar to be empty")
+        assert "Traceback" not in tray.stderr() and " ERROR " not in tray.stderr(), tray.stderr()
+    finally:
+        if tray.alive():
+            tray.terminate()
+        (desktop.artifacts / "sni-screen.png").unlink(missing_ok=True)
