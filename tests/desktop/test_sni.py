@@ -25,10 +25,34 @@ from typing import Any
 
 from .harness import Desktop
 from .sni import SniItem
-from .test_tray_desktop import CONTEXT, OK_GREEN, all_forwarding, expected_menu, region, share_near, start_demo_tray
+from .test_tray_desktop import CONTEXT, OK_GREEN, all_forwarding, expected_menu, region, share_near, write_demo_rules
 from .trayprocess import TrayProcess
 
 HOST_CLASS = "gtk-sni-tray-standalone"
+
+
+def start_demo(desktop: Desktop, root: Path, free_port: Callable[[], int]) -> tuple[TrayProcess, dict[str, int]]:
+    """`kubetray --demo` forwarding its four tunnels on free local ports: other desktop tests
+    (or other checkouts' on this machine) may hold the demo's own 8080 and 9090."""
+    rules = root / "rules.yaml"
+    ports = write_demo_rules(rules, free_port, keep_demo_ports=False)
+    tray = TrayProcess(desktop, root, ("--config", str(rules))).start()
+    last: dict[str, Any] = {}
+
+    def forwarding() -> bool:
+        last.update(status=tray.status())
+        tunnels = last["status"].get("tunnels", [])
+        return len(tunnels) == 4 and all(t["state"] == "forwarding" for t in tunnels)
+
+    try:
+        desktop.wait_for(forwarding, timeout=30, what="the demo's four tunnels to forward")
+    except AssertionError as failure:
+        if tray.alive():
+            tray.terminate()
+        raise AssertionError(f"{failure}\nThe last status: {last.get('status')}\n{tray.stderr()}") from None
+    actual = {t["resourceName"]: t["localPort"] for t in last["status"]["tunnels"]}
+    assert actual == ports, f"kubetray did not forward on the free ports it was given: {last['status']}"
+    return tray, ports
 
 
 def pixmap_share_near(pixmap: tuple[int, int, bytes], colour: tuple[int, int, int]) -> float:
@@ -55,12 +79,13 @@ def host_menu(desktop: Desktop, bar: dict[str, Any]) -> dict[str, Any] | None:
 def test_tray_demo_under_a_status_notifier_host(
         sni_desktop: Desktop, tmp_path: Path, unused_tcp_port_factory: Callable[[], int]) -> None:
     desktop = sni_desktop
-    tray, status, ports = start_demo_tray(desktop, tmp_path, unused_tcp_port_factory)
+    tray, ports = start_demo(desktop, tmp_path, unused_tcp_port_factory)
     assert tray.process is not None
+    pid = tray.process.pid
     try:
         with desktop.sni() as bus:
             # --- kubetray registers as an item, with Qt's own XEmbed icon nowhere -----------
-            item = desktop.wait_for(lambda: bus.item_of_pid(tray.process.pid), timeout=20,  # type: ignore[union-attr]
+            item = desktop.wait_for(lambda: bus.item_of_pid(pid), timeout=20,
                                     what="kubetray in the watcher's RegisteredStatusNotifierItems")
             assert bus.host_registered()
             ui = tray.ui()
@@ -160,7 +185,6 @@ def test_tray_demo_under_a_status_notifier_host(
 
             # --- SIGTERM: the item leaves the watcher's list and the bar --------------------
             assert all_forwarding(tray)
-            pid = tray.process.pid
             assert tray.terminate() == 0, tray.stderr()
             desktop.wait_for(lambda: bus.item_of_pid(pid) is None and not any(
                                  r.split("/")[0] == item.bus_name for r in bus.registered_items()),
