@@ -70,10 +70,13 @@ def exported_menu_is_current(tray: TrayProcess, item: SniItem, *, ask_first: boo
     return labels if labels == expected_menu(tray.status()) else None
 
 
-def host_menu(desktop: Desktop, bar: dict[str, Any]) -> dict[str, Any] | None:
-    """The host's popup menu window, once it is mapped below the bar."""
-    below = [w for w in desktop.visible_windows(HOST_CLASS) if w["y"] >= bar["y"] + bar["height"] - 2]
-    return max(below, key=lambda w: w["height"]) if below else None
+def host_window(desktop: Desktop, kind: str) -> dict[str, Any] | None:
+    """The host's mapped window of that _NET_WM_WINDOW_TYPE (POPUP_MENU, TOOLTIP), if any."""
+    for window in desktop.visible_windows(HOST_CLASS):
+        typed = desktop.run(["xprop", "-id", window["id"], "_NET_WM_WINDOW_TYPE"]).stdout
+        if f"_NET_WM_WINDOW_TYPE_{kind}" in typed.split():
+            return window
+    return None
 
 
 def test_tray_demo_under_a_status_notifier_host(
@@ -119,18 +122,23 @@ def test_tray_demo_under_a_status_notifier_host(
             # --- a right click opens the host's menu, with every entry at its very first opening
             desktop.xdotool("mousemove", *centre, "click", 3)
             entries = len(expected_menu(tray.status()))
-            desktop.wait_for(lambda: host_menu(desktop, bar), timeout=10, what="the host's menu to open")
+            desktop.wait_for(lambda: host_window(desktop, "POPUP_MENU"), timeout=10, what="the host's menu to open")
             time.sleep(0.3)  # let it paint
             # Each entry is a line of text, over 15 px high. A host shows the layout it holds and
             # only then tells the app: a menu built on being asked opens empty (8 px) and stays so.
-            menu = host_menu(desktop, bar)
+            menu = host_window(desktop, "POPUP_MENU")
             assert menu and menu["height"] > 15 * entries, f"the host's menu {menu} cannot hold {entries} entries"
+            assert menu["y"] >= bar["y"] + bar["height"] - 2, f"the host's menu {menu} is not below its bar {bar}"
             shot = desktop.screenshot("sni-screen")
             desktop.run(["convert", shot, "-crop",
                          f"{menu['x'] + menu['width'] + 8}x{menu['y'] + menu['height'] + 8}+0+0", "+repage",
                          desktop.artifacts / "sni-menu.png"], check=True)
             desktop.xdotool("key", "Escape")
-            desktop.wait_for(lambda: host_menu(desktop, bar) is None, timeout=5, what="the host's menu to close")
+            desktop.wait_for(lambda: host_window(desktop, "POPUP_MENU") is None, timeout=5,
+                             what="the host's menu to close")
+            # Resting on the icon shows the item's tooltip (sni-notification.png has it too).
+            desktop.xdotool("mousemove", centre[0] + 1, centre[1])
+            desktop.wait_for(lambda: host_window(desktop, "TOOLTIP"), timeout=10, what="the host's tooltip")
 
             # --- a left click activates the item: kubetray's own menu opens at the pointer
             desktop.xdotool("mousemove", *centre, "click", 1)
