@@ -128,8 +128,8 @@ tray_panel_shown() {
     xwininfo -root -tree | grep -q '("panel" "trayer")'
 }
 sni_host_registered() {
-    # Qt decides once, when the app starts, between StatusNotifierItem and XEmbed, and picks the
-    # former only when the watcher says a host is registered: the tests must not start before.
+    # Qt picks StatusNotifierItem over XEmbed once, when an app shows its first icon, as soon as
+    # the watcher is on the bus (host or not); the tests also need the host drawing the items.
     dbus-send --session --print-reply --dest=org.kde.StatusNotifierWatcher /StatusNotifierWatcher \
         org.freedesktop.DBus.Properties.Get string:org.kde.StatusNotifierWatcher \
         string:IsStatusNotifierHostRegistered 2>/dev/null | grep -q 'boolean true'
@@ -140,7 +140,7 @@ sni_bar_shown() {
 
 if [ "$TRAY_HOST" = sni ]; then
     start watcher status-notifier-watcher
-    # The host registers with the watcher when it starts; a host started first would find none.
+    # The host registers with the watcher when it starts, so the watcher must be on the bus first.
     wait_until "status-notifier-watcher (org.kde.StatusNotifierWatcher)" bus_has org.kde.StatusNotifierWatcher
     # NO_AT_BRIDGE: GTK would otherwise start the accessibility bus (at-spi) by D-Bus activation,
     # two more daemons for nothing the tests look at.
