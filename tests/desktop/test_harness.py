@@ -94,7 +94,7 @@ def probe_icon(desktop: Desktop, app: subprocess.Popen[str]) -> dict[str, int] |
     with desktop.sni() as bus:
         if bus.item_of_pid(app.pid) is None:
             return None
-    icons = desktop.sni_bar_icons(desktop.screenshot("harness-tray"))
+    icons = desktop.sni_bar_icons(desktop.screenshot(f"harness-tray-{desktop.host}"))
     return icons[0] if len(icons) == 1 else None
 
 
@@ -114,7 +114,7 @@ def test_a_tray_icon_is_found_drawn_and_clicked(tray_desktop: Desktop, tmp_path:
             assert icon["y"] >= bar["y"] and icon["y"] + icon["height"] <= bar["y"] + bar["height"]
         x, y = icon["x"] + icon["width"] // 2, icon["y"] + icon["height"] // 2
         # Embedding is done before Qt has painted into the new parent; wait for the red.
-        desktop.wait_for(lambda: desktop.pixel(desktop.screenshot("harness-tray"), x, y) == (255, 0, 0),
+        desktop.wait_for(lambda: desktop.pixel(desktop.screenshot(f"harness-tray-{desktop.host}"), x, y) == (255, 0, 0),
                          what="the red icon on screen")
         # Under SNI the host turns the click into the item's Activate call; Qt into the same signal.
         desktop.xdotool("mousemove", x, y, "click", "1")
