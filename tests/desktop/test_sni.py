@@ -8,11 +8,12 @@ the item and its menu what any host asks (sni.py), besides clicking the host's b
 
 One scenario: `kubetray --demo` registers as an item; its exported icon and the bar turn green
 and the tooltip counts the tunnels; a right click in the bar opens the host's menu with every
-entry at its first opening, a left click kubetray's own menu; a pod deleted in the simulator is
+entry at its first opening, submenus too, and choosing a tunnel's "Open" there with the keyboard
+opens its URL; a left click opens kubetray's own menu; a pod deleted in the simulator is
 in the exported menu before the host asks for it again (the host shows what it holds when
 clicked), the notice about it reaches dunst, and choosing the tunnel's "Open" over dbusmenu opens
 its URL. Screenshots in test-artifacts/desktop: sni-bar.png (the bar with the icon, cropped),
-sni-menu.png (the host's menu) and sni-notification.png.
+sni-menu.png (the host's menu and a tunnel's submenu) and sni-notification.png.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .harness import Desktop
-from .sni import SniItem
+from .sni import MenuEntry, SniItem
 from .test_tray_desktop import CONTEXT, OK_GREEN, all_forwarding, expected_menu, region, share_near, write_demo_rules
 from .trayprocess import TrayProcess
 
@@ -70,13 +71,24 @@ def exported_menu_is_current(tray: TrayProcess, item: SniItem, *, ask_first: boo
     return labels if labels == expected_menu(tray.status()) else None
 
 
-def host_window(desktop: Desktop, kind: str) -> dict[str, Any] | None:
-    """The host's mapped window of that _NET_WM_WINDOW_TYPE (POPUP_MENU, TOOLTIP), if any."""
+def host_windows(desktop: Desktop, kind: str) -> list[dict[str, Any]]:
+    """The host's mapped windows of that _NET_WM_WINDOW_TYPE (POPUP_MENU, TOOLTIP), left to right."""
+    found = []
     for window in desktop.visible_windows(HOST_CLASS):
         typed = desktop.run(["xprop", "-id", window["id"], "_NET_WM_WINDOW_TYPE"]).stdout
         if f"_NET_WM_WINDOW_TYPE_{kind}" in typed.split():
-            return window
-    return None
+            found.append(window)
+    return sorted(found, key=lambda w: w["x"])
+
+
+def host_window(desktop: Desktop, kind: str) -> dict[str, Any] | None:
+    found = host_windows(desktop, kind)
+    return found[0] if found else None
+
+
+def selectable(entry: MenuEntry) -> list[MenuEntry]:
+    """The children a keyboard moves through: no separators, no disabled entries."""
+    return [c for c in entry.children if not c.separator and c.enabled and c.props.get("visible", True)]
 
 
 def test_tray_demo_under_a_status_notifier_host(
@@ -129,11 +141,28 @@ def test_tray_demo_under_a_status_notifier_host(
             menu = host_window(desktop, "POPUP_MENU")
             assert menu and menu["height"] > 15 * entries, f"the host's menu {menu} cannot hold {entries} entries"
             assert menu["y"] >= bar["y"] + bar["height"] - 2, f"the host's menu {menu} is not below its bar {bar}"
+
+            # Chosen with the keyboard: down to the web tunnel, into its submenu (which the host
+            # draws from what it holds too, so it must be filled already), Return on "Open".
+            layout = item.layout()
+            web_row = layout.child("svc/web :80 ")
+            desktop.xdotool("key", *["Down"] * (selectable(layout).index(web_row) + 1), "Right")
+            menus = desktop.wait_for(lambda: len(m := host_windows(desktop, "POPUP_MENU")) == 2 and m, timeout=5,
+                                     what="the web tunnel's submenu to open in the host's menu")
+            assert menus[1]["height"] > 15 * len(selectable(web_row)), f"the submenu {menus[1]} is too small"
+            time.sleep(0.3)  # let it paint
             shot = desktop.screenshot("sni-screen")
-            desktop.run(["convert", shot, "-crop",
-                         f"{menu['x'] + menu['width'] + 8}x{menu['y'] + menu['height'] + 8}+0+0", "+repage",
+            right = max(w["x"] + w["width"] for w in menus) + 8
+            bottom = max(w["y"] + w["height"] for w in menus) + 8
+            desktop.run(["convert", shot, "-crop", f"{right}x{bottom}+0+0", "+repage",
                          desktop.artifacts / "sni-menu.png"], check=True)
-            desktop.xdotool("key", "Escape")
+            open_entry = web_row.child("Open")
+            desktop.xdotool("key", *["Down"] * selectable(web_row).index(open_entry), "Return")
+            web = tray.tunnel("web")
+            opened_url = desktop.wait_for(lambda: desktop.browser_log.read_text(encoding="utf-8"), timeout=10,
+                                          what="the host's menu choice to reach the stand-in browser")
+            assert opened_url == web["url"] + "\n"
+            desktop.browser_log.write_text("", encoding="utf-8")
             desktop.wait_for(lambda: host_window(desktop, "POPUP_MENU") is None, timeout=5,
                              what="the host's menu to close")
             # Resting on the icon shows the item's tooltip (sni-notification.png has it too).
