@@ -1,4 +1,8 @@
-"""The real-desktop harness: one Xvfb + trayer + dunst + gnome-keyring session for all desktop tests.
+"""The real-desktop harness: one Xvfb + tray host + dunst + gnome-keyring session for all desktop tests.
+
+The tray host is trayer (XEmbed) by default; `start_desktop(host="sni")` starts a
+StatusNotifierItem host instead (status-notifier-watcher and gtk-sni-tray-standalone), as most
+Linux desktops have; sni.py asks such a host's questions over the bus.
 
 `start_desktop()` runs `dbus-run-session -- with-desktop.sh python harness.py session ...`. The
 program inside (`session_main`, this file run as a script) watches the bus for notifications,
@@ -31,7 +35,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .sni import SniClient
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -72,6 +79,14 @@ REQUIRED_TOOLS: dict[str, str] = {
     "xdg-open": "xdg-utils",
 }
 
+# The tray hosts with-desktop.sh can start, and what each needs beyond REQUIRED_TOOLS.
+TRAY_HOSTS = ("xembed", "sni")
+SNI_TOOLS: dict[str, str] = {
+    "status-notifier-watcher": "haskell-status-notifier-item-utils",
+    "gtk-sni-tray-standalone": "haskell-gtk-sni-tray-utils",
+}
+ALL_TOOLS = {**REQUIRED_TOOLS, **SNI_TOOLS}
+
 START_TIMEOUT = 30.0
 
 NOTIFY_SIGNATURE = "susssasa{sv}i"
@@ -80,23 +95,33 @@ SYNC_PATH = "/dev/kubetray/DesktopHarness"
 SYNC_INTERFACE = "dev.kubetray.DesktopHarness"
 
 
-def missing_tools(path: str | None = None) -> list[str]:
+def tools_for(host: str) -> dict[str, str]:
+    """The tools a session with this tray host runs: tool -> Debian package."""
+    if host == "xembed":
+        return REQUIRED_TOOLS
+    if host == "sni":
+        return {**{t: p for t, p in REQUIRED_TOOLS.items() if t != "trayer"}, **SNI_TOOLS}
+    raise ValueError(f"unknown tray host {host!r}; known: {', '.join(TRAY_HOSTS)}")
+
+
+def missing_tools(path: str | None = None, host: str = "xembed") -> list[str]:
     """The required tools not found on `path` (default: $PATH), in a stable order."""
-    return [tool for tool in REQUIRED_TOOLS if shutil.which(tool, path=path) is None]
+    return [tool for tool in tools_for(host) if shutil.which(tool, path=path) is None]
 
 
 def install_hint(tools: Iterable[str]) -> str:
-    packages = sorted({REQUIRED_TOOLS[tool] for tool in tools})
+    packages = sorted({ALL_TOOLS[tool] for tool in tools})
     return "apt-get install --no-install-recommends " + " ".join(packages)
 
 
-def unavailable_reason(path: str | None = None) -> str | None:
-    """Why this machine cannot run a desktop session, or None when it can."""
+def unavailable_reason(path: str | None = None, host: str = "xembed") -> str | None:
+    """Why this machine cannot run a desktop session with this tray host, or None when it can."""
+    which = "desktop tests" if host == "xembed" else "StatusNotifierItem desktop tests"
     if not sys.platform.startswith("linux"):
-        return "The desktop tests need Linux (Xvfb, trayer, dunst and gnome-keyring)."
-    missing = missing_tools(path)
+        return f"The {which} need Linux (Xvfb, a tray host, dunst and gnome-keyring)."
+    missing = missing_tools(path, host)
     if missing:
-        return (f"The desktop tests need {', '.join(missing)}, not found on PATH. "
+        return (f"The {which} need {', '.join(missing)}, not found on PATH. "
                 f"Install them with: sudo {install_hint(missing)}")
     return None
 
@@ -105,7 +130,8 @@ class Desktop:
     """A running desktop session, as the tests see it. Build it with `start_desktop()`."""
 
     def __init__(self, session: Mapping[str, str], files: Path, process: subprocess.Popen[str],
-                 marker: str) -> None:
+                 marker: str, host: str = "xembed") -> None:
+        self.host = host  # the tray host: "xembed" (trayer) or "sni" (a StatusNotifierItem host)
         self.artifacts: Path = REPO / "test-artifacts" / "desktop"
         self.artifacts.mkdir(parents=True, exist_ok=True)
         self.browser_log: Path = files / "browser.log"
@@ -197,6 +223,56 @@ class Desktop:
                 inside.add(window["id"])
         # trayer wraps each icon in a socket window of its own; the icon is the one with _XEMBED_INFO.
         return [w for w in windows if w["id"] in inside - panels and self._is_xembed_client(w["id"])]
+
+    def sni(self) -> SniClient:
+        """A connection to this session's bus that asks what a StatusNotifierItem host asks."""
+        from .sni import SniClient
+
+        return SniClient(self.env["DBUS_SESSION_BUS_ADDRESS"])
+
+    def visible_windows(self, wm_class: str) -> list[dict[str, Any]]:
+        """The mapped windows of that X class (xwininfo's tree lists unmapped ones too)."""
+        found = self.run(["xdotool", "search", "--onlyvisible", "--class", f"^{re.escape(wm_class)}$"])
+        ids = {int(i) for i in found.stdout.split()}
+        return [w for w in self.windows() if int(w["id"], 16) in ids]
+
+    def sni_bar(self) -> dict[str, Any]:
+        """gtk-sni-tray-standalone's bar window (root coordinates); only in an "sni" session.
+        It is the host's window along the top edge (--top); its menus and tooltips open below."""
+        bars = [w for w in self.windows()
+                if w["wm_class"] == ["gtk-sni-tray-standalone", "Gtk-sni-tray-standalone"] and w["y"] == 0
+                and w["height"] > 10]
+        assert len(bars) == 1, f"expected one gtk-sni-tray-standalone bar, got {bars}"
+        return bars[0]
+
+    def sni_bar_icons(self, shot: Path) -> list[dict[str, int]]:
+        """The icons drawn in the SNI bar of screenshot `shot`, left to right: x, y, width, height.
+
+        The bar is one GTK window with no X window per icon, so the icons are found in the
+        picture: runs of columns with a pixel unlike the bar's background (its top-right pixel),
+        bounded by the rows where they differ."""
+        bar = self.sni_bar()
+        raw = self.run(["convert", shot, "-crop", f"{bar['width']}x{bar['height']}+{bar['x']}+{bar['y']}",
+                        "+repage", "-depth", "8", "rgb:-"], check=True, text=False).stdout
+        width, height = bar["width"], bar["height"]
+        assert len(raw) == 3 * width * height, f"the bar {bar} is not inside {shot}"
+        background = raw[3 * (width - 1):3 * width]
+
+        def differs(x: int, y: int) -> bool:
+            i = 3 * (y * width + x)
+            return raw[i:i + 3] != background
+
+        columns = [x for x in range(width) if any(differs(x, y) for y in range(height))]
+        icons: list[dict[str, int]] = []
+        for x in columns:
+            if icons and x == icons[-1]["x"] + icons[-1]["width"]:
+                icons[-1]["width"] += 1
+            else:
+                icons.append({"x": x, "y": 0, "width": 1, "height": 0})
+        for icon in icons:
+            rows = [y for y in range(height) if any(differs(x, y) for x in range(icon["x"], icon["x"] + icon["width"]))]
+            icon.update(x=bar["x"] + icon["x"], y=bar["y"] + rows[0], height=rows[-1] - rows[0] + 1)
+        return icons
 
     def _is_xembed_client(self, window: str) -> bool:
         answer = self.run(["xprop", "-id", window, "_XEMBED_INFO"])
@@ -376,8 +452,10 @@ def kill_session(process: subprocess.Popen[str], marker: str) -> None:
         time.sleep(0.1)
 
 
-def start_desktop(files: Path) -> Desktop:
-    """Start a session whose working files (logs, fake browser) go in `files`."""
+def start_desktop(files: Path, host: str = "xembed") -> Desktop:
+    """Start a session whose working files (logs, fake browser) go in `files`, with `host` as
+    its tray host (one of TRAY_HOSTS)."""
+    tools_for(host)  # refuses an unknown host before anything starts
     marker = uuid.uuid4().hex
     notify_log = files / "notifications.jsonl"
     notify_log.touch()
@@ -387,7 +465,7 @@ def start_desktop(files: Path) -> Desktop:
             ["dbus-run-session", "--", str(SCRIPT),
              sys.executable, str(Path(__file__).resolve()), "session", str(notify_log)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
-            env={**os.environ, MARKER: marker},
+            env={**os.environ, MARKER: marker, "KUBETRAY_TRAY_HOST": host},
             # Its own process group: teardown kills the group without touching pytest.
             start_new_session=True,
         )
@@ -401,7 +479,7 @@ def start_desktop(files: Path) -> Desktop:
     except BaseException:
         kill_session(process, marker)
         raise
-    return Desktop(session, files, process, marker)
+    return Desktop(session, files, process, marker, host)
 
 
 def _read_line(process: subprocess.Popen[str], timeout: float) -> str:

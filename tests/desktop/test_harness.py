@@ -1,5 +1,5 @@
-"""The desktop harness itself, for real: tray host, notifications, URL opening, screenshots,
-clicks, teardown and the skip on machines without the tools."""
+"""The desktop harness itself, for real: tray hosts (trayer and a StatusNotifierItem host),
+notifications, URL opening, screenshots, clicks, teardown and the skip on machines without the tools."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import pytest
 from .harness import (
     MARKER,
     REQUIRED_TOOLS,
+    SNI_TOOLS,
+    TRAY_HOSTS,
     Desktop,
     install_hint,
     missing_tools,
@@ -67,6 +69,15 @@ def test_trayer_panel_is_the_tray_host(desktop: Desktop) -> None:
     assert (panels[0]["x"], panels[0]["y"], panels[0]["width"], panels[0]["height"]) == (1080, 0, 200, 32)
 
 
+def test_the_sni_bar_is_the_tray_host(sni_desktop: Desktop) -> None:
+    with sni_desktop.sni() as bus:
+        assert bus.host_registered() and bus.registered_items() == []
+    bar = sni_desktop.sni_bar()
+    assert (bar["x"], bar["y"], bar["width"]) == (0, 0, 1280) and bar["height"] >= 16
+    assert not [w for w in sni_desktop.windows() if w["wm_class"] == ["panel", "trayer"]]
+    assert sni_desktop.sni_bar_icons(sni_desktop.screenshot("harness-sni-empty")) == []
+
+
 def test_screenshot_is_a_png_of_the_whole_screen(desktop: Desktop) -> None:
     shot = desktop.screenshot("harness-screen")
     assert shot == desktop.artifacts / "harness-screen.png"
@@ -74,30 +85,45 @@ def test_screenshot_is_a_png_of_the_whole_screen(desktop: Desktop) -> None:
     assert desktop.pixel(shot, 640, 400) == (0, 0, 0)  # Xvfb's bare root window is black
 
 
-def test_a_tray_icon_is_found_drawn_and_clicked(desktop: Desktop, tmp_path: Path) -> None:
+def probe_icon(desktop: Desktop, app: subprocess.Popen[str]) -> dict[str, int] | None:
+    """Where the tray host shows the probe's icon: the XEmbed window trayer swallowed, or the
+    icon gtk-sni-tray-standalone draws in its bar for the item the probe registered."""
+    if desktop.host == "xembed":
+        found = [w for w in desktop.tray_windows() if w["name"] == "harness-probe"]
+        return found[0] if found else None
+    with desktop.sni() as bus:
+        if bus.item_of_pid(app.pid) is None:
+            return None
+    icons = desktop.sni_bar_icons(desktop.screenshot(f"harness-tray-{desktop.host}"))
+    return icons[0] if len(icons) == 1 else None
+
+
+def test_a_tray_icon_is_found_drawn_and_clicked(tray_desktop: Desktop, tmp_path: Path) -> None:
+    desktop = tray_desktop
     program = tmp_path / "tray.py"
     program.write_text(TRAY_PROGRAM, encoding="utf-8")
     output = tmp_path / "tray.out"
     with output.open("w", encoding="utf-8") as out:
-        app = desktop.popen([sys.executable, program], stdout=out, stderr=subprocess.STDOUT)
+        app = desktop.popen([sys.executable, program], stdout=out, stderr=subprocess.STDOUT, text=True)
     try:
-        icons = desktop.wait_for(
-            lambda: [w for w in desktop.tray_windows() if w["name"] == "harness-probe"],
-            what="the probe's icon in trayer's panel")
-        icon = icons[0]
-        assert 1080 <= icon["x"] and icon["x"] + icon["width"] <= 1280 and icon["y"] + icon["height"] <= 32
+        icon = desktop.wait_for(lambda: probe_icon(desktop, app), what=f"the probe's icon ({desktop.host} host)")
+        if desktop.host == "xembed":
+            assert 1080 <= icon["x"] and icon["x"] + icon["width"] <= 1280 and icon["y"] + icon["height"] <= 32
+        else:
+            bar = desktop.sni_bar()
+            assert icon["y"] >= bar["y"] and icon["y"] + icon["height"] <= bar["y"] + bar["height"]
         x, y = icon["x"] + icon["width"] // 2, icon["y"] + icon["height"] // 2
         # Embedding is done before Qt has painted into the new parent; wait for the red.
-        desktop.wait_for(lambda: desktop.pixel(desktop.screenshot("harness-tray"), x, y) == (255, 0, 0),
+        desktop.wait_for(lambda: desktop.pixel(desktop.screenshot(f"harness-tray-{desktop.host}"), x, y) == (255, 0, 0),
                          what="the red icon on screen")
+        # Under SNI the host turns the click into the item's Activate call; Qt into the same signal.
         desktop.xdotool("mousemove", x, y, "click", "1")
         desktop.wait_for(lambda: "activated Trigger" in output.read_text(encoding="utf-8"),
                          what="the icon's activated(Trigger) signal")
     finally:
         app.terminate()
         app.wait(timeout=10)
-    desktop.wait_for(lambda: not [w for w in desktop.tray_windows() if w["name"] == "harness-probe"],
-                     what="the icon to leave the panel")
+    desktop.wait_for(lambda: probe_icon(desktop, app) is None, what="the icon to leave the tray")
 
 
 def test_a_notification_is_seen_with_its_id_and_fate(desktop: Desktop) -> None:
@@ -153,14 +179,17 @@ def test_env_points_at_the_session_only(desktop: Desktop) -> None:
     assert desktop.run(["sh", "-c", "echo $EXTRA"], extra_env={"EXTRA": "yes"}).stdout == "yes\n"
 
 
-def test_teardown_leaves_no_process_behind(tmp_path: Path) -> None:
-    reason = unavailable_reason()
+@pytest.mark.parametrize("host", TRAY_HOSTS)
+def test_teardown_leaves_no_process_behind(tmp_path: Path, host: str) -> None:
+    reason = unavailable_reason(host=host)
     if reason:
         pytest.skip(reason)
-    session = start_desktop(tmp_path)  # a second session of its own, beside the shared one
+    session = start_desktop(tmp_path, host)  # a session of its own, beside the shared ones
     marker = session.env[MARKER]
     running = {name for _, name in processes_with(MARKER, marker)}
-    assert {"Xvfb", "trayer", "dunst", "dbus-daemon", "gnome-keyring-d"} <= running
+    # (/proc's command names are cut at 15 characters.)
+    host_programs = {"trayer"} if host == "xembed" else {"status-notifier", "gtk-sni-tray-st"}
+    assert {"Xvfb", "dunst", "dbus-daemon", "gnome-keyring-d"} | host_programs <= running, running
     session.popen(["sleep", "600"])
     assert session.close() == []  # everything stopped in order, nothing had to be hunted down
     assert processes_with(MARKER, marker) == []
@@ -169,6 +198,11 @@ def test_teardown_leaves_no_process_behind(tmp_path: Path) -> None:
 def test_missing_tools_are_named_with_their_packages(tmp_path: Path) -> None:
     assert missing_tools(str(tmp_path)) == list(REQUIRED_TOOLS)
     assert install_hint(["Xvfb", "xwininfo", "xprop"]) == "apt-get install --no-install-recommends x11-utils xvfb"
+    sni_missing = missing_tools(str(tmp_path), host="sni")
+    assert "trayer" not in sni_missing and set(SNI_TOOLS) <= set(sni_missing)
+    reason = unavailable_reason(str(tmp_path), host="sni")
+    assert reason and reason.startswith("The StatusNotifierItem desktop tests need ")
+    assert "haskell-gtk-sni-tray-utils haskell-status-notifier-item-utils" in reason
 
 
 def test_without_the_tools_the_desktop_tests_skip(tmp_path: Path) -> None:

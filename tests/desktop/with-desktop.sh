@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# A throwaway Linux desktop for kubetray's tests: a virtual X screen (Xvfb), an XEmbed tray host
-# (trayer), a notification daemon (dunst) and an unlocked Secret Service (gnome-keyring), all with
-# a fresh HOME and XDG_RUNTIME_DIR so nothing of the user's own session is read or changed.
+# A throwaway Linux desktop for kubetray's tests: a virtual X screen (Xvfb), a tray host, a
+# notification daemon (dunst) and an unlocked Secret Service (gnome-keyring), all with a fresh
+# HOME and XDG_RUNTIME_DIR so nothing of the user's own session is read or changed.
 # Starts them, waits until each one is really serving, runs "$@" inside, then stops them all and
 # exits with the command's status.
 #
-#   dbus-run-session -- tests/desktop/with-desktop.sh COMMAND [ARG...]
+#   [KUBETRAY_TRAY_HOST=xembed|sni] dbus-run-session -- tests/desktop/with-desktop.sh COMMAND [ARG...]
+#
+# The tray host is one of the two kinds Linux desktops have: `xembed` (the default) is trayer, an
+# XEmbed panel that swallows the icon's X window; `sni` is a StatusNotifierItem host, as KDE,
+# GNOME with AppIndicator, XFCE, Cinnamon and the Sway bars are: status-notifier-watcher keeps the
+# list of items on the bus and gtk-sni-tray-standalone draws their icons and D-Bus menus in a bar.
 #
 # dbus-run-session gives the session its private bus and stops that bus when this script ends.
 # The tests' `desktop` fixture (tests/desktop/conftest.py) starts it this way.
@@ -15,6 +20,11 @@ if [ -z "${DBUS_SESSION_BUS_ADDRESS:-}" ]; then
     echo "with-desktop.sh: no session bus; run me as: dbus-run-session -- $0 COMMAND" >&2
     exit 2
 fi
+TRAY_HOST="${KUBETRAY_TRAY_HOST:-xembed}"
+case "$TRAY_HOST" in
+    xembed | sni) ;;
+    *) echo "with-desktop.sh: KUBETRAY_TRAY_HOST is xembed or sni, not '$TRAY_HOST'" >&2; exit 2 ;;
+esac
 if [ "$#" -eq 0 ]; then
     echo "with-desktop.sh: give the command to run inside the desktop session" >&2
     exit 2
@@ -109,16 +119,6 @@ export DISPLAY=":$(head -n 1 "$SESSION_DIR/display")"
 dbus-update-activation-environment DISPLAY XDG_RUNTIME_DIR HOME XDG_CONFIG_HOME XDG_DATA_HOME \
     XDG_CACHE_HOME XDG_STATE_HOME
 
-start trayer trayer --edge top --align right --widthtype pixel --width 200 --height 32 \
-    --transparent true --alpha 0 --tint 0x3050a0
-start dunst dunst
-# --unlock reads the new login keyring's password from stdin; unlocked now, nothing prompts later.
-# From a file, not a pipe: a pipeline would make the recorded PID a shell, and stopping that
-# shell would leave the daemon running.
-printf %s "${TEST_KEYRING_PASSWORD:-test}" >"$SESSION_DIR/keyring-password"
-start keyring --input "$SESSION_DIR/keyring-password" \
-    gnome-keyring-daemon --foreground --unlock --components=secrets
-
 bus_has() {
     # ListNames, unlike a call to the name itself, never starts a service by D-Bus activation.
     dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
@@ -127,7 +127,42 @@ bus_has() {
 tray_panel_shown() {
     xwininfo -root -tree | grep -q '("panel" "trayer")'
 }
-wait_until "the trayer panel" tray_panel_shown
+sni_host_registered() {
+    # Qt picks StatusNotifierItem over XEmbed once, when an app shows its first icon, as soon as
+    # the watcher is on the bus (host or not); the tests also need the host drawing the items.
+    dbus-send --session --print-reply --dest=org.kde.StatusNotifierWatcher /StatusNotifierWatcher \
+        org.freedesktop.DBus.Properties.Get string:org.kde.StatusNotifierWatcher \
+        string:IsStatusNotifierHostRegistered 2>/dev/null | grep -q 'boolean true'
+}
+sni_bar_shown() {
+    xwininfo -root -tree | grep -q '("gtk-sni-tray-standalone" '
+}
+
+if [ "$TRAY_HOST" = sni ]; then
+    start watcher status-notifier-watcher
+    # The host registers with the watcher when it starts, so the watcher must be on the bus first.
+    wait_until "status-notifier-watcher (org.kde.StatusNotifierWatcher)" bus_has org.kde.StatusNotifierWatcher
+    # NO_AT_BRIDGE: GTK would otherwise start the accessibility bus (at-spi) by D-Bus activation,
+    # two more daemons for nothing the tests look at.
+    start sni-host env NO_AT_BRIDGE=1 gtk-sni-tray-standalone --top
+else
+    start trayer trayer --edge top --align right --widthtype pixel --width 200 --height 32 \
+        --transparent true --alpha 0 --tint 0x3050a0
+fi
+start dunst dunst
+# --unlock reads the new login keyring's password from stdin; unlocked now, nothing prompts later.
+# From a file, not a pipe: a pipeline would make the recorded PID a shell, and stopping that
+# shell would leave the daemon running.
+printf %s "${TEST_KEYRING_PASSWORD:-test}" >"$SESSION_DIR/keyring-password"
+start keyring --input "$SESSION_DIR/keyring-password" \
+    gnome-keyring-daemon --foreground --unlock --components=secrets
+
+if [ "$TRAY_HOST" = sni ]; then
+    wait_until "gtk-sni-tray-standalone's registration as a StatusNotifierItem host" sni_host_registered
+    wait_until "gtk-sni-tray-standalone's bar" sni_bar_shown
+else
+    wait_until "the trayer panel" tray_panel_shown
+fi
 wait_until "dunst (org.freedesktop.Notifications)" bus_has org.freedesktop.Notifications
 wait_until "gnome-keyring (org.freedesktop.secrets)" bus_has org.freedesktop.secrets
 # The login keyring file appears once the password was read and the keyring created unlocked;

@@ -1,7 +1,8 @@
 """The tray icon and its menu: renders menu_model's items as Qt actions, rebuilt each time it opens.
 
 Nothing here knows about Kubernetes. The menu is filled on `aboutToShow` from the latest
-Snapshot the app handed over (never by asking the engine), and a chosen entry's command goes to
+Snapshot the app handed over (never by asking the engine; under a StatusNotifierItem host on
+every new Snapshot too, see Tray.show), and a chosen entry's command goes to
 `on_command`. A tunnel entry has a submenu, yet clicking the entry itself opens its URL, as users
 expect from a list of links; Qt gives submenu entries no click, so TunnelMenu adds one.
 """
@@ -124,6 +125,7 @@ class Tray:
         self._submenus: list[QMenu] = []
         self._pending_children: dict[QMenu, tuple[Item, ...]] = {}
         self._built: list[Item] | None = None
+        self._exported = False  # shown by a StatusNotifierItem host: kept current, filled at once
         self.menu = TunnelMenu(on_command)
         self.menu.setToolTipsVisible(True)
         self.menu.aboutToShow.connect(self.rebuild)
@@ -135,6 +137,16 @@ class Tray:
 
     def show(self) -> None:
         self.icon.show()
+        # Under a StatusNotifierItem host (KDE, GNOME's AppIndicator, XFCE, waybar, gtk-sni-tray)
+        # Qt exports the menu over D-Bus (com.canonical.dbusmenu), and the host pops up the
+        # layout it already holds when the user clicks, telling the app only then: a menu built
+        # on opening would show the state of the previous opening, and lazily filled submenus
+        # would show empty. Qt's icon has no geometry there (nor without any tray, where a
+        # current menu costs little); an XEmbed icon has one from show() on, and its menu is
+        # built when it opens.
+        self._exported = not self.icon.geometry().isValid()
+        if self._exported:
+            self.rebuild()  # the host reads the menu as soon as the icon registers
 
     def hide(self) -> None:
         self.icon.hide()
@@ -151,7 +163,8 @@ class Tray:
             self.icon.setToolTip(tip)
         # An open menu follows the new state, unless the user is inside one of its submenus,
         # which a rebuild would close under the pointer; the next opening shows the news then.
-        if self.menu.isVisible() and not any(sub.isVisible() for sub in self._submenus):
+        # A menu exported over D-Bus follows it always: its host shows what it has when clicked.
+        if self._exported or (self.menu.isVisible() and not any(sub.isVisible() for sub in self._submenus)):
             self.rebuild()
 
     def rebuild(self) -> None:
@@ -189,9 +202,12 @@ class Tray:
                 sub.setToolTipsVisible(True)
                 self._submenus.append(sub)
                 # Entries of a submenu are made when it opens: with 200 tunnels that is 1200
-                # actions fewer each time the main menu opens.
-                self._pending_children[sub] = item.children
-                sub.aboutToShow.connect(lambda s=sub: self.filled(s))
+                # actions fewer each time the main menu opens. Not when exported: see above.
+                if self._exported:
+                    self._fill(sub, item.children)
+                else:
+                    self._pending_children[sub] = item.children
+                    sub.aboutToShow.connect(lambda s=sub: self.filled(s))
                 # An action of our own rather than sub.menuAction(): calls on that shared wrapper
                 # leaked references in PySide6 6.12.
                 action.setMenu(sub)
