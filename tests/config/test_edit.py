@@ -247,3 +247,41 @@ def test_a_byte_order_mark_stays(tmp_path: Path) -> None:
     result = add_rule(path, RuleDraft("svc", "db", 5432))
     remove_rule(path, f"@{result.line}")
     assert path.read_bytes() == b"\xef\xbb\xbf" + BLOCK.encode()
+
+
+ODD_FILES = {
+    "document-start": "---\n# c\nportForward:\n- {resourceType: service, resourceName: a, port: 1}\n",
+    "comments-after-items": (
+        "portForward:\n  - resourceType: service\n    resourceName: a\n    port: 1\n    # trailing note\n"
+        "contexts:\n  dev:  # dev cluster\n    portForward:\n      - resourceType: pod\n        resourceName: p\n"
+        "        port: 2\n      # end of dev\n# eof"),
+    "mixed-styles": "portForward:\n- {resourceType: service, resourceName: a, port: 1}\n- resourceType: service\n"
+                    "  resourceName: b\n  port: 2\n",
+    "multi-line-flow-list": "portForward: [\n  {resourceType: service, resourceName: a, port: 1},\n"
+                            "  {resourceType: service, resourceName: b, port: 2},\n]\n",
+    "flow-contexts": "contexts: {dev: {portForward: [{resourceType: service, resourceName: a, port: 1}]}}\n",
+    "indent-4": "contexts:\n    dev:\n        portForward:\n            -   resourceType: service\n"
+                "                resourceName: a\n                port: 1\n",
+    "port-first": "portForward:\n  - port: 1\n    resourceType: service\n    resourceName: a\n",
+    "document-end": "portForward:\n- {resourceType: service, resourceName: a, port: 1}\n...\n",
+    "quoted-keys": '"portForward":\n  - {"resourceType": "service", "resourceName": "a", "port": 1}\n',
+}
+
+
+@pytest.mark.parametrize("name", list(ODD_FILES))
+def test_odd_layouts_round_trip(tmp_path: Path, name: str) -> None:
+    original = ODD_FILES[name]
+    path = write(tmp_path, original)
+    for context in (None, "dev", "new"):
+        add_rule(path, RuleDraft("svc", "zz", 99, name="zz"), context)
+        assert not load_rules(path).problems
+        remove_rule(path, "zz")
+        assert path.read_text() == original, context
+        set_pinned(path, context or "dev", True)
+        set_pinned(path, context or "dev", False)
+        assert path.read_text() == original, context
+    set_local_port(path, "svc/a", 4444)
+    ruleset = load_rules(path)
+    every = [*ruleset.rules, *(rule for _, rules in ruleset.context_rules for rule in rules)]
+    assert [rule.local_port for rule in every if rule.resource_name == "a"] == [4444]
+    assert not ruleset.problems

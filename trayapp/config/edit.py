@@ -206,11 +206,11 @@ def set_local_port(path: Path, selector: str, local_port: int) -> EditResult:
         at = end_index(port[1], port[0])
         splices = [Splice(at, at, f", localPort: {number}")]
     elif port is not None:
-        try:
-            _, at = file.lines.whole_lines(int(port[0].start_mark.index), end_index(port[1], port[0]))
-        except TextEditError as error:
-            raise RulesEditError(f"kubetray cannot change the rule on line {entry.line} of {shown(path)}: "
-                                 f"{error}. Nothing was changed.") from error
+        end = end_index(port[1], port[0])
+        if not file.lines.only_comment_after(end):
+            raise RulesEditError(f"kubetray cannot change the rule on line {entry.line} of {shown(path)}: its "
+                                 "port shares a line with other text. Nothing was changed.")
+        at = file.lines.line_after(end)
         line = " " * file.column(port[0]) + f"localPort: {number}"
         splices = [insert_lines(file.text, at, [line], file.style.newline)]
     else:  # pragma: no cover - a rule without a port is a loader problem, refused above

@@ -343,14 +343,17 @@ class RulesFile:
     def remove_item(self, entry: Found) -> list[Splice]:
         seq, node, text = entry.seq, entry.node, self.text
         end = end_index(node)
+        key_line = self.lines.line_start(int(entry.key.start_mark.index))
         if is_flow(seq):
             items = seq.value
+            after = self.lines.line_after(int(seq.end_mark.index))
+            if len(items) == 1 and not self.lines.has_comment(key_line, after):
+                return self.remove_pair(self._parents(entry.key))
             if entry.index < len(items) - 1:
                 return [Splice(int(node.start_mark.index), int(items[entry.index + 1].start_mark.index), "")]
             start = end_index(items[entry.index - 1]) if entry.index else int(node.start_mark.index)
             return [Splice(start, end, "")]
         start, stop = self.lines.whole_lines(self.lines.dash_of(node), end)
-        key_line = self.lines.line_start(int(entry.key.start_mark.index))
         if len(seq.value) == 1 and not self.lines.has_comment(key_line, start):
             return self.remove_pair(self._parents(entry.key))
         return [remove_lines(text, start, stop)]
@@ -370,7 +373,7 @@ class RulesFile:
     def remove_pair(self, chain: list[tuple[Node, ScalarNode, Node]]) -> list[Splice]:
         """Remove the last pair of `chain`; a mapping it leaves empty goes too, with its key."""
         mapping, key, value = chain[-1]
-        while len(chain) > 1 and len(pairs(mapping)) == 1 and not is_flow(mapping):
+        while len(chain) > 1 and len(pairs(mapping)) == 1:
             parent_key = chain[-2][1]
             between = self.lines.has_comment(int(parent_key.start_mark.index), int(key.start_mark.index))
             if between:

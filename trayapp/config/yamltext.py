@@ -187,6 +187,8 @@ class Text:
 
     def only_comment_after(self, index: int) -> bool:
         rest = self.text[index : self.line_after(index)].strip()
+        if rest.startswith(":"):  # a key with no value ends before its colon
+            rest = rest[1:].strip()
         return not rest or rest.startswith("#")
 
     def has_comment(self, start: int, end: int) -> bool:
