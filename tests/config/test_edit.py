@@ -285,3 +285,33 @@ def test_odd_layouts_round_trip(tmp_path: Path, name: str) -> None:
     every = [*ruleset.rules, *(rule for _, rules in ruleset.context_rules for rule in rules)]
     assert [rule.local_port for rule in every if rule.resource_name == "a"] == [4444]
     assert not ruleset.problems
+
+
+def test_a_linked_rules_file_stays_a_link(tmp_path: Path) -> None:
+    real = write(tmp_path, BLOCK, "dotfiles-rules.yaml")
+    link = tmp_path / "config.yaml"
+    link.symlink_to(real)
+    add_rule(link, RuleDraft("svc", "db", 5432))
+    assert link.is_symlink() and "resourceName: db" in real.read_text()
+
+
+def test_a_file_changed_during_the_edit_is_left_as_it_now_is(tmp_path: Path) -> None:
+    from trayapp.config.rulesfile import RulesEditError, RulesFile
+
+    path = write(tmp_path, BLOCK)
+    opened = RulesFile(path)
+    path.write_text(BLOCK + "# saved from an editor meanwhile\n")
+    with pytest.raises(RulesEditError, match="changed while kubetray was editing it"):
+        opened.save(BLOCK + "# kubetray's version\n")
+    assert path.read_text().endswith("# saved from an editor meanwhile\n")
+
+
+def test_a_skaffold_rule_is_pointed_at_not_edited(tmp_path: Path) -> None:
+    skaffold = tmp_path / "skaffold.yaml"
+    skaffold.write_text("apiVersion: skaffold/v4beta11\nkind: Config\nportForward:\n"
+                        "- {resourceType: service, resourceName: frontend, port: 80}\n")
+    path = write(tmp_path, "skaffold: [skaffold.yaml]\n")
+    with pytest.raises(NoSuchRule, match=r"is a rule of the Skaffold file .*skaffold.yaml:4"):
+        remove_rule(path, "svc/frontend")
+    listed = list_rules(path)
+    assert [(entry.file, entry.line, entry.label) for entry in listed] == [(skaffold, 4, "svc/frontend:80")]

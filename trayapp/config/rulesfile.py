@@ -132,10 +132,11 @@ class RulesFile:
         self.path = Path(path)
         self.exists = self.path.exists()
         self.bom = False
+        self.raw: bytes | None = None
         text = ""
         if self.exists:
             try:
-                raw = self.path.read_bytes()
+                self.raw = raw = self.path.read_bytes()
                 self.bom = raw.startswith(b"\xef\xbb\xbf")
                 text = raw[3 if self.bom else 0:].decode("utf-8")
             except (OSError, UnicodeDecodeError) as error:
@@ -221,6 +222,11 @@ class RulesFile:
     def find(self, selector: str) -> Found:
         found = [entry for entry in self.entries() if matches(entry, selector)]
         if not found:
+            imported = [rule for rule in self.ruleset.rules if rule.origin is not None
+                        and rule.origin.file != str(self.path) and rule_matches(rule, selector)]
+            if imported:
+                raise NoSuchRule(f'"{selector}" is a rule of the Skaffold file {imported[0].origin}, which '
+                                 "kubetray reads but does not edit; change it there. Nothing was changed.")
             raise NoSuchRule(f'No rule in {shown(self.path)} matches "{selector}"; `kubetray list` shows '
                              "the rules with their lines. Nothing was changed.")
         if len(found) > 1:
@@ -235,9 +241,18 @@ class RulesFile:
     def save(self, new_text: str) -> None:
         """Replace the file atomically, keeping its mode; a reader sees the old or the new file."""
         data = (b"\xef\xbb\xbf" if self.bom else b"") + new_text.encode("utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        mode = self.path.stat().st_mode & 0o7777 if self.exists else None
-        handle, temp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        # A rules file linked from a dotfiles repository stays a link: the file it points at is replaced.
+        target = self.path.resolve() if self.path.is_symlink() else self.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            now = target.read_bytes() if self.exists else None
+        except OSError:
+            now = None
+        if now != self.raw:
+            raise RulesEditError(f"{shown(self.path)} changed while kubetray was editing it, so kubetray left "
+                                 "it as it now is; try again.")
+        mode = target.stat().st_mode & 0o7777 if self.exists else None
+        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as out:
                 out.write(data)
@@ -245,12 +260,12 @@ class RulesFile:
                 os.fsync(out.fileno())
             if mode is not None:
                 os.chmod(temp, mode)
-            os.replace(temp, self.path)
+            os.replace(temp, target)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
         try:  # the rename itself survives a crash only once the folder is synced
-            folder = os.open(self.path.parent, os.O_RDONLY)
+            folder = os.open(target.parent, os.O_RDONLY)
         except OSError:
             return
         try:
@@ -406,3 +421,12 @@ def matches(entry: Found, selector: str) -> bool:
         return False
     same_port = not port or entry.fields.get("port", "").strip() == port.strip()
     return written is kind and entry.fields.get("resourceName", "").strip() == name.strip() and same_port
+
+
+def rule_matches(rule: Rule, selector: str) -> bool:
+    """`matches` for a Rule read by the loader (a Skaffold file's, which has no nodes here)."""
+    fields = {"resourceType": rule.resource_type.value, "resourceName": rule.resource_name, "port": str(rule.port)}
+    if rule.name:
+        fields["name"] = rule.name
+    return not selector.strip().startswith("@") and matches(
+        Found(None, None, None, 0, None, fields), selector)  # type: ignore[arg-type]
