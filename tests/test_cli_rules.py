@@ -134,3 +134,30 @@ def test_add_skips_the_check_when_the_cluster_does_not_answer(tmp_path: Path, ru
     assert result.returncode == 0
     assert "did not answer within 2 seconds" in result.stderr
     assert any(rule.resource_name == "db" for rule in load_rules(rules).rules)
+
+
+def test_a_running_kubetray_follows_add_and_remove(sim: tuple[SimThread, Path], tmp_path: Path,
+                                                   unused_tcp_port: int) -> None:
+    import signal
+    import urllib.request
+
+    from tests.integration.test_headless import Kubetray
+
+    _, kubeconfig = sim
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("# empty for now\n")
+    app = Kubetray("--headless", "--json", "--config", str(rules), "--kubeconfig", str(kubeconfig))
+    try:
+        added = kubetray("add", "svc/web", "80", "--local-port", str(unused_tcp_port), "--config", str(rules),
+                         kubeconfig=kubeconfig)
+        assert added.returncode == 0 and added.stderr == ""
+        web = app.wait_for(lambda e: e["event"] == "forwarding" and e["resourceName"] == "web")
+        assert web["localPort"] == unused_tcp_port
+        with urllib.request.urlopen(f"http://127.0.0.1:{unused_tcp_port}/", timeout=10) as answer:
+            assert answer.status == 200
+        assert kubetray("remove", "svc/web", "--config", str(rules)).returncode == 0
+        app.wait_for(lambda e: e["event"] == "stopped" and e["resourceName"] == "web")
+        assert rules.read_text() == "# empty for now\n"
+        assert app.stop(signal.SIGTERM) == 0
+    finally:
+        app.kill()
