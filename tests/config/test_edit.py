@@ -315,3 +315,12 @@ def test_a_skaffold_rule_is_pointed_at_not_edited(tmp_path: Path) -> None:
         remove_rule(path, "svc/frontend")
     listed = list_rules(path)
     assert [(entry.file, entry.line, entry.label) for entry in listed] == [(skaffold, 4, "svc/frontend:80")]
+
+
+def test_exclusions_only_for_what_is_forwarded_automatically(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    with pytest.raises(InvalidRule, match="services and pods"):
+        exclude_auto(path, "dev", "deploy", "web", None)
+    result = exclude_auto(path, "dev", "pod", "dbg-7d9f", "2345")
+    assert path.read_text() == "auto:\n  exclude:\n    - {kind: pod, namespace: dev, name: dbg-7d9f, port: 2345}\n"
+    assert result.line == 3

@@ -25,13 +25,13 @@ from trayapp.config.rulesfile import (
     RulesFile,
     RulesFileHasProblems,
     parse_resource_type,
+    rule_entries,
     selector_of,
     shown,
 )
 from trayapp.config.yamltext import (
     Splice,
     Style,
-    Text,
     TextEditError,
     apply,
     compose,
@@ -156,18 +156,9 @@ def _put(file: RulesFile, keys: list[str], leaf: Any) -> list[Splice]:
 
 def _entry_count(text: str) -> int:
     try:
-        return len(_Scan(text).entries())
+        return len(rule_entries(compose(text)))
     except TextEditError:
         return -1
-
-
-class _Scan(RulesFile):
-    """The entries of a text that is not (yet) a file: for checking an edit's result."""
-
-    def __init__(self, text: str) -> None:  # noqa: D107 - no file, no loader check
-        self.text = text
-        self.root = compose(text)
-        self.lines = Text(text)
 
 
 def remove_rule(path: Path, selector: str) -> EditResult:
@@ -281,6 +272,11 @@ def exclude_auto(path: Path, namespace: str, kind: str, name: str, port: int | s
     `auto: exclude:` that the user can delete to undo."""
     path = Path(path)
     resource = parse_resource_type(kind)
+    if resource not in (ResourceType.SERVICE, ResourceType.POD):
+        raise InvalidRule(f"kubetray forwards services and pods automatically, not a {resource.value}; "
+                          "nothing was changed.")
+    if isinstance(port, str) and port.strip().isdigit():
+        port = int(port)
     file = RulesFile(path)
     fields: dict[str, Any] = {"kind": resource.value, "namespace": namespace, "name": name}
     if port is not None:

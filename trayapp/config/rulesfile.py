@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,6 @@ class InvalidRule(RulesEditError):
 
 class DuplicateRule(RulesEditError):
     """The file already has this rule."""
-
 
 
 def parse_resource_type(text: str) -> ResourceType:
@@ -196,31 +196,11 @@ class RulesFile:
 
     # ---- finding rules ----------------------------------------------------------------------
 
-    def rule_lists(self) -> list[tuple[str | None, ScalarNode, Node]]:
-        """(context or None, the portForward key, its value) for every rule list in the file."""
-        found: list[tuple[str | None, ScalarNode, Node]] = []
-        top = lookup(self.root, "portForward")
-        if top is not None:
-            found.append((None, *top))
-        contexts = lookup(self.root, "contexts")
-        for key, body in pairs(contexts[1]) if contexts is not None else []:
-            entry = lookup(body, "portForward")
-            if entry is not None:
-                found.append((str(key.value), *entry))
-        return found
-
     def entries(self) -> list[Found]:
-        found = []
-        for context, key, seq in self.rule_lists():
-            if not isinstance(seq, SequenceNode):
-                continue
-            for index, node in enumerate(seq.value):
-                fields = {str(k.value): str(v.value) for k, v in pairs(node) if isinstance(v, ScalarNode)}
-                found.append(Found(context, key, seq, index, node, fields))
-        return found
+        return rule_entries(self.root)
 
     def find(self, selector: str) -> Found:
-        found = [entry for entry in self.entries() if matches(entry, selector)]
+        found = [entry for entry in self.entries() if matches(entry.fields, entry.line, selector)]
         if not found:
             imported = [rule for rule in self.ruleset.rules if rule.origin is not None
                         and rule.origin.file != str(self.path) and rule_matches(rule, selector)]
@@ -406,27 +386,47 @@ class RulesFile:
         return [remove_lines(self.text, start, stop)]
 
 
-def matches(entry: Found, selector: str) -> bool:
+def rule_entries(root: Node | None) -> list[Found]:
+    """Every entry of the top-level `portForward` and of each context's, in file order."""
+    lists: list[tuple[str | None, tuple[ScalarNode, Node]]] = []
+    top = lookup(root, "portForward")
+    if top is not None:
+        lists.append((None, top))
+    contexts = lookup(root, "contexts")
+    for key, body in pairs(contexts[1]) if contexts is not None else []:
+        entry = lookup(body, "portForward")
+        if entry is not None:
+            lists.append((str(key.value), entry))
+    found = []
+    for context, (key, seq) in lists:
+        if isinstance(seq, SequenceNode):
+            for index, node in enumerate(seq.value):
+                fields = {str(k.value): str(v.value) for k, v in pairs(node) if isinstance(v, ScalarNode)}
+                found.append(Found(context, key, seq, index, node, fields))
+    return found
+
+
+def matches(fields: Mapping[str, str], line: int | None, selector: str) -> bool:
+    """Whether a rule with these fields (as written) is one `selector` names: a rule's `name`,
+    TYPE/NAME or TYPE/NAME:PORT (kubectl's type names), or @LINE (the line the rule starts on)."""
     text = selector.strip()
     if text.startswith("@"):
-        return text[1:].isdigit() and entry.line == int(text[1:])
+        return text[1:].isdigit() and line == int(text[1:])
     if "/" not in text:
-        return entry.fields.get("name") == text
+        return fields.get("name") == text
     kind_text, _, rest = text.partition("/")
     name, _, port = rest.partition(":")
     try:
         kind = parse_resource_type(kind_text)
-        written = ResourceType.parse(entry.fields.get("resourceType", ""))
+        written = ResourceType.parse(fields.get("resourceType", ""))
     except (InvalidRule, ValueError):
         return False
-    same_port = not port or entry.fields.get("port", "").strip() == port.strip()
-    return written is kind and entry.fields.get("resourceName", "").strip() == name.strip() and same_port
+    same_port = not port or fields.get("port", "").strip() == port.strip()
+    return written is kind and fields.get("resourceName", "").strip() == name.strip() and same_port
 
 
 def rule_matches(rule: Rule, selector: str) -> bool:
-    """`matches` for a Rule read by the loader (a Skaffold file's, which has no nodes here)."""
-    fields = {"resourceType": rule.resource_type.value, "resourceName": rule.resource_name, "port": str(rule.port)}
-    if rule.name:
-        fields["name"] = rule.name
-    return not selector.strip().startswith("@") and matches(
-        Found(None, None, None, 0, None, fields), selector)  # type: ignore[arg-type]
+    """`matches` for a Rule the loader read (a Skaffold file's, which has no nodes here)."""
+    fields = {"resourceType": rule.resource_type.value, "resourceName": rule.resource_name,
+              "port": str(rule.port), **({"name": rule.name} if rule.name else {})}
+    return matches(fields, None, selector)
