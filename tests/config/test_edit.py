@@ -324,3 +324,14 @@ def test_exclusions_only_for_what_is_forwarded_automatically(tmp_path: Path) -> 
     result = exclude_auto(path, "dev", "pod", "dbg-7d9f", "2345")
     assert path.read_text() == "auto:\n  exclude:\n    - {kind: pod, namespace: dev, name: dbg-7d9f, port: 2345}\n"
     assert result.line == 3
+
+
+@pytest.mark.parametrize("written", ["pinned: false", "pinned:", "pinned: true  # always"])
+def test_pinned_over_what_was_written(tmp_path: Path, written: str) -> None:
+    text = f"contexts:\n  prod:\n    {written}\n    portForward: []\n"
+    path = write(tmp_path, text)
+    set_pinned(path, "prod", True)
+    assert "    pinned: true" in path.read_text()
+    assert path.read_text().count("pinned") == 1
+    set_pinned(path, "prod", False)
+    assert path.read_text() == "contexts:\n  prod:\n    portForward: []\n"

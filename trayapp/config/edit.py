@@ -52,6 +52,8 @@ HEADER = (
     "# kubetray rules, in Skaffold's portForward format; kubetray applies this file when it is saved.\n"
     "# `kubetray check` validates it and `kubetray check --example` prints every field.\n"
 )
+
+
 @dataclass(frozen=True)
 class RuleDraft:
     """A rule to add. `namespace` None means the default namespace (the field is left out)."""
@@ -70,7 +72,8 @@ class RuleDraft:
         kind = self.resource_type
         kind_text = kind.value if isinstance(kind, ResourceType) else parse_resource_type(kind).value
         written: dict[str, Any] = {"resourceType": kind_text, "resourceName": self.resource_name}
-        optional = {"namespace": self.namespace, "port": self.port, "localPort": self.local_port,
+        port = int(self.port) if isinstance(self.port, str) and self.port.strip().isdigit() else self.port
+        optional = {"namespace": self.namespace, "port": port, "localPort": self.local_port,
                     "address": self.address, "name": self.name, "scheme": self.scheme}
         written |= {key: value for key, value in optional.items() if value is not None}
         return written
@@ -238,7 +241,7 @@ def set_pinned(path: Path, context: str, pinned: bool) -> EditResult:
     entry = lookup(contexts[1], context) if contexts is not None else None
     current = lookup(entry[1], "pinned") if entry is not None else None
     is_on = current is not None and str(current[1].value).lower() == "true"
-    if is_on == pinned and (current is not None or not pinned):
+    if (pinned and is_on) or (not pinned and current is None):
         state = "already pinned" if pinned else "not pinned"
         return EditResult(path, f"Context {context} is {state} in {shown(path)}; nothing changed.",
                           _line_of(file.text, keys))

@@ -287,8 +287,11 @@ class RulesFile:
             if pair is None:
                 return self._add_pair(node, key, value)
             key_node, child = pair
-            if is_null(child) or (is_flow(child) and not child.value):
+            if (is_null(child) or (is_flow(child) and not child.value)) and isinstance(value, (dict, list)):
                 return self._fill(key_node, child, value)
+            if is_null(child):  # `pinned:` with no value
+                colon = text.index(":", int(key_node.end_mark.index)) + 1
+                return [Splice(colon, colon, " " + style.scalar(value))]
             if depth < len(keys) - 1:
                 node = child
                 continue
