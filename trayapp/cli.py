@@ -88,7 +88,7 @@ def run_rule_command(args: argparse.Namespace) -> int:
     if args.command == "add":
         return run_add(path, args.target, args.port, local_port=args.local_port, namespace=args.namespace,
                        context=args.rule_context, label=args.label, kubeconfig=args.kubeconfig,
-                       check_cluster=not args.no_check)
+                       check_cluster=not args.no_check, check_context=args.context)
     if args.command == "remove":
         return run_remove(path, args.selector)
     return run_list(path)

@@ -69,6 +69,7 @@ def cluster_note(kind: ResourceType, name: str, namespace: str, context: str | N
 
 def run_add(path: Path, target: str, port: str, *, local_port: int | None, namespace: str | None,
             context: str | None, label: str | None, kubeconfig: str | None, check_cluster: bool = True,
+            check_context: str | None = None,
             out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     try:
         kind, name = parse_target(target)
@@ -83,7 +84,9 @@ def run_add(path: Path, target: str, port: str, *, local_port: int | None, names
     print(result.message + " A running kubetray starts forwarding it by itself.", file=out)
     for warning in result.warnings:
         print(warning, file=err)
-    note = cluster_note(kind, name, namespace or DEFAULT_NAMESPACE, context, kubeconfig) if check_cluster else None
+    # The cluster asked is the rule's context's, else the one `kubetray --context` names, else the current one.
+    asked = context or check_context
+    note = cluster_note(kind, name, namespace or DEFAULT_NAMESPACE, asked, kubeconfig) if check_cluster else None
     if note:
         print(note, file=err)
     return 0

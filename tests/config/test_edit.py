@@ -335,3 +335,12 @@ def test_pinned_over_what_was_written(tmp_path: Path, written: str) -> None:
     assert path.read_text().count("pinned") == 1
     set_pinned(path, "prod", False)
     assert path.read_text() == "contexts:\n  prod:\n    portForward: []\n"
+
+
+def test_a_new_list_is_indented_like_the_others(tmp_path: Path) -> None:
+    text = "portForward:\n-   resourceType: service\n    resourceName: a\n    port: 1\n"
+    path = write(tmp_path, text)
+    add_rule(path, RuleDraft("svc", "b", 2), "dev")
+    assert path.read_text() == text + (
+        "contexts:\n  dev:\n    portForward:\n    -   resourceType: service\n        resourceName: b\n"
+        "        port: 2\n")

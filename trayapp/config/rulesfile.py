@@ -174,10 +174,19 @@ class RulesFile:
         flow = [node for node in items if is_flow(node)]
         styles = [style for style in scalar_styles(self.root) if style in ("'", '"')]
         brace_space = bool(flow) and self.text[int(flow[0].start_mark.index) + 1] == " "
+        item_offset = 2
+        for node in items:
+            if isinstance(node, MappingNode) and not is_flow(node):
+                try:
+                    item_offset = max(2, int(node.start_mark.index) - self.lines.dash_of(node))
+                except TextEditError:
+                    continue
+                break
         return Style(
             newline=newline,
             mapping_indent=mapping_indent if mapping_indent and mapping_indent > 0 else 2,
             sequence_offset=sequence_offset if sequence_offset is not None and sequence_offset >= 0 else 2,
+            item_offset=item_offset,
             flow_rules=len(flow) * 2 > len(items),
             brace_space=brace_space,
             quote="'" if styles.count("'") > styles.count('"') else '"',
@@ -321,7 +330,7 @@ class RulesFile:
         if isinstance(value, dict):
             lines = [line for k, v in value.items() for line in style.block(k, v, column + style.mapping_indent)]
         else:
-            lines = [line for item in value for line in style.item(item, column + style.sequence_offset, 2)]
+            lines = [line for item in value for line in style.item(item, column + style.sequence_offset, style.item_offset)]
         at = self.lines.line_after(end_index(empty, key))
         return [*splices, insert_lines(self.text, at, lines, style.newline)]
 

@@ -96,6 +96,7 @@ class Style:
     newline: str = "\n"
     mapping_indent: int = 2  # a nested mapping's keys, right of its parent key
     sequence_offset: int = 2  # a block list's dashes, right of its parent key
+    item_offset: int = 2  # a block list item's keys, right of its dash
     flow_rules: bool = False  # rules written as {resourceType: ..., port: ...}
     brace_space: bool = False  # `{ a: 1 }` rather than `{a: 1}`
     quote: str = '"'
@@ -132,7 +133,7 @@ class Style:
         if isinstance(value, Sequence) and not isinstance(value, str):
             lines = [f"{pad}{self.scalar(key)}:"]
             for item in value:
-                lines += self.item(item, column + self.sequence_offset, 2)
+                lines += self.item(item, column + self.sequence_offset, self.item_offset)
             return lines
         return [f"{pad}{self.scalar(key)}: {self.scalar(value)}"]
 
