@@ -23,6 +23,7 @@ from trayapp.config.edit import (
     set_local_port,
     set_pinned,
 )
+from trayapp.config.example import EXAMPLE_RULES
 from trayapp.model import ResourceType, Rule
 
 BLOCK = """\
@@ -62,6 +63,7 @@ AUTO_ONLY = "auto:\n  annotation: true\n"
 FILES = {
     "block": BLOCK, "flow": FLOW, "flow-sequence": FLOW_SEQUENCE, "no-final-newline": NO_FINAL_NEWLINE,
     "crlf": CRLF, "empty": "", "only-comments": ONLY_COMMENTS, "auto-only": AUTO_ONLY,
+    "example": EXAMPLE_RULES,  # what the tray's "Open rules file" writes
 }
 DRAFTS = [
     RuleDraft("svc", "db", 5432, local_port=15433, name="the db: main"),
@@ -77,7 +79,7 @@ def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
 
 
 @pytest.mark.parametrize("draft", DRAFTS, ids=["named", "port-name", "odd-values"])
-@pytest.mark.parametrize("context", [None, "staging", "prod"])
+@pytest.mark.parametrize("context", [None, "staging", "prod", "kind-*"])
 @pytest.mark.parametrize("name", list(FILES))
 def test_add_then_remove_leaves_the_file_byte_for_byte(tmp_path: Path, name: str, context: str | None,
                                                        draft: RuleDraft) -> None:
@@ -129,18 +131,26 @@ def test_a_context_entry_gets_its_rule_at_its_own_indent(tmp_path: Path) -> None
     assert ('        - {resourceType: service, resourceName: "db", port: 5432, localPort: 15432}\n'
             "        - resourceType: service\n          resourceName: queue\n          port: 5672\n") in text
     add_rule(path, RuleDraft("svc", "queue", 5672), "kind-*")  # into `portForward: []`
-    assert "    'kind-*':\n        portForward:\n          - resourceType: service\n" in path.read_text()
+    assert ("    'kind-*':\n        portForward: [\n            {resourceType: service, resourceName: queue, "
+            "port: 5672}\n        ]\n") in path.read_text()
     assert not load_rules(path).problems
 
 
-def test_an_empty_flow_list_becomes_a_block_list_and_goes_with_its_last_rule(tmp_path: Path) -> None:
-    # The one exception to add-then-remove being a no-op: `[]` is not brought back (a key with
-    # no rules left is removed, as it would be when it was never there).
-    path = write(tmp_path, "# example\nportForward: []\n")
-    result = add_rule(path, RuleDraft("svc", "db", 5432))
-    assert path.read_text() == "# example\nportForward:\n  - resourceType: service\n    resourceName: db\n    port: 5432\n"
-    remove_rule(path, f"@{result.line}")
-    assert path.read_text() == "# example\n"
+def test_an_empty_flow_list_takes_rules_one_a_line_and_gives_back_the_empty_list(tmp_path: Path) -> None:
+    text = "# example\nportForward: []  # none yet\ncontexts:\n  dev:\n    portForward: []\n"
+    path = write(tmp_path, text)
+    first = add_rule(path, RuleDraft("svc", "db", 5432))
+    second = add_rule(path, RuleDraft("svc", "web", 80))
+    in_dev = add_rule(path, RuleDraft("svc", "web", 80), "dev")
+    assert path.read_text() == (
+        "# example\nportForward: [\n  {resourceType: service, resourceName: db, port: 5432},\n"
+        "  {resourceType: service, resourceName: web, port: 80}\n]  # none yet\ncontexts:\n  dev:\n"
+        "    portForward: [\n      {resourceType: service, resourceName: web, port: 80}\n    ]\n")
+    assert (first.line, second.line, in_dev.line) == (3, 4, 9)
+    assert [rule.resource_name for rule in load_rules(path).rules] == ["db", "web"]
+    for line in (in_dev.line, second.line, first.line):
+        remove_rule(path, f"@{line}")
+    assert path.read_text() == text
 
 
 def test_a_missing_file_is_created_with_a_header(tmp_path: Path) -> None:

@@ -296,6 +296,8 @@ class RulesFile:
             if pair is None:
                 return self._add_pair(node, key, value)
             key_node, child = pair
+            if isinstance(child, SequenceNode) and is_flow(child) and not child.value and isinstance(value, list):
+                return self._fill_flow(node, key_node, child, value)
             if (is_null(child) or (is_flow(child) and not child.value)) and isinstance(value, (dict, list)):
                 return self._fill(key_node, child, value)
             if is_null(child):  # `pinned:` with no value
@@ -309,6 +311,16 @@ class RulesFile:
             if isinstance(child, ScalarNode):
                 return [Splice(int(child.start_mark.index), end_index(child, key_node), style.scalar(leaf))]
         raise RulesEditError(f"{shown(self.path)} is not laid out as kubetray expects; nothing was changed.")
+
+    def _fill_flow(self, mapping: Node, key: ScalarNode, empty: SequenceNode, items: list[Any]) -> list[Splice]:
+        """Rules into `[]`, staying a flow list (one rule a line), so removing them gives `[]` back."""
+        style = self.style
+        inside = int(empty.start_mark.index) + 1, int(empty.end_mark.index) - 1
+        if is_flow(mapping):
+            return [Splice(*inside, ", ".join(style.flow(item) for item in items))]
+        pad = " " * (self.column(key) + style.mapping_indent)
+        rules = ("," + style.newline).join(pad + style.flow(item) for item in items)
+        return [Splice(*inside, style.newline + rules + style.newline + " " * self.column(key))]
 
     def _add_pair(self, mapping: Node, key: str, value: Any) -> list[Splice]:
         style = self.style
@@ -353,9 +365,13 @@ class RulesFile:
         key_line = self.lines.line_start(int(entry.key.start_mark.index))
         if is_flow(seq):
             items = seq.value
-            after = self.lines.line_after(int(seq.end_mark.index))
-            if len(items) == 1 and not self.lines.has_comment(key_line, after):
-                return self.remove_pair(self._parents(entry.key))
+            chain = self._parents(entry.key)
+            inside = int(seq.start_mark.index) + 1, int(seq.end_mark.index) - 1
+            if len(items) == 1 and not self.lines.has_comment(*inside):
+                after = self.lines.line_after(int(seq.end_mark.index))
+                if chain and is_flow(chain[-1][0]) and not self.lines.has_comment(key_line, after):
+                    return self.remove_pair(chain)  # as it was added: `portForward: [...]` in a flow mapping
+                return [Splice(*inside, "")]  # `[]`, as it was before the first rule went in
             if entry.index < len(items) - 1:
                 return [Splice(int(node.start_mark.index), int(items[entry.index + 1].start_mark.index), "")]
             start = end_index(items[entry.index - 1]) if entry.index else int(node.start_mark.index)
