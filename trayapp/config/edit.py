@@ -15,20 +15,19 @@ from typing import Any
 
 from ruamel.yaml.nodes import MappingNode
 
-from trayapp.config.rules import RuleSet, load_rules, load_rules_text
-from trayapp.config.rulesfile import (
+from trayapp.config.ruleentries import (
     AmbiguousRule,
     DuplicateRule,
     InvalidRule,
     NoSuchRule,
     RulesEditError,
-    RulesFile,
     RulesFileHasProblems,
     parse_resource_type,
     rule_entries,
     selector_of,
-    shown,
 )
+from trayapp.config.rules import RuleSet, load_rules, load_rules_text
+from trayapp.config.rulesfile import RulesFile, shown
 from trayapp.config.yamltext import (
     Splice,
     Style,
