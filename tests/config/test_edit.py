@@ -354,3 +354,10 @@ def test_a_new_list_is_indented_like_the_others(tmp_path: Path) -> None:
     assert path.read_text() == text + (
         "contexts:\n  dev:\n    portForward:\n    -   resourceType: service\n        resourceName: b\n"
         "        port: 2\n")
+
+
+def test_the_loaders_warnings_about_the_new_rule_come_back(tmp_path: Path) -> None:
+    path = write(tmp_path, FLOW)
+    result = add_rule(path, RuleDraft("svc", "api", 8080, local_port=80))
+    assert len(result.warnings) == 1
+    assert f"{path}:4:" in result.warnings[0] and "the rule on line 2 asks for too" in result.warnings[0]
