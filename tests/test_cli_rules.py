@@ -59,7 +59,7 @@ def test_add_list_remove_round_trip(rules: Path) -> None:
     added = kubetray("add", "svc/db", "5432", "--local-port", "15432", "--namespace", "data", "--name", "db",
                      "--config", str(rules))
     assert added.returncode == 0, added.stderr
-    assert added.stdout.startswith(f"Added svc/db:5432 to {rules}, line 4.")
+    assert added.stdout.startswith(f"Added service/db:5432 to {rules}, line 4.")
     assert "did not check that service data/db exists" in added.stderr  # no kubeconfig: said, not fatal
     rule = next(r for r in load_rules(rules).rules if r.name == "db")
     assert (rule.resource_type, rule.namespace, rule.port, rule.local_port) == (ResourceType.SERVICE, "data", 5432,
@@ -71,7 +71,7 @@ def test_add_list_remove_round_trip(rules: Path) -> None:
     lines = listed.stdout.splitlines()
     assert lines[0].split() == ["WRITTEN", "AT", "SCOPE", "RULE", "NAMESPACE", "LOCAL"]
     assert [line.split()[0] for line in lines[1:]] == [f"{rules}:3", f"{rules}:4", f"{rules}:8", f"{rules}:9"]
-    assert "svc/db:5432 (db)" in lines[2] and "context staging" in lines[4]
+    assert "service/db:5432 (db)" in lines[2] and "context staging" in lines[4]
     assert kubetray("remove", "sts/cache:redis", "--config", str(rules)).returncode == 0
     removed = kubetray("remove", "db", "--config", str(rules))
     assert removed.returncode == 0 and "(it was on line 4)" in removed.stdout
@@ -82,7 +82,7 @@ def test_errors_name_the_problem_and_change_nothing(rules: Path, tmp_path: Path)
     bad_type = kubetray("add", "ingress/web", "80", "--config", str(rules))
     assert bad_type.returncode == 2 and '"ingress" is not a resource type' in bad_type.stderr
     repeat = kubetray("add", "service/web", "80", "--local-port", "18080", "--config", str(rules), "--no-check")
-    assert repeat.returncode == 1 and "already forwards svc/web:80 (line 3)" in repeat.stderr
+    assert repeat.returncode == 1 and "already forwards service/web:80 (line 3)" in repeat.stderr
     missing = kubetray("remove", "svc/nope", "--config", str(rules))
     assert missing.returncode == 1 and 'No rule in' in missing.stderr
     assert rules.read_text() == RULES
@@ -95,7 +95,7 @@ def test_errors_name_the_problem_and_change_nothing(rules: Path, tmp_path: Path)
 
 def test_the_global_config_option_works_as_for_check(rules: Path) -> None:
     result = kubetray("--config", str(rules), "list")
-    assert result.returncode == 0 and "svc/web:80" in result.stdout
+    assert result.returncode == 0 and "service/web:80" in result.stdout
     nowhere = kubetray("list")  # the default rules file under XDG_CONFIG_HOME, which does not exist
     assert nowhere.returncode == 0 and "There is no rules file at" in nowhere.stdout
 

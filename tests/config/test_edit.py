@@ -112,7 +112,7 @@ def expected(draft: RuleDraft) -> Rule:
 def test_hand_written_rules_are_untouched_and_new_ones_follow_the_file_style(tmp_path: Path) -> None:
     path = write(tmp_path, BLOCK)
     result = add_rule(path, RuleDraft("svc", "db", 5432))
-    assert result.message == f"Added svc/db:5432 to {path}, line 12."
+    assert result.message == f"Added service/db:5432 to {path}, line 12."
     lines = path.read_text().splitlines()
     assert lines[:11] == BLOCK.splitlines()[:11]
     assert lines[11:14] == ["  - resourceType: service", "    resourceName: db", "    port: 5432"]
@@ -185,12 +185,12 @@ def test_selectors_name_one_rule_or_say_which_match(tmp_path: Path) -> None:
         remove_rule(path, "svc/db:1234")
     assert remove_rule(path, "deploy/api:8080").line == 3
     assert remove_rule(path, "svc/web:http").message == f"Removed service/web:http from {path} (it was on line 5)."
-    assert [(r.line, r.context, r.label) for r in list_rules(path)] == [(5, None, "svc/db:5432"), (11, "staging", "svc/db:5432")]
+    assert [(r.line, r.context, r.label) for r in list_rules(path)] == [(5, None, "service/db:5432"), (11, "staging", "service/db:5432")]
 
 
 def test_duplicates_and_bad_drafts_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, BLOCK)
-    with pytest.raises(DuplicateRule, match="already forwards deploy/api:8080 \\(line 3\\)"):
+    with pytest.raises(DuplicateRule, match="already forwards deployment/api:8080 \\(line 3\\)"):
         add_rule(path, RuleDraft("deployment", "api", 8080))
     with pytest.raises(InvalidRule, match="outside the port range"):
         add_rule(path, RuleDraft("svc", "x", 70000))
@@ -324,7 +324,7 @@ def test_a_skaffold_rule_is_pointed_at_not_edited(tmp_path: Path) -> None:
     with pytest.raises(NoSuchRule, match=r"is a rule of the Skaffold file .*skaffold.yaml:4"):
         remove_rule(path, "svc/frontend")
     listed = list_rules(path)
-    assert [(entry.file, entry.line, entry.label) for entry in listed] == [(skaffold, 4, "svc/frontend:80")]
+    assert [(entry.file, entry.line, entry.label) for entry in listed] == [(skaffold, 4, "service/frontend:80")]
 
 
 def test_exclusions_only_for_what_is_forwarded_automatically(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def parse_resource_type(text: str) -> ResourceType:
 
 
 def selector_of(rule: Rule) -> str:
-    return f"{rule.resource_type.short}/{rule.resource_name}:{rule.port}"
+    return f"{rule.resource_type.value}/{rule.resource_name}:{rule.port}"
 
 
 @dataclass
