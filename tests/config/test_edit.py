@@ -15,6 +15,7 @@ from trayapp.config.edit import (
     InvalidRule,
     NoSuchRule,
     RuleDraft,
+    RulesEditError,
     RulesFileHasProblems,
     add_rule,
     exclude_auto,
@@ -361,3 +362,10 @@ def test_the_loaders_warnings_about_the_new_rule_come_back(tmp_path: Path) -> No
     result = add_rule(path, RuleDraft("svc", "api", 8080, local_port=80))
     assert len(result.warnings) == 1
     assert f"{path}:4:" in result.warnings[0] and "the rule on line 2 asks for too" in result.warnings[0]
+
+
+def test_a_place_kubetray_cannot_write_is_said_in_words(tmp_path: Path) -> None:
+    blocker = write(tmp_path, "not a folder", "kubetray")
+    with pytest.raises(RulesEditError, match="could not write .*kubetray/config.yaml: .*The file was not changed"):
+        add_rule(blocker / "config.yaml", RuleDraft("svc", "db", 5432))
+    assert blocker.read_text() == "not a folder"

@@ -170,6 +170,14 @@ class RulesFile:
 
     def save(self, new_text: str) -> None:
         """Replace the file atomically, keeping its mode; a reader sees the old or the new file."""
+        try:
+            self._replace(new_text)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise RulesEditError(f"kubetray could not write {shown(self.path)}: {reason}. The file was not "
+                                 "changed.") from error
+
+    def _replace(self, new_text: str) -> None:
         data = (b"\xef\xbb\xbf" if self.bom else b"") + new_text.encode("utf-8")
         # A rules file linked from a dotfiles repository stays a link: the file it points at is replaced.
         target = self.path.resolve() if self.path.is_symlink() else self.path
