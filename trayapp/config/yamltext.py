@@ -10,6 +10,7 @@ the user never asked to change.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ class Style:
     quote: str = '"'
 
     def scalar(self, value: Any) -> str:
-        """A scalar as YAML text that PyYAML (the loader) and ruamel both read back as `value`."""
+        """A scalar as YAML text that PyYAML, the loader, reads back as `value` in block and flow context."""
         if isinstance(value, bool):
             return "true" if value else "false"
         if isinstance(value, int):
@@ -161,8 +162,6 @@ def _reads_back(text: str) -> bool:
 
 
 def _json(text: str) -> str:
-    import json
-
     return json.dumps(text)  # a JSON string is a valid double-quoted YAML scalar
 
 
