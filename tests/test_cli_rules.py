@@ -161,3 +161,38 @@ def test_a_running_kubetray_follows_add_and_remove(sim: tuple[SimThread, Path], 
         assert app.stop(signal.SIGTERM) == 0
     finally:
         app.kill()
+
+
+AUTO_SCENARIO = """
+deployments:
+  - name: web
+    labels: {app: web}
+    ports: [{name: http, containerPort: 8080}]
+services:
+  - name: shop
+    labels: {app.kubernetes.io/managed-by: skaffold}
+    selector: {app: web}
+    ports: [{name: http, port: 28080, targetPort: http}]
+"""
+
+
+def test_a_running_kubetray_stops_what_is_excluded(tmp_path: Path) -> None:
+    import signal
+
+    from tests.integration.test_headless import Kubetray
+    from trayapp.config.edit import exclude_auto
+
+    cluster = SimCluster("auto", scenario=AUTO_SCENARIO)
+    with run_in_thread(cluster):
+        kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig", context="sim")
+        rules = tmp_path / "rules.yaml"
+        rules.write_text("auto:\n  skaffold: true   # what skaffold dev deploys\n")
+        app = Kubetray("--headless", "--json", "--config", str(rules), "--kubeconfig", str(kubeconfig))
+        try:
+            shop = app.wait_for(lambda e: e["event"] == "forwarding" and e["resourceName"] == "shop")
+            assert shop["auto"] is True
+            exclude_auto(rules, "default", "service", "shop", shop["port"])
+            app.wait_for(lambda e: e["event"] == "stopped" and e["resourceName"] == "shop")
+            assert app.stop(signal.SIGTERM) == 0
+        finally:
+            app.kill()
