@@ -196,3 +196,15 @@ def test_a_running_kubetray_stops_what_is_excluded(tmp_path: Path) -> None:
             assert app.stop(signal.SIGTERM) == 0
         finally:
             app.kill()
+
+
+def test_list_names_exclusions_and_says_when_rules_have_problems(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("portForward:\n- {resourceType: service, resourceName: web, port: 80}\n"
+                     "- {resourceType: sevice, resourceName: x, port: 80}\n"
+                     "auto:\n  exclude:\n    - {kind: pod, namespace: dev, name: 'dbg-*'}\n")
+    result = kubetray("list", "--config", str(rules))
+    assert result.returncode == 1
+    assert "service/web:80" in result.stdout and "resourceName: x" not in result.stdout
+    assert f"Not forwarded automatically: pod dev/dbg-* ({rules}:6)." in result.stdout
+    assert "The rules file has 1 problem; kubetray skips the rules they are in" in result.stderr

@@ -121,9 +121,15 @@ def run_list(path: Path, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> 
             print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
     else:
         print(f"{path} has no rules.", file=out)
-    problems = load_rules(path).problems
+    ruleset = load_rules(path)
+    for exclusion in ruleset.auto.exclude:
+        port = f":{exclusion.port}" if exclusion.port is not None else ""
+        print(f"Not forwarded automatically: {exclusion.kind.value} {exclusion.namespace}/{exclusion.name}{port} "
+              f"({exclusion.origin}).", file=out)
+    problems = ruleset.problems
     if problems:
         noun = "problem" if len(problems) == 1 else "problems"
-        print(f"{len(problems)} {noun} in the rules stop some of them; `kubetray check` shows where.", file=err)
+        print(f"The rules file has {len(problems)} {noun}; kubetray skips the rules they are in until they "
+              "are fixed (`kubetray check` shows where).", file=err)
         return 1
     return 0

@@ -183,8 +183,8 @@ class RulesFile:
         target = self.path.resolve() if self.path.is_symlink() else self.path
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            now = target.read_bytes() if self.exists else None
-        except OSError:
+            now = target.read_bytes()
+        except FileNotFoundError:
             now = None
         if now != self.raw:
             raise RulesEditError(f"{shown(self.path)} changed while kubetray was editing it, so kubetray left "
