@@ -207,4 +207,4 @@ def test_list_names_exclusions_and_says_when_rules_have_problems(tmp_path: Path)
     assert result.returncode == 1
     assert "service/web:80" in result.stdout and "resourceName: x" not in result.stdout
     assert f"Not forwarded automatically: pod dev/dbg-* ({rules}:6)." in result.stdout
-    assert "The rules file has 1 problem; kubetray skips the rules they are in" in result.stderr
+    assert "The rules file has 1 problem; kubetray skips the rules with problems" in result.stderr

@@ -129,7 +129,7 @@ def run_list(path: Path, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> 
     problems = ruleset.problems
     if problems:
         noun = "problem" if len(problems) == 1 else "problems"
-        print(f"The rules file has {len(problems)} {noun}; kubetray skips the rules they are in until they "
+        print(f"The rules file has {len(problems)} {noun}; kubetray skips the rules with problems until they "
               "are fixed (`kubetray check` shows where).", file=err)
         return 1
     return 0
