@@ -369,3 +369,16 @@ def test_a_place_kubetray_cannot_write_is_said_in_words(tmp_path: Path) -> None:
     with pytest.raises(RulesEditError, match="could not write .*kubetray/config.yaml: .*The file was not changed"):
         add_rule(blocker / "config.yaml", RuleDraft("svc", "db", 5432))
     assert blocker.read_text() == "not a folder"
+
+
+def test_selector_for_names_one_rule_even_on_a_shared_line(tmp_path: Path) -> None:
+    from trayapp.config.edit import selector_for
+
+    text = "portForward: [{resourceType: service, resourceName: a, port: 1}, {resourceType: pod, resourceName: a, port: 1}]\n"
+    path = write(tmp_path, text)
+    pod = load_rules(path).rules[1]
+    assert selector_for(pod) == "pod/a:1@1"
+    with pytest.raises(AmbiguousRule):
+        remove_rule(path, "@1")
+    remove_rule(path, selector_for(pod))
+    assert [rule.resource_type for rule in load_rules(path).rules] == [ResourceType.SERVICE]

@@ -44,7 +44,7 @@ from trayapp.model import ResourceType, Rule
 __all__ = [
     "AmbiguousRule", "DuplicateRule", "EditResult", "InvalidRule", "ListedRule", "NoSuchRule", "RuleDraft",
     "RulesEditError", "RulesFileHasProblems", "add_rule", "exclude_auto", "list_rules", "parse_resource_type",
-    "remove_rule", "set_local_port", "set_pinned",
+    "remove_rule", "selector_for", "set_local_port", "set_pinned",
 ]
 
 HEADER = (
@@ -304,6 +304,13 @@ def exclude_auto(path: Path, namespace: str, kind: str, name: str, port: int | s
 def _excludes(item: Any, kind: ResourceType, namespace: str, name: str, port: int | str | None) -> bool:
     return bool(item.kind is kind and item.namespace == namespace and item.name == name
                 and (item.port is None or str(item.port) == str(port)))
+
+
+def selector_for(rule: Rule) -> str:
+    """The selector naming exactly this rule as the loader read it (TYPE/NAME:PORT@LINE), for
+    remove_rule and set_local_port; the line alone could be two rules written on one line."""
+    line = rule.origin.line if rule.origin is not None else None
+    return selector_of(rule) + (f"@{line}" if line is not None else "")
 
 
 def list_rules(path: Path) -> list[ListedRule]:

@@ -103,10 +103,14 @@ def rule_entries(root: Node | None) -> list[Found]:
 
 def matches(fields: Mapping[str, str], line: int | None, selector: str) -> bool:
     """Whether a rule with these fields (as written) is one `selector` names: a rule's `name`,
-    TYPE/NAME or TYPE/NAME:PORT (kubectl's type names), or @LINE (the line the rule starts on)."""
+    TYPE/NAME or TYPE/NAME:PORT (kubectl's type names), @LINE (the line the rule starts on), or
+    any of the first three followed by @LINE, which must both hold."""
     text = selector.strip()
     if text.startswith("@"):
         return text[1:].isdigit() and line == int(text[1:])
+    target, at, where = text.rpartition("@")
+    if at and target and where.isdigit():  # TYPE/NAME:PORT@LINE: both must hold
+        return line == int(where) and matches(fields, line, target)
     if "/" not in text:
         return fields.get("name") == text
     kind_text, _, rest = text.partition("/")
