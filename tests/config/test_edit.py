@@ -382,3 +382,11 @@ def test_selector_for_names_one_rule_even_on_a_shared_line(tmp_path: Path) -> No
         remove_rule(path, "@1")
     remove_rule(path, selector_for(pod))
     assert [rule.resource_type for rule in load_rules(path).rules] == [ResourceType.SERVICE]
+
+
+def test_a_file_that_is_not_utf8_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes("# caf\xe9\nportForward: []\n".encode("latin-1"))
+    with pytest.raises(RulesEditError, match="it is not UTF-8 text. Nothing was changed"):
+        add_rule(path, RuleDraft("svc", "db", 5432))
+    assert path.read_bytes() == "# caf\xe9\nportForward: []\n".encode("latin-1")
