@@ -208,3 +208,22 @@ def test_list_names_exclusions_and_says_when_rules_have_problems(tmp_path: Path)
     assert "service/web:80" in result.stdout and "resourceName: x" not in result.stdout
     assert f"Not forwarded automatically: pod dev/dbg-* ({rules}:6)." in result.stdout
     assert "The rules file has 1 problem; kubetray skips the rules with problems" in result.stderr
+
+
+def test_add_says_why_it_could_not_ask_a_cluster_that_refuses(tmp_path: Path, rules: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(textwrap.dedent(f"""\
+            apiVersion: v1
+            kind: Config
+            clusters: [{{name: gone, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+            users: [{{name: me, user: {{token: abc}}}}]
+            contexts: [{{name: gone, context: {{cluster: gone, user: me}}}}]
+            current-context: gone
+            """))
+        result = kubetray("add", "svc/db", "5432", "--config", str(rules), kubeconfig=kubeconfig)
+    assert result.returncode == 0
+    assert result.stderr.startswith("kubetray did not check that service default/db exists in context gone: ")
+    assert "within 2 seconds" not in result.stderr

@@ -14,7 +14,7 @@ from typing import TextIO
 
 from trayapp.config.edit import InvalidRule as BadArgument
 from trayapp.config.edit import RuleDraft, RulesEditError, add_rule, list_rules, parse_resource_type, remove_rule
-from trayapp.errors import ApiUnreachable, KubetrayError, NotFound
+from trayapp.errors import KubetrayError, NotFound
 from trayapp.model import DEFAULT_NAMESPACE, ResourceType
 
 CHECK_SECONDS = 2.0  # how long `add` waits for the cluster before it skips the check
@@ -51,7 +51,7 @@ async def _ask(kind: ResourceType, name: str, namespace: str, context: str | Non
     except NotFound:
         return (f"Warning: {where} has no {target} (yet); the rule is saved and its tunnel waits until "
                 "it exists.")
-    except (TimeoutError, ApiUnreachable):
+    except TimeoutError:
         return (f"kubetray did not check that {target} exists: {where}'s cluster did not answer within "
                 f"{CHECK_SECONDS:g} seconds.")
     except KubetrayError as error:
