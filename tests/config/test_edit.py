@@ -276,6 +276,11 @@ ODD_FILES = {
     "port-first": "portForward:\n  - port: 1\n    resourceType: service\n    resourceName: a\n",
     "document-end": "portForward:\n- {resourceType: service, resourceName: a, port: 1}\n...\n",
     "quoted-keys": '"portForward":\n  - {"resourceType": "service", "resourceName": "a", "port": 1}\n',
+    "flow-root": "{portForward: [{resourceType: service, resourceName: a, port: 1}]}\n",
+    "empty-flow-contexts": "portForward: [{resourceType: service, resourceName: a, port: 1}]\ncontexts: {}\n",
+    "empty-flow-entry": "portForward:\n- {resourceType: service, resourceName: a, port: 1}\ncontexts:\n  dev: {}\n",
+    "commented-entry": "portForward:\n- {resourceType: service, resourceName: a, port: 1}\ncontexts:\n  dev:\n"
+                       "    # nothing here yet\n",
 }
 
 

@@ -247,6 +247,9 @@ class RulesFile:
             key_node, child = pair
             if isinstance(child, SequenceNode) and is_flow(child) and not child.value and isinstance(value, list):
                 return self._fill_flow(node, key_node, child, value)
+            if isinstance(child, MappingNode) and is_flow(child) and not child.value and isinstance(value, dict):
+                inside = int(child.start_mark.index) + 1, int(child.end_mark.index) - 1
+                return [Splice(*inside, style.flow(value)[1:-1])]  # `{}` stays a flow mapping
             if (is_null(child) or (is_flow(child) and not child.value)) and isinstance(value, (dict, list)):
                 return self._fill(key_node, child, value)
             if is_null(child):  # `pinned:` with no value
@@ -279,8 +282,9 @@ class RulesFile:
             return [Splice(at, at, f"{sep}{style.scalar(key)}: {style.flow(value)}")]
         last_key, last_value = mapping.value[-1]
         _, at = self.lines.whole_lines(int(last_key.start_mark.index), end_index(last_value, last_key))
-        return [insert_lines(self.text, at, style.block(key, value, self.column(mapping.value[0][0])),
-                             style.newline)]
+        column = self.column(mapping.value[0][0])
+        at = self.lines.past_comments(at, column)
+        return [insert_lines(self.text, at, style.block(key, value, column), style.newline)]
 
     def _fill(self, key: ScalarNode, empty: Node, value: Any) -> list[Splice]:
         """Give a key with no value (or `[]`, `{}`, `~`) the block `value` on the lines after it."""
@@ -304,6 +308,7 @@ class RulesFile:
             return [Splice(end, end, "".join(sep + style.flow(item) for item in items))]
         dash = self.lines.dash_of(seq.value[0])
         _, at = self.lines.whole_lines(self.lines.dash_of(last), end)
+        at = self.lines.past_comments(at, self.lines.column(dash))
         offset = self.item_offset(seq)
         lines = [line for item in items for line in style.item(item, self.lines.column(dash), offset)]
         return [insert_lines(self.text, at, lines, style.newline)]
@@ -326,8 +331,10 @@ class RulesFile:
             start = end_index(items[entry.index - 1]) if entry.index else int(node.start_mark.index)
             return [Splice(start, end, "")]
         start, stop = self.lines.whole_lines(self.lines.dash_of(node), end)
-        if len(seq.value) == 1 and not self.lines.has_comment(key_line, start):
-            return self.remove_pair(self._parents(entry.key))
+        key = entry.key
+        if len(seq.value) == 1 and not self.lines.comment_within(
+                key_line, int(seq.end_mark.index), self.column(key), (start, stop)):
+            return self.remove_pair(self._parents(key))
         return [remove_lines(text, start, stop)]
 
     def _parents(self, key: ScalarNode) -> list[tuple[Node, ScalarNode, Node]]:
@@ -346,10 +353,14 @@ class RulesFile:
         """Remove the last pair of `chain`; a mapping it leaves empty goes too, with its key."""
         mapping, key, value = chain[-1]
         while len(chain) > 1 and len(pairs(mapping)) == 1:
-            parent_key = chain[-2][1]
-            between = self.lines.has_comment(int(parent_key.start_mark.index), int(key.start_mark.index))
-            if between:
-                break
+            parent_mapping, parent_key, _ = chain[-2]
+            if is_flow(mapping) and not is_flow(parent_mapping):
+                break  # `key: {}` stays as it was written
+            hole = (self.lines.line_start(int(key.start_mark.index)),
+                    self.lines.line_after(end_index(value, key)))
+            if self.lines.comment_within(int(parent_key.start_mark.index), int(mapping.end_mark.index),
+                                         self.column(parent_key), hole):
+                break  # a comment in the entry: it stays, with the comment
             chain = chain[:-1]
             mapping, key, value = chain[-1]
         if is_flow(mapping):

@@ -195,6 +195,31 @@ class Text:
         """Whether [start, end) holds a comment (a '#' at a line start or after a space)."""
         return re.search(r"(^|\s)#", self.text[start:end], re.MULTILINE) is not None
 
+    def comment_within(self, start: int, end: int, column: int, hole: tuple[int, int]) -> bool:
+        """Whether [start, end), outside `hole`, has a comment right of `column`: one that is part
+        of the value of a key written at `column`, which would be lost with that key."""
+        for match in re.finditer(r"(?<![^\s])#", self.text[start:end]):
+            at = start + match.start()
+            if not hole[0] <= at < hole[1] and self.column(at) > column:
+                return True
+        return False
+
+    def past_comments(self, at: int, column: int) -> int:
+        """`at` (a line start) moved past the comment lines right after it indented more than
+        `column`: they end the entry above, and a new entry goes below them."""
+        end, scan = at, at
+        while scan < len(self.text):
+            following = self.line_after(scan)
+            line = self.text[scan:following]
+            stripped = line.strip()
+            if stripped.startswith("#") and self.column(scan + line.index("#")) > column:
+                end = scan = following
+            elif not stripped:
+                scan = following
+            else:
+                break
+        return end
+
     def dash_of(self, item: Node) -> int:
         """The index of the `-` that starts a block list item."""
         index = int(item.start_mark.index) - 1
