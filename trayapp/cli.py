@@ -46,7 +46,52 @@ def build_parser() -> argparse.ArgumentParser:
         "token", help="store (read from stdin) or delete a context's bearer token in the OS keyring")
     token.add_argument("action", choices=("set", "delete"))
     token.add_argument("token_context", metavar="CONTEXT")
+    _add_rule_commands(commands)
     return parser
+
+
+def _add_rule_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`add`, `remove` and `list`: the rules file edited in place, comments and layout kept."""
+    add = commands.add_parser(
+        "add", help="add a forwarding rule to the rules file",
+        description="Add a rule to the rules file (the top-level portForward, or a context's with --context),\n"
+                    "keeping the file's comments and layout. A running kubetray starts it by itself.\n"
+                    "TYPE is pod, service, deployment, statefulset, daemonset, replicaset,\n"
+                    "replicationcontroller, job or cronjob, or kubectl's short name (svc, deploy, sts, ds,\n"
+                    "rs, rc, po, cj). PORT is a number or a port name.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add.add_argument("target", metavar="TYPE/NAME")
+    add.add_argument("port", metavar="PORT")
+    add.add_argument("--local-port", type=int, metavar="N", help="local port (default: PORT when it is a number)")
+    add.add_argument("--namespace", "-n", metavar="NS", help="the resource's namespace (default: default)")
+    add.add_argument("--context", dest="rule_context", metavar="CTX",
+                     help="add it under contexts: CTX: (forwarded only in that context)")
+    add.add_argument("--name", dest="label", metavar="LABEL", help="how the tray labels it")
+    add.add_argument("--config", type=Path, metavar="PATH", dest="rules_config", help="rules file")
+    add.add_argument("--no-check", action="store_true", help="do not ask the cluster whether the resource exists")
+    remove = commands.add_parser(
+        "remove", help="remove a rule from the rules file",
+        description="Remove one rule: by its name, TYPE/NAME, TYPE/NAME:PORT, or @LINE (its line in the file,\n"
+                    "as `kubetray list` shows it). When several rules match, nothing is removed.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    remove.add_argument("selector", metavar="NAME-OR-TYPE/NAME[:PORT]")
+    remove.add_argument("--config", type=Path, metavar="PATH", dest="rules_config", help="rules file")
+    listing = commands.add_parser("list", help="print the rules with the file and line of each")
+    listing.add_argument("--config", type=Path, metavar="PATH", dest="rules_config", help="rules file")
+
+
+def run_rule_command(args: argparse.Namespace) -> int:
+    from trayapp.config.paths import default_rules_path
+    from trayapp.rulecommands import run_add, run_list, run_remove
+
+    path = args.rules_config or args.config or default_rules_path()
+    if args.command == "add":
+        return run_add(path, args.target, args.port, local_port=args.local_port, namespace=args.namespace,
+                       context=args.rule_context, label=args.label, kubeconfig=args.kubeconfig,
+                       check_cluster=not args.no_check, check_context=args.context)
+    if args.command == "remove":
+        return run_remove(path, args.selector)
+    return run_list(path)
 
 
 def _rules_format() -> str:
@@ -132,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_token(args.action, args.token_context)
     if args.command == "autostart":
         return run_autostart(args.action)
+    if args.command in ("add", "remove", "list"):
+        return run_rule_command(args)
     if args.headless or args.json:
         from trayapp.startup import run_headless
 

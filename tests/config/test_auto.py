@@ -100,7 +100,7 @@ def test_unknown_keys_have_did_you_mean(load: Load, tmp_path: Path) -> None:
     assert first.file == str(tmp_path / "config.yaml")
     assert first.message == (
         'Unknown field "skafold". Did you mean "skaffold"? '
-        "The auto section's fields are: skaffold, annotation, namespace, selectors."
+        "The auto section's fields are: skaffold, annotation, namespace, selectors, exclude."
     )
     assert 'Did you mean "namespace"?' in second.message
     assert third.message == (

@@ -22,13 +22,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from trayapp.config.exclusions import Exclusion, parse_exclusions
 from trayapp.config.problems import Problem, describe_type, did_you_mean, suggest
 from trayapp.config.yamlnodes import LineDict, LineList
 from trayapp.model import Origin, ResourceType
 from trayapp.selectors import Selector, parse_selector
 
 ALL_NAMESPACES = "*"
-AUTO_KEYS = ("skaffold", "annotation", "namespace", "selectors")
+AUTO_KEYS = ("skaffold", "annotation", "namespace", "selectors", "exclude")
 SELECTOR_KEYS = ("kind", "namespace", "selector", "ports")
 SELECTOR_KINDS = (ResourceType.SERVICE.value, ResourceType.POD.value)
 
@@ -62,6 +63,7 @@ class AutoSettings:
     annotation: bool = False
     namespace: str | None = None  # None: the context's namespace; "*": every namespace
     selectors: tuple[SelectorRule, ...] = ()
+    exclude: tuple[Exclusion, ...] = ()  # what the user said not to forward automatically
 
     @property
     def enabled(self) -> bool:
@@ -343,7 +345,9 @@ def parse_auto(node: Any, file: str, line: int | None = None) -> tuple[AutoSetti
     annotation = reader.boolean("annotation", False)
     namespace, _ = reader.namespace("namespace", allow_all=True)
     selectors, found = _selectors(node.get("selectors"), file, node.line_of("selectors"))
+    exclude, excluded = parse_exclusions(node.get("exclude"), file, node.line_of("exclude"))
     settings = AutoSettings(
-        skaffold=skaffold, annotation=annotation, namespace=namespace, selectors=selectors
+        skaffold=skaffold, annotation=annotation, namespace=namespace, selectors=selectors,
+        exclude=exclude,
     )
-    return settings, reader.problems + found
+    return settings, reader.problems + found + excluded

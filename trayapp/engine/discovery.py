@@ -11,6 +11,9 @@ Sources, in the order that decides which one wins when several name the same tar
    port) or `"8080,http,9090:19090"` (those ports, each optionally with `:localPort`).
 3. Selectors: services or pods a label selector picks, optionally only some of their ports.
 
+Whatever a source picks, an `auto.exclude` entry (the user's "Don't forward this automatically")
+drops: its kind, namespace, name glob and port, if given, all match.
+
 Each rule says which source made it (`Rule.source`), so the user is told why it is forwarded.
 The local port asked for is the service or container port (or the annotation's `localPort`);
 when it is busy, below 1024, or named by one of the user's rules, the engine falls back, and
@@ -30,6 +33,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from fnmatch import fnmatchcase
 from typing import Any, NamedTuple, Protocol
 
 from trayapp.model import AutoSource, Origin, ResourceType, Rule, is_http_port_name
@@ -60,6 +64,19 @@ class SelectorSettings(Protocol):
     def origin(self) -> Origin | None: ...
 
 
+class ExclusionSettings(Protocol):
+    """What discovery reads from one `auto.exclude` entry (config.exclusions.Exclusion)."""
+
+    @property
+    def kind(self) -> ResourceType: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...  # a glob
+    @property
+    def port(self) -> int | str | None: ...
+
+
 class Settings(Protocol):
     """What discovery reads from the `auto:` section (config.auto.AutoSettings).
 
@@ -74,6 +91,8 @@ class Settings(Protocol):
     def namespace(self) -> str | None: ...
     @property
     def selectors(self) -> Sequence[SelectorSettings]: ...
+    @property
+    def exclude(self) -> Sequence[ExclusionSettings]: ...
 
 
 class Discovered(NamedTuple):
@@ -366,6 +385,17 @@ def _in_scope(namespace: str, scope: str) -> bool:
     return scope == ALL_NAMESPACES or namespace == scope
 
 
+def _excluded(rule: Rule, exclude: Sequence[ExclusionSettings]) -> bool:
+    """Whether the user said not to forward this automatically ("Don't forward this automatically")."""
+    return any(
+        entry.kind is rule.resource_type
+        and entry.namespace == rule.namespace
+        and fnmatchcase(rule.resource_name, entry.name)
+        and (entry.port is None or str(entry.port) == str(rule.port))
+        for entry in exclude
+    )
+
+
 def _sorted(objects: Iterable[Obj]) -> list[Obj]:
     return sorted(objects, key=lambda obj: (_namespace(obj), _name(obj)))
 
@@ -395,7 +425,7 @@ def discover(
     for rule in settings.selectors:
         _selected(collector, rule, scope, all_services, all_pods)
     ordered = sorted(
-        collector.rules.values(),
+        (rule for rule in collector.rules.values() if not _excluded(rule, settings.exclude)),
         key=lambda r: (r.namespace, r.resource_type.value, r.resource_name, int(r.port)),
     )
     return Discovered(tuple(ordered), tuple(collector.notes))

@@ -170,9 +170,18 @@ class ContextRun:
         return namespaces_to_watch(settings, before) != namespaces_to_watch(settings, namespace)
 
     async def apply_rules(self, rules: Sequence[Rule] | RunPlan) -> None:
-        """New user rules (the rules file was reloaded); automatic rules stay as discovered."""
+        """New user rules (the rules file was reloaded); automatic rules stay as discovered unless
+        the `auto:` settings changed (an `auto.exclude` line added, a source turned off)."""
         plan = rules if isinstance(rules, RunPlan) else RunPlan(tuple(rules), self._plan.auto)
-        self._plan = RunPlan(plan.rules, self._plan.auto)
+        auto_changed = plan.auto != self._plan.auto
+        self._plan = RunPlan(plan.rules, plan.auto)
+        if auto_changed:  # as for a new namespace: what is still wanted keeps its tunnel
+            if self._auto is not None:
+                self._auto.stop()
+                self._auto = None
+            self._start_auto()
+            if self._auto is None:  # turned off: its tunnels go
+                self._discovered = ()
         # The user's rules name the ports that cluster objects may not take: guard again.
         self._auto_rules = AutoForwarder.guard(self._discovered, self._plan.rules)
         await self._apply()

@@ -211,6 +211,20 @@ class KubeApi:
             raise
         return stream
 
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        """One object (NotFound when there is none), within `read_timeout`; for `kubetray add`'s check."""
+        what = f"{kind} {namespace}/{name}"
+        stream = await self._get(f"{collection_path(kind, namespace)}/{quote(name, safe='')}", {}, what)
+        try:
+            body = await stream.body(self.max_line, timeout=self.read_timeout)
+        finally:
+            stream.close()
+        try:
+            found = json.loads(body)
+        except ValueError as exc:
+            raise ApiError(f"The API server sent {what} as something that is not JSON.") from exc
+        return found if isinstance(found, dict) else {}
+
     async def list(self, kind: str, namespace: str | None, label_selector: str | None = None) -> dict[str, Any]:
         """Every object, a page of `page_size` at a time, merged into one list (its last page's metadata).
 
