@@ -234,7 +234,7 @@ def _line_of(text: str, keys: list[str]) -> int | None:
 def set_pinned(path: Path, context: str, pinned: bool) -> EditResult:
     """`pinned: true` under `contexts: CONTEXT:` (made when missing); False removes the key."""
     path = Path(path)
-    file = RulesFile(path)
+    file = RulesFile(path, fixing=f'contexts["{context}"].pinned')
     keys = ["contexts", context, "pinned"]
     contexts = lookup(file.root, "contexts")
     entry = lookup(contexts[1], context) if contexts is not None else None

@@ -15,7 +15,6 @@ from typing import Any
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from trayapp.config import rules as rules_module
 from trayapp.config.problems import Problem
 from trayapp.config.ruleentries import (
     AmbiguousRule,
@@ -52,16 +51,14 @@ def shown(path: Path) -> str:
     return "~" + text[len(home):] if home not in ("", "/") and text.startswith(home + os.sep) else text
 
 
-def blocking(problems: tuple[Problem, ...], path: Path) -> list[Problem]:
-    # Until the loader knows `pinned:` (the pinned-contexts change), a key set_pinned wrote reads
-    # as unknown; it must not lock the file against every later edit.
-    knows_pinned = "pinned" in rules_module.CONTEXT_KEYS
-    return [p for p in problems if p.file == str(path)
-            and (knows_pinned or not (p.field or "").endswith(".pinned"))]
+def blocking(problems: tuple[Problem, ...], path: Path, fixing: str | None = None) -> list[Problem]:
+    """The problems that stop an edit: those of this file, except one about the very field the
+    edit rewrites (`pinned:` left empty is what "Keep forwarding" is there to set)."""
+    return [p for p in problems if p.file == str(path) and (fixing is None or p.field != fixing)]
 
 
 def problem_list(problems: list[Problem]) -> str:
-    listed = "; ".join(str(problem) for problem in problems[:5])
+    listed = "; ".join(str(problem).rstrip(".") for problem in problems[:5])
     more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
     return listed + more
 
@@ -69,7 +66,7 @@ def problem_list(problems: list[Problem]) -> str:
 class RulesFile:
     """One rules file being edited: its text, how it is written, and its nodes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fixing: str | None = None) -> None:
         self.path = Path(path)
         self.exists = self.path.exists()
         self.bom = False
@@ -85,7 +82,7 @@ class RulesFile:
                 raise RulesEditError(f"Cannot read {shown(self.path)}: {reason}. Nothing was changed.") from error
         self.text = text
         self.ruleset = load_rules_text(text, self.path)
-        found = blocking(self.ruleset.problems, self.path)
+        found = blocking(self.ruleset.problems, self.path, fixing)
         if found:
             raise RulesFileHasProblems(
                 f"{shown(self.path)} has problems to fix first, so kubetray did not change it: "
