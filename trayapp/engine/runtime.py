@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, replace
 from trayapp.engine.autoforward import AutoForwarder, namespaces_to_watch
 from trayapp.engine.discovery import Settings
 from trayapp.engine.events import EventBus
-from trayapp.engine.forward import Forwarder, namespaces_to_decide, one_per_forward, target_key
+from trayapp.engine.forward import Forwarder, Negotiator, namespaces_to_decide, one_per_forward, target_key
 from trayapp.engine.kube import WATCH_SILENCE_SECONDS, ClusterAccess, ClusterCache, Credentials, Informer, KubeApi
 from trayapp.engine.portmemory import PortKey, PortMemory
 from trayapp.engine.portnames import PortNames
 from trayapp.errors import AuthError, KubetrayError
-from trayapp.model import Event, EventKind, Rule, TunnelState, tunnel_url
+from trayapp.model import Event, EventKind, Rule, Transport, TunnelState, tunnel_url
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class TunnelView:
     local_port: int | None
     pod: str | None
     reason: str | None
+    transport: Transport | None = None  # what its connections use; None until AUTO settled
 
     @property
     def url(self) -> str | None:
@@ -75,6 +76,8 @@ class RunPlan:
 
     rules: tuple[Rule, ...] = ()
     auto: Settings | None = None
+    # --transport: what carries the connections of rules that leave it to kubetray (`auto`).
+    transport: Transport = Transport.AUTO
 
 
 class ContextRun:
@@ -102,6 +105,9 @@ class ContextRun:
         self.credentials = credentials
         api = KubeApi(access, credentials, watch_silence=watch_silence)
         self.cache = ClusterCache(api, on_error=self._cluster_error)
+        # Which transport this API server speaks is found once for all of the context's tunnels,
+        # which also share its per-pod sessions.
+        self.negotiator = Negotiator(api)
         self.forwarders: dict[str, Forwarder] = {}
         self._bus = bus
         self._plan = plan if isinstance(plan, RunPlan) else RunPlan(tuple(plan))
@@ -163,7 +169,8 @@ class ContextRun:
     async def apply_rules(self, rules: Sequence[Rule] | RunPlan) -> None:
         """New user rules (the rules file was reloaded); automatic rules stay as discovered."""
         plan = rules if isinstance(rules, RunPlan) else RunPlan(tuple(rules), self._plan.auto)
-        self._plan = RunPlan(plan.rules, self._plan.auto)
+        self._plan = RunPlan(plan.rules, self._plan.auto, plan.transport if isinstance(rules, RunPlan)
+                             else self._plan.transport)
         # The user's rules name the ports that cluster objects may not take: guard again.
         self._auto_rules = AutoForwarder.guard(self._discovered, self._plan.rules)
         await self._apply()
@@ -256,9 +263,11 @@ class ContextRun:
                 start_rule = self._remembered(rule)
                 if tid in self._keep_port:
                     start_rule = replace(start_rule, local_port=self._keep_port.pop(tid))
+                if rule.transport == Transport.AUTO:  # --transport applies where the rule leaves it open
+                    start_rule = replace(start_rule, transport=self._plan.transport)
                 forwarder = Forwarder(
                     start_rule, self.context, tid, self.cache, self._bus.publish, self._taken,
-                    self._connect_timeout,
+                    self._connect_timeout, self.negotiator.for_tunnel(start_rule.transport),
                 )
                 self.forwarders[tid] = forwarder
                 self._desired[tid] = rule
@@ -330,6 +339,7 @@ class ContextRun:
             self._auto_rules = self._discovered = ()
             self._switched_off = {}
             await _stop_all(forwarders)
+            await self.negotiator.aclose()
         await self.cache.stop()
         self.credentials.close()
 
@@ -338,7 +348,7 @@ class ContextRun:
         views = {
             f.tunnel_id: TunnelView(
                 f.tunnel_id, f.rule, f.state, f.local_port,
-                f.machine.target.pod if f.machine.target else None, f.machine.reason,
+                f.machine.target.pod if f.machine.target else None, f.machine.reason, f.transport,
             )
             for f in self.forwarders.values()
         }
