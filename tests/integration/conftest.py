@@ -1,9 +1,17 @@
-"""Fixtures that run the real engine against the simulator over real sockets."""
+"""Fixtures that run the real engine against the simulator over real sockets.
+
+Over which transport: tests marked `transports` run once per transport (spdy-ws, spdy, v4), each
+its own test id; the others use `auto`. `KUBETRAY_TEST_TRANSPORT=v4` (or spdy-ws, spdy, auto) runs
+every test over that one instead, the marked ones included. A SPDY transport this branch cannot
+speak yet (no trayapp/engine/forward/spdydial.py) is skipped with that reason.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
@@ -11,8 +19,8 @@ import pytest
 
 from trayapp.engine.events import EventBus
 from trayapp.engine.kube.auth import Credentials
-from trayapp.engine.runtime import ContextRun
-from trayapp.model import Event, EventKind, Rule
+from trayapp.engine.runtime import ContextRun, RunPlan
+from trayapp.model import Event, EventKind, Rule, Transport
 from trayapp.sim import SimCluster
 
 SCENARIO = """
@@ -61,6 +69,35 @@ pods:
       - {containerPort: 7001, kind: source}
       - {containerPort: 7002, refuse: true}
 """
+
+
+TRANSPORTS = (Transport.SPDY_WS, Transport.SPDY, Transport.V4)
+TRANSPORT_ENV = "KUBETRAY_TEST_TRANSPORT"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "transports: run over each transport (spdy-ws, spdy, v4)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "transport" not in metafunc.fixturenames or metafunc.definition.get_closest_marker("transports") is None:
+        return
+    chosen = os.environ.get(TRANSPORT_ENV)
+    transports = [Transport(chosen)] if chosen else list(TRANSPORTS)
+    metafunc.parametrize("transport", transports, indirect=True, ids=[t.value for t in transports])
+
+
+def spdy_dialer_exists() -> bool:
+    return importlib.util.find_spec("trayapp.engine.forward.spdydial") is not None
+
+
+@pytest.fixture
+def transport(request: pytest.FixtureRequest) -> Transport:
+    """The transport the engine under test is told to use (`--transport`)."""
+    chosen = Transport(getattr(request, "param", None) or os.environ.get(TRANSPORT_ENV) or "auto")
+    if chosen in (Transport.SPDY_WS, Transport.SPDY) and not spdy_dialer_exists():
+        pytest.skip(f"kubetray cannot speak {chosen.value} in this tree yet (no engine/forward/spdydial.py)")
+    return chosen
 
 
 class Events:
@@ -116,7 +153,7 @@ def kubeconfig(cluster: SimCluster, tmp_path: Path) -> Path:
 
 
 async def start_run(
-    kubeconfig: Path, rules: Sequence[Rule], connect_timeout: float = 10.0
+    kubeconfig: Path, rules: Sequence[Rule], connect_timeout: float = 10.0, transport: Transport = Transport.AUTO,
 ) -> tuple[ContextRun, Events]:
     """The engine on one kubeconfig's current context, its events collected."""
     events = Events()
@@ -124,7 +161,7 @@ async def start_run(
     bus.subscribe(events)
     credentials = Credentials([kubeconfig], None)
     access = await asyncio.to_thread(credentials.load)
-    run = ContextRun(access, credentials, rules, bus, connect_timeout)
+    run = ContextRun(access, credentials, RunPlan(tuple(rules), transport=transport), bus, connect_timeout)
     await run.start()
     return run, events
 
@@ -139,11 +176,11 @@ async def running(kubeconfig: Path, rules: Sequence[Rule]) -> AsyncIterator[Even
 
 
 @pytest.fixture
-async def run_rules(kubeconfig: Path) -> AsyncIterator[Callable[..., object]]:
+async def run_rules(kubeconfig: Path, transport: Transport) -> AsyncIterator[Callable[..., object]]:
     runs: list[ContextRun] = []
 
     async def start(rules: Sequence[Rule], connect_timeout: float = 10.0) -> tuple[ContextRun, Events]:
-        run, events = await start_run(kubeconfig, rules, connect_timeout)
+        run, events = await start_run(kubeconfig, rules, connect_timeout, transport)
         runs.append(run)
         return run, events
 

@@ -33,6 +33,7 @@ async def echo_roundtrip(port: int, payload: bytes) -> bytes:
     return answer
 
 
+@pytest.mark.transports
 async def test_service_rule_forwards_to_a_selected_pod(cluster: SimCluster, run_rules, unused_tcp_port: int) -> None:
     rule = Rule(ResourceType.SERVICE, "web", 80, local_port=unused_tcp_port)
     _, events = await run_rules([rule])
@@ -126,6 +127,7 @@ async def test_waiting_reports_missing_ready_pod(cluster: SimCluster, run_rules,
     assert forwarding.pod == pod
 
 
+@pytest.mark.transports
 async def test_error_channel_text_fails_that_connection_only(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:

@@ -93,6 +93,7 @@ async def test_a_pod_replaced_during_an_outage_is_a_reconnect_to_the_new_pod(
     assert await serving_pod(unused_tcp_port) == replacement
 
 
+@pytest.mark.transports
 async def test_a_connection_made_during_an_outage_is_served_when_the_server_answers(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:
@@ -124,6 +125,7 @@ async def test_a_dial_failing_on_a_dead_path_turns_the_tunnel_waiting(
     assert not events.of(EventKind.FAILED)  # the waiting tunnel says it all
 
 
+@pytest.mark.transports
 async def test_a_dial_finding_the_pod_gone_lists_again_and_the_connection_waits_for_the_new_pod(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:
@@ -141,6 +143,7 @@ async def test_a_dial_finding_the_pod_gone_lists_again_and_the_connection_waits_
     assert not events.of(EventKind.FAILED)
 
 
+@pytest.mark.transports
 async def test_a_lost_sandbox_on_the_error_channel_moves_the_connection_with_its_request(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:
@@ -158,6 +161,7 @@ async def test_a_lost_sandbox_on_the_error_channel_moves_the_connection_with_its
     assert not events.of(EventKind.FAILED)
 
 
+@pytest.mark.transports
 async def test_a_rollout_shows_no_failure_for_connections_on_the_old_pods(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:
@@ -182,6 +186,7 @@ async def test_a_rollout_shows_no_failure_for_connections_on_the_old_pods(
     assert not events.of(EventKind.FAILED)
 
 
+@pytest.mark.transports
 async def test_connections_on_a_deleted_pod_end_without_a_failure_even_when_the_watch_is_dead(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:
@@ -205,6 +210,7 @@ async def test_connections_on_a_deleted_pod_end_without_a_failure_even_when_the_
     assert not events.of(EventKind.FAILED)
 
 
+@pytest.mark.transports
 async def test_a_port_the_pod_refuses_is_still_reported(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:
@@ -218,6 +224,7 @@ async def test_a_port_the_pod_refuses_is_still_reported(
     assert "connection refused" in failed.message and failed.pod == "debug-shell"
 
 
+@pytest.mark.transports
 async def test_a_slow_reader_after_a_half_close_gets_every_byte(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:
