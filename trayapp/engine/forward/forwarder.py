@@ -30,7 +30,7 @@ from trayapp.engine.forward.negotiate import Negotiator
 from trayapp.engine.forward.ports import bind_listener, refusal_for
 from trayapp.engine.forward.pump import LOCAL_FLUSH_TIMEOUT, READ_SIZE, close_local, relay
 from trayapp.engine.forward.resolve import Target, Unresolved, kinds_needed, resolve
-from trayapp.engine.forward.transport import Dialer
+from trayapp.engine.forward.transport import Dialer, TransportRefused
 from trayapp.engine.forward.tunnel import (
     CloseConnections,
     Command,
@@ -251,6 +251,11 @@ class Forwarder:
             try:
                 pod = await self._dialer.open(
                     target.namespace, target.pod, target.port, timeout=max(deadline - began, 0.1))
+            except TransportRefused as exc:
+                # The transport this tunnel must use (or every one kubetray speaks) is refused: a
+                # setting to change, not something waiting fixes. Said once, shown by `status`.
+                self._run(self.machine.cluster_failed(exc.message))
+                return
             except ApiError as exc:
                 if isinstance(exc, NotFound) or exc.status == 400:
                     # The pod died before its watch event reached us (or that watch is dead): ask
