@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from trayapp.model import EventKind, ResourceType, Rule
+from trayapp.model import EventKind, ResourceType, Rule, Transport
 from trayapp.sim import SimCluster
 
 
@@ -34,15 +34,21 @@ async def echo_roundtrip(port: int, payload: bytes) -> bytes:
 
 
 @pytest.mark.transports
-async def test_service_rule_forwards_to_a_selected_pod(cluster: SimCluster, run_rules, unused_tcp_port: int) -> None:
+async def test_service_rule_forwards_to_a_selected_pod(
+    cluster: SimCluster, run_rules, unused_tcp_port: int, transport: Transport
+) -> None:
     rule = Rule(ResourceType.SERVICE, "web", 80, local_port=unused_tcp_port)
-    _, events = await run_rules([rule])
+    run, events = await run_rules([rule])
     forwarding = await events.wait_for(EventKind.FORWARDING)
     assert forwarding.local_port == unused_tcp_port
     assert forwarding.pod in cluster.pod_names("default", "app=web")
     status, headers, _ = await http_get(unused_tcp_port)
     assert status == 200
     assert headers["x-pod"] == forwarding.pod
+    if transport != Transport.AUTO:  # the run really went over the transport it was told to use
+        assert run.views()[0].transport == transport
+        carrier = {Transport.SPDY_WS: "spdy-websocket"}.get(transport, transport.value)
+        assert set(cluster.api.portforward_sessions) == {carrier}
 
 
 @pytest.mark.parametrize(
