@@ -29,8 +29,6 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from websockets.exceptions import ConnectionClosed
-
 from trayapp.engine.aio import deadline
 from trayapp.engine.forward.transport import PodConnection
 from trayapp.errors import WireError
@@ -119,8 +117,6 @@ async def relay(
                 await writer.drain()
         except WireError as exc:  # PodRefused (the kubelet's text) or a protocol problem
             progress.error = exc.message
-        except ConnectionClosed:
-            pass
         finally:
             progress.waiting_since = None
 
@@ -139,7 +135,7 @@ async def relay(
         results = await asyncio.gather(up, down, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(
-                result, (asyncio.CancelledError, ConnectionError, OSError, ConnectionClosed, WireError)
+                result, (asyncio.CancelledError, ConnectionError, OSError, WireError)
             ):
                 log.debug("relay task failed: %r", result)
         await pod.close()

@@ -112,7 +112,10 @@ class V4Connection:
         return False
 
     async def send(self, data: bytes) -> None:
-        await self._ws.send(self._channels.encode_data(data))
+        try:
+            await self._ws.send(self._channels.encode_data(data))
+        except ConnectionClosed as exc:  # the pump knows sockets, not WebSockets
+            raise ConnectionResetError("the port-forward WebSocket is closed") from exc
 
     async def send_eof(self) -> None:
         """v4 has no half-close: the pump lingers instead (pump.HALF_CLOSE_LINGER)."""
