@@ -222,8 +222,11 @@ async def test_pods_warmed_before_auto_settled_are_warmed_on_the_settled_transpo
     server = OnlyV4()
     negotiator = Negotiator(api, server)
     tunnel = negotiator.for_tunnel(Transport.AUTO)
-    tunnel.warm("default", "shell")  # nothing known yet: no dialer is asked
-    assert server.dialers == {}
+    tunnel.warm("default", "shell")  # nothing known yet: the first choice opens ahead
+    assert list(server.dialers) == [Transport.SPDY_WS]
+    assert server.dialers[Transport.SPDY_WS].calls == [("warm", "default", "shell")]
     assert await echo_through(await tunnel.open("default", "shell", 7000, 10.0)) == b"ping"
     assert ("warm", "default", "shell") in server.dialers[Transport.V4].calls
+    tunnel.forget("default", "shell")  # every dialer that may hold a session lets it go
+    assert all(d.calls[-1] == ("forget", "default", "shell") for d in server.dialers.values())
     await negotiator.aclose()

@@ -144,9 +144,13 @@ class Negotiator:
             dialer.warm(namespace, pod)
 
     def warm(self, transport: Transport | None, namespace: str, pod: str) -> None:
+        """`transport` None: AUTO has not settled; the session of the transport it will try first
+        is opened ahead all the same (a server that refuses it costs one upgrade, in the
+        background), so that the first connection finds it open."""
         self._pods[(namespace, pod)] += 1
-        if transport is not None:
-            self.dialer(transport).warm(namespace, pod)
+        if transport is None:
+            transport = next((t for t in PREFERENCE if t not in self._refused), Transport.V4)
+        self.dialer(transport).warm(namespace, pod)
 
     def forget(self, namespace: str, pod: str) -> None:
         key = (namespace, pod)
