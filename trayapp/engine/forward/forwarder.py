@@ -249,7 +249,7 @@ class Forwarder:
             self._connections[task] = target.pod
             began = loop.time()
             try:
-                pod = await self._dialer.open(
+                connection = await self._dialer.open(
                     target.namespace, target.pod, target.port, timeout=max(deadline - began, 0.1))
             except TransportRefused as exc:
                 # The transport this tunnel must use (or every one kubetray speaks) is refused: a
@@ -283,7 +283,7 @@ class Forwarder:
                     target.pod, "kubetray could not open a port-forward stream to it; its log has the details."))
                 return
             self._run(self.machine.server_answered())
-            result = await relay(reader, writer, pod, first=replay)
+            result = await relay(reader, writer, connection, first=replay)
             if result.error is None:
                 return
             error = result.error
