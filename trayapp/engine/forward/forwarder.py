@@ -92,6 +92,7 @@ class Forwarder:
         assert dialer is not None
         self._dialer: Dialer = dialer
         self._warmed: tuple[str, str] | None = None  # the pod the dialer was told about
+        self._told_transport: Transport | None = None  # the transport the log last named
         self.machine = TunnelMachine(rule, context, tunnel_id)
         self._cache = cache
         self._publish = publish
@@ -283,6 +284,10 @@ class Forwarder:
                     target.pod, "kubetray could not open a port-forward stream to it; its log has the details."))
                 return
             self._run(self.machine.server_answered())
+            if connection.transport != self._told_transport:
+                self._told_transport = connection.transport
+                log.info("%s: connections to pod %s go over %s", self.rule.label, target.pod,
+                         connection.transport.value)
             result = await relay(reader, writer, connection, first=replay)
             if result.error is None:
                 return
