@@ -20,6 +20,7 @@ from trayapp.engine.kube import KubeApi
 from trayapp.engine.kube.auth import Credentials
 from trayapp.model import Transport
 from trayapp.sim import SimCluster
+from trayapp.sim.api import ApiSettings
 
 SCENARIO = """
 pods:
@@ -229,4 +230,41 @@ async def test_pods_warmed_before_auto_settled_are_warmed_on_the_settled_transpo
     assert ("warm", "default", "shell") in server.dialers[Transport.V4].calls
     tunnel.forget("default", "shell")  # every dialer that may hold a session lets it go
     assert all(d.calls[-1] == ("forget", "default", "shell") for d in server.dialers.values())
+    await negotiator.aclose()
+
+
+# The simulator answers like an API server without a carrier once `refused_carriers` names it
+# (helper spdyclient's branch); with it and spdydial.py in the tree the refusals are real ones.
+REFUSING_SIMULATOR = hasattr(ApiSettings(), "refused_carriers")
+needs_real_refusals = pytest.mark.skipif(
+    not (SPDY_DIALER and REFUSING_SIMULATOR),
+    reason="needs engine/forward/spdydial.py and the simulator's refused_carriers setting")
+
+
+@needs_real_refusals
+@pytest.mark.parametrize(("refused", "settles_on"), [
+    ({"spdy-websocket"}, Transport.SPDY),  # an API server before 1.31, or with PortForwardWebsockets off
+    ({"spdy-websocket", "spdy"}, Transport.V4),  # and a front that does not pass SPDY upgrades
+], ids=["no-spdy-ws", "no-spdy"])
+async def test_auto_against_a_server_that_refuses_carriers(
+    api: KubeApi, cluster: SimCluster, refused: set[str], settles_on: Transport
+) -> None:
+    cluster.settings.refused_carriers.update(refused)  # type: ignore[attr-defined]
+    negotiator = Negotiator(api)
+    tunnel = negotiator.for_tunnel(Transport.AUTO)
+    for _ in range(2):
+        assert await echo_through(await tunnel.open("default", "shell", 7000, 10.0)) == b"ping"
+    assert negotiator.settled == settles_on
+    assert set(cluster.api.portforward_sessions) == {CARRIERS[settles_on]}
+    await negotiator.aclose()
+
+
+@needs_real_refusals
+async def test_a_forced_transport_a_real_server_refuses_fails_by_name(api: KubeApi, cluster: SimCluster) -> None:
+    cluster.settings.refused_carriers.add("spdy-websocket")  # type: ignore[attr-defined]
+    negotiator = Negotiator(api)
+    with pytest.raises(TransportRefused) as refused:
+        await negotiator.for_tunnel(Transport.SPDY_WS).open("default", "shell", 7000, 10.0)
+    assert "refused the spdy-ws transport" in refused.value.message
+    assert not cluster.api.portforward_sessions  # nothing else was tried
     await negotiator.aclose()
