@@ -9,6 +9,9 @@ from pathlib import Path
 
 from trayapp import __version__
 
+# model.Transport's values, spelled out so that `--help` needs no import of the engine's model.
+TRANSPORTS = ("auto", "spdy-ws", "spdy", "v4")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -27,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run on the built-in simulated cluster, with rules that match it")
     parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="how long a new connection waits for a ready pod (default 10)")
+    parser.add_argument("--transport", choices=TRANSPORTS, default="auto",
+                        help="what carries connections to the pods: auto (default: spdy-ws, else spdy, else v4, "
+                             "as the cluster allows), or one of them only; a rule's own transport: wins")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details on stderr")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser(

@@ -32,7 +32,7 @@ from trayapp.engine.portmemory import PortMemory
 from trayapp.engine.runtime import RunPlan, TunnelView
 from trayapp.engine.supervisor import Supervisor
 from trayapp.errors import KubetrayError
-from trayapp.model import Event, EventKind, is_loopback, listen_text, tunnel_url
+from trayapp.model import Event, EventKind, Transport, is_loopback, listen_text, tunnel_url
 from trayapp.platform.power import NetworkWatcher
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ class EngineOptions:
     stored_token: Callable[[str], str | None] | None = None
     store_token: Callable[[str, str], None] | None = None
     watch_rules: bool = True
+    # --transport: what carries connections for rules without their own `transport:`.
+    transport: Transport = Transport.AUTO
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,7 @@ class Controller:
                 EventKind.WAITING, f"No rules apply to context {effective.name!r} in {where} "
                 "and automatic forwarding is off; kubetray has nothing to forward there.",
                 context=effective.name))
-        return RunPlan(rules, auto)
+        return RunPlan(rules, auto, self.options.transport)
 
     async def _follow_rules(self, watcher: FileWatcher) -> None:
         async for _changed in watcher.changes():
@@ -344,6 +346,10 @@ def tunnel_json(view: TunnelView, context: str | None) -> dict[str, Any]:
         "reason": view.reason,
         "auto": rule.auto,
         "source": rule.source.value if rule.source else None,
+        # The transport its connections use (spdy-ws, spdy, v4); null until kubetray settled on one.
+        "transport": view.transport.value if view.transport else None,
+        # What the rule or --transport asks for: auto, or the one forced.
+        "transportChoice": rule.transport.value,
     }
 
 

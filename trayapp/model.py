@@ -100,6 +100,18 @@ class Origin:
         return f"{self.file}:{self.line}" if self.line is not None else self.file
 
 
+class Transport(str, enum.Enum):
+    """What carries a tunnel's connections to the pod, in kubetray's order of preference.
+
+    AUTO tries SPDY_WS, then SPDY, then V4, and remembers per API server what it settled on.
+    """
+
+    AUTO = "auto"
+    SPDY_WS = "spdy-ws"  # one SPDY/3.1 session per pod inside a WebSocket (KEP-4006, kubectl 1.31+)
+    SPDY = "spdy"  # one SPDY/3.1 session per pod on an HTTP/1.1 Upgrade (every API server)
+    V4 = "v4"  # one v4.channel.k8s.io WebSocket per local connection
+
+
 @dataclass(frozen=True)
 class Rule:
     """One forwarding rule in Skaffold's `portForward` schema, plus kubetray's own fields."""
@@ -121,6 +133,8 @@ class Rule:
     # On automatic rules: local ports the user's own rules name, which a cluster object may not
     # take (the engine skips them as it skips a busy port). Not part of the rule's identity.
     reserved_ports: frozenset[int] = field(default=frozenset(), compare=False, repr=False)
+    # What carries its connections (the rules file's `transport:`); AUTO lets kubetray choose.
+    transport: Transport = Transport.AUTO
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:
@@ -159,18 +173,6 @@ def is_http_port_name(name: str) -> bool:
     """Kubernetes' naming convention: `http`, `https`, or a name with an `http`/`https` part."""
     parts = name.lower().replace("_", "-").split("-")
     return "http" in parts or "https" in parts or "h2c" in parts
-
-
-class Transport(str, enum.Enum):
-    """What carries a tunnel's connections to the pod, in kubetray's order of preference.
-
-    AUTO tries SPDY_WS, then SPDY, then V4, and remembers per API server what it settled on.
-    """
-
-    AUTO = "auto"
-    SPDY_WS = "spdy-ws"  # one SPDY/3.1 session per pod inside a WebSocket (KEP-4006, kubectl 1.31+)
-    SPDY = "spdy"  # one SPDY/3.1 session per pod on an HTTP/1.1 Upgrade (every API server)
-    V4 = "v4"  # one v4.channel.k8s.io WebSocket per local connection
 
 
 class TunnelState(str, enum.Enum):
@@ -227,6 +229,8 @@ class Event:
     auto: bool = False  # about a tunnel of an automatic rule (the rules file's `auto:`)
     source: AutoSource | None = None  # on those: which `auto:` source made it
     stats: TunnelStats | None = None  # on `stats` events
+    # On a tunnel's events: the transport its connections use, once known (AUTO settles on the first).
+    transport: Transport | None = None
 
     def to_json(self) -> dict[str, Any]:
         """camelCase keys, as Skaffold's and Kubernetes' own JSON spell them."""

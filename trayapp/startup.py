@@ -26,7 +26,7 @@ from trayapp.engine.events import EventBus
 from trayapp.engine.kube import kubeconfig_paths
 from trayapp.engine.portmemory import PortMemory
 from trayapp.errors import KubetrayError
-from trayapp.model import Event, EventKind
+from trayapp.model import Event, EventKind, Transport
 from trayapp.platform.instance import AlreadyRunning, InstanceServer, ask
 from trayapp.platform.limits import raise_open_file_limit
 from trayapp.platform.secrets import SecretStore
@@ -34,7 +34,12 @@ from trayapp.platform.secrets import SecretStore
 
 def human_line(event: Event) -> str:
     stamp = time.strftime("%H:%M:%S")
-    return f"{stamp} {event.kind.value:<11} {event.message}"
+    over = f" (over {event.transport.value})" if event.transport and event.kind in _SAYS_TRANSPORT else ""
+    return f"{stamp} {event.kind.value:<11} {event.message}{over}"
+
+
+# The events after which connections flow: they say what carries them, once kubetray knows.
+_SAYS_TRANSPORT = frozenset({EventKind.FORWARDING, EventKind.RECONNECTED})
 
 
 def printer(json_mode: bool, out: TextIO, err: TextIO) -> Callable[[Event], None]:
@@ -60,6 +65,7 @@ def engine_options(args: argparse.Namespace, rules: Path | None, kubeconfig: str
         rules_path=rules,
         pinned_context=args.context,
         connect_timeout=args.connect_timeout,
+        transport=Transport(getattr(args, "transport", "auto")),
         port_memory=PortMemory(state_dir() / "ports.json"),
         stored_token=store.get_token,
         store_token=store.set_token,

@@ -43,6 +43,8 @@ def status_text(answer: dict[str, Any]) -> str:
 def _tunnel_line(tunnel: dict[str, Any], width: int) -> str:
     state = str(tunnel.get("state"))
     pod = f"  pod {tunnel['pod']}" if tunnel.get("pod") else ""
+    if pod and tunnel.get("transport"):
+        pod += f" over {tunnel['transport']}"
     line = (f"  {_MARKS.get(state, '  ')} {state:<12} {str(tunnel.get('rule')):<{width}}  {_where(tunnel)}{pod}"
             f"{_source(tunnel)}")
     if tunnel.get("reason") and state != "forwarding":

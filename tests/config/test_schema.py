@@ -9,7 +9,7 @@ import pytest
 
 from tests.config.conftest import only
 from trayapp.config import RuleSet
-from trayapp.model import Origin, ResourceType, Rule
+from trayapp.model import Origin, ResourceType, Rule, Transport
 
 Load = Callable[[str], RuleSet]
 
@@ -372,3 +372,45 @@ def test_portforward_must_be_a_list(load: Load, tmp_path: Path) -> None:
     problem = only(rs.problems)
     assert (problem.line, problem.field) == (1, "portForward")
     assert problem.message == '"portForward" must be a list of rules; found a mapping.'
+
+
+@pytest.mark.parametrize(("text", "transport"), [
+    ("auto", Transport.AUTO), ("spdy-ws", Transport.SPDY_WS), ("spdy", Transport.SPDY), ("v4", Transport.V4),
+    ("SPDY-WS", Transport.SPDY_WS),
+])
+def test_a_rule_may_choose_its_transport(load: Load, text: str, transport: Transport) -> None:
+    rs = load(f"portForward: [{{resourceType: pod, resourceName: a, port: 1, transport: {text}}}]\n")
+    assert rs.problems == ()
+    assert rs.rules[0].transport == transport
+
+
+def test_a_rule_without_transport_leaves_it_to_kubetray(load: Load) -> None:
+    rs = load("portForward: [{resourceType: pod, resourceName: a, port: 1}]\n")
+    assert rs.rules[0].transport == Transport.AUTO
+
+
+def test_an_unknown_transport_names_file_line_field_and_the_choices(load: Load, tmp_path: Path) -> None:
+    rs = load("""
+        portForward:
+          - resourceType: pod
+            resourceName: a
+            port: 1
+          - resourceType: pod
+            resourceName: b
+            port: 2
+            transport: spdyws
+    """)
+    [problem] = rs.problems
+    assert problem.field == "portForward[1].transport"
+    assert (problem.file, problem.line) == (str(tmp_path / "config.yaml"), 8)
+    assert 'Unknown transport "spdyws". Did you mean "spdy-ws"?' in problem.message
+    assert "auto, spdy-ws, spdy, v4" in problem.message
+    # The broken rule is skipped; the other one still works.
+    assert [rule.resource_name for rule in rs.rules] == ["a"]
+
+
+def test_transport_must_be_text(load: Load) -> None:
+    rs = load("portForward: [{resourceType: pod, resourceName: a, port: 1, transport: 4}]\n")
+    [problem] = rs.problems
+    assert problem.field == "portForward[0].transport"
+    assert '"transport" must be a string' in problem.message

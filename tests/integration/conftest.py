@@ -1,9 +1,15 @@
-"""Fixtures that run the real engine against the simulator over real sockets."""
+"""Fixtures that run the real engine against the simulator over real sockets.
+
+Over which transport: tests marked `transports` run once per transport (spdy-ws, spdy, v4), each
+its own test id; the others use `auto`. `KUBETRAY_TEST_TRANSPORT=v4` (or spdy-ws, spdy, auto) runs
+every test over that one instead, the marked ones included.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
@@ -11,8 +17,8 @@ import pytest
 
 from trayapp.engine.events import EventBus
 from trayapp.engine.kube.auth import Credentials
-from trayapp.engine.runtime import ContextRun
-from trayapp.model import Event, EventKind, Rule
+from trayapp.engine.runtime import ContextRun, RunPlan
+from trayapp.model import Event, EventKind, Rule, Transport
 from trayapp.sim import SimCluster
 
 SCENARIO = """
@@ -61,6 +67,28 @@ pods:
       - {containerPort: 7001, kind: source}
       - {containerPort: 7002, refuse: true}
 """
+
+
+TRANSPORTS = (Transport.SPDY_WS, Transport.SPDY, Transport.V4)
+TRANSPORT_ENV = "KUBETRAY_TEST_TRANSPORT"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "transports: run over each transport (spdy-ws, spdy, v4)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "transport" not in metafunc.fixturenames or metafunc.definition.get_closest_marker("transports") is None:
+        return
+    chosen = os.environ.get(TRANSPORT_ENV)
+    transports = [Transport(chosen)] if chosen else list(TRANSPORTS)
+    metafunc.parametrize("transport", transports, indirect=True, ids=[t.value for t in transports])
+
+
+@pytest.fixture
+def transport(request: pytest.FixtureRequest) -> Transport:
+    """The transport the engine under test is told to use (`--transport`)."""
+    return Transport(getattr(request, "param", None) or os.environ.get(TRANSPORT_ENV) or "auto")
 
 
 class Events:
@@ -116,7 +144,7 @@ def kubeconfig(cluster: SimCluster, tmp_path: Path) -> Path:
 
 
 async def start_run(
-    kubeconfig: Path, rules: Sequence[Rule], connect_timeout: float = 10.0
+    kubeconfig: Path, rules: Sequence[Rule], connect_timeout: float = 10.0, transport: Transport = Transport.AUTO,
 ) -> tuple[ContextRun, Events]:
     """The engine on one kubeconfig's current context, its events collected."""
     events = Events()
@@ -124,7 +152,7 @@ async def start_run(
     bus.subscribe(events)
     credentials = Credentials([kubeconfig], None)
     access = await asyncio.to_thread(credentials.load)
-    run = ContextRun(access, credentials, rules, bus, connect_timeout)
+    run = ContextRun(access, credentials, RunPlan(tuple(rules), transport=transport), bus, connect_timeout)
     await run.start()
     return run, events
 
@@ -139,11 +167,11 @@ async def running(kubeconfig: Path, rules: Sequence[Rule]) -> AsyncIterator[Even
 
 
 @pytest.fixture
-async def run_rules(kubeconfig: Path) -> AsyncIterator[Callable[..., object]]:
+async def run_rules(kubeconfig: Path, transport: Transport) -> AsyncIterator[Callable[..., object]]:
     runs: list[ContextRun] = []
 
     async def start(rules: Sequence[Rule], connect_timeout: float = 10.0) -> tuple[ContextRun, Events]:
-        run, events = await start_run(kubeconfig, rules, connect_timeout)
+        run, events = await start_run(kubeconfig, rules, connect_timeout, transport)
         runs.append(run)
         return run, events
 

@@ -44,6 +44,7 @@ async def echo_checksummed(port: int, size: int) -> tuple[str, str]:
     return sent_digest, received_digest
 
 
+@pytest.mark.transports
 @pytest.mark.slow
 async def test_hundred_concurrent_connections_checksummed_both_ways(
     cluster: SimCluster, run_rules, unused_tcp_port: int
@@ -59,6 +60,7 @@ async def test_hundred_concurrent_connections_checksummed_both_ways(
     assert not events.of(EventKind.FAILED)
 
 
+@pytest.mark.transports
 async def test_large_download_and_upload_through_a_service(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:
@@ -85,6 +87,7 @@ async def test_large_download_and_upload_through_a_service(
     writer.close()
 
 
+@pytest.mark.transports
 async def test_local_half_close_still_delivers_the_answer(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:
@@ -99,6 +102,7 @@ async def test_local_half_close_still_delivers_the_answer(
     writer.close()
 
 
+@pytest.mark.transports
 async def test_after_the_local_eof_a_silent_pod_does_not_hold_the_connection(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:

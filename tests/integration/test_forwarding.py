@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from trayapp.model import EventKind, ResourceType, Rule
+from trayapp.model import EventKind, ResourceType, Rule, Transport
 from trayapp.sim import SimCluster
 
 
@@ -33,15 +33,22 @@ async def echo_roundtrip(port: int, payload: bytes) -> bytes:
     return answer
 
 
-async def test_service_rule_forwards_to_a_selected_pod(cluster: SimCluster, run_rules, unused_tcp_port: int) -> None:
+@pytest.mark.transports
+async def test_service_rule_forwards_to_a_selected_pod(
+    cluster: SimCluster, run_rules, unused_tcp_port: int, transport: Transport
+) -> None:
     rule = Rule(ResourceType.SERVICE, "web", 80, local_port=unused_tcp_port)
-    _, events = await run_rules([rule])
+    run, events = await run_rules([rule])
     forwarding = await events.wait_for(EventKind.FORWARDING)
     assert forwarding.local_port == unused_tcp_port
     assert forwarding.pod in cluster.pod_names("default", "app=web")
     status, headers, _ = await http_get(unused_tcp_port)
     assert status == 200
     assert headers["x-pod"] == forwarding.pod
+    if transport != Transport.AUTO:  # the run really went over the transport it was told to use
+        assert run.views()[0].transport == transport
+        carrier = {Transport.SPDY_WS: "spdy-websocket"}.get(transport, transport.value)
+        assert set(cluster.api.portforward_sessions) == {carrier}
 
 
 @pytest.mark.parametrize(
@@ -126,6 +133,7 @@ async def test_waiting_reports_missing_ready_pod(cluster: SimCluster, run_rules,
     assert forwarding.pod == pod
 
 
+@pytest.mark.transports
 async def test_error_channel_text_fails_that_connection_only(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:

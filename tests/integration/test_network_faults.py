@@ -21,7 +21,7 @@ from tests.support.faultproxy import FaultProxy
 from trayapp.engine.events import EventBus
 from trayapp.engine.kube.auth import Credentials
 from trayapp.engine.runtime import ContextRun
-from trayapp.model import Event, EventKind, ResourceType, Rule, TunnelState
+from trayapp.model import Event, EventKind, ResourceType, Rule, Transport, TunnelState
 from trayapp.sim import SimCluster
 from trayapp.sim.kubeconfig import write_kubeconfig
 
@@ -109,11 +109,11 @@ async def serving_pod(port: int) -> str:
 
 
 async def one_pod_forwarding(
-    cluster: SimCluster, engine: Callable[..., Any], port: int
+    cluster: SimCluster, engine: Callable[..., Any], port: int, transport: Transport = Transport.AUTO
 ) -> tuple[ContextRun, Events, str]:
     """`web` scaled to one pod, so a deleted pod has exactly one replacement; forwarding on `port`."""
     cluster.scale("deployments", "default", "web", 1)
-    run, events = await engine([Rule(ResourceType.DEPLOYMENT, "web", 8080, local_port=port)])
+    run, events = await engine([Rule(ResourceType.DEPLOYMENT, "web", 8080, local_port=port, transport=transport)])
     first = await events.wait_for(EventKind.FORWARDING, lambda e: e.local_port == port)
     assert first.pod is not None
     assert await serving_pod(port) == first.pod
@@ -214,11 +214,16 @@ async def test_a_pod_deleted_while_asleep_is_not_shown_as_forwarding_after_the_w
     assert not lies, f"claimed forwarding to the deleted pod after the wake: {lies}"
 
 
+@pytest.mark.parametrize("transport", [Transport.V4, Transport.SPDY_WS], ids=["v4", "spdy-ws"])
 async def test_a_connection_during_a_503_waits_for_the_server_instead_of_failing(
-    cluster: SimCluster, proxy: FaultProxy, engine: Callable[..., Any], unused_tcp_port: int
+    cluster: SimCluster, proxy: FaultProxy, engine: Callable[..., Any], unused_tcp_port: int, transport: Transport
 ) -> None:
     port = unused_tcp_port
-    _, events, pod = await one_pod_forwarding(cluster, engine, port)
+    _, events, pod = await one_pod_forwarding(cluster, engine, port, transport)
+    if transport != Transport.V4:
+        # A session carries every connection to the pod: end it, so the next connection needs a
+        # new one (the connection may first meet the dying session: it is sent again, unharmed).
+        proxy.reset_all()
     proxy.unavailable(retry_after=1)  # the port-forward dial of the next connection gets a 503
     request = asyncio.ensure_future(serving_pod(port))
     await proxy.wait_until(lambda c: c.unavailable >= 1, HEAL_TIMEOUT)

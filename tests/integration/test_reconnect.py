@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from trayapp.model import EventKind, ResourceType, Rule
 from trayapp.sim import SimCluster
 
@@ -17,6 +19,7 @@ async def serving_pod(port: int) -> str:
     return headers["x-pod"]
 
 
+@pytest.mark.transports
 async def test_deleted_pod_is_replaced_on_the_same_local_port(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:
@@ -45,6 +48,7 @@ async def test_unready_pod_hands_over_to_a_ready_one(cluster: SimCluster, run_ru
     assert await serving_pod(unused_tcp_port) == moved.pod
 
 
+@pytest.mark.transports
 async def test_a_connection_waits_for_the_replacement_when_none_is_ready(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:
@@ -60,6 +64,7 @@ async def test_a_connection_waits_for_the_replacement_when_none_is_ready(
     assert await asyncio.wait_for(pending, 10) == first.pod
 
 
+@pytest.mark.transports
 async def test_rollout_moves_to_the_new_version_once_ready(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:
@@ -84,6 +89,7 @@ async def test_container_restart_is_reported_and_the_port_keeps_working(
     assert await serving_pod(unused_tcp_port) == "api-0"
 
 
+@pytest.mark.transports
 async def test_api_server_restart_mid_transfer_spares_the_other_tunnels(
     cluster: SimCluster, run_rules, unused_tcp_port_factory
 ) -> None:
@@ -128,6 +134,7 @@ async def keep_alive_get(reader: asyncio.StreamReader, writer: asyncio.StreamWri
     return headers["x-pod"]
 
 
+@pytest.mark.transports
 async def test_an_unready_pod_keeps_its_open_connections_and_new_ones_move(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:
@@ -153,6 +160,7 @@ async def test_an_unready_pod_keeps_its_open_connections_and_new_ones_move(
     assert not events.of(EventKind.FAILED)
 
 
+@pytest.mark.transports
 async def test_network_change_ends_open_connections_and_lists_again(
     cluster: SimCluster, run_rules, unused_tcp_port: int
 ) -> None:

@@ -1,7 +1,7 @@
 """One `portForward` entry -> a `Rule` or the problems that stop it being one.
 
 The fields are Skaffold's `portForward` schema, field for field, plus kubetray's own `name`,
-`scheme` and `path`. Every field is checked even after the first problem, so a user fixing a rule
+`scheme`, `path` and `transport`. Every field is checked even after the first problem, so a user fixing a rule
 sees everything wrong with it at once. Also here: repeated and competing rules within one list.
 """
 
@@ -15,12 +15,13 @@ from typing import Any
 
 from trayapp.config.problems import Problem, describe_type, did_you_mean, suggest
 from trayapp.config.yamlnodes import LineDict, LineList
-from trayapp.model import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, Origin, ResourceType, Rule
+from trayapp.model import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, Origin, ResourceType, Rule, Transport
 
 SKAFFOLD_FIELDS = ("resourceType", "resourceName", "namespace", "port", "address", "localPort")
-KUBETRAY_FIELDS = ("name", "scheme", "path")
+KUBETRAY_FIELDS = ("name", "scheme", "path", "transport")
 RULE_FIELDS = SKAFFOLD_FIELDS + KUBETRAY_FIELDS
 RESOURCE_TYPES = tuple(kind.value for kind in ResourceType)
+TRANSPORTS = tuple(transport.value for transport in Transport)
 
 # kubectl's short names are not accepted by Skaffold, but people type them; point them home.
 _SHORT_TO_FULL = {kind.short: kind.value for kind in ResourceType}
@@ -184,6 +185,22 @@ def _path(check: _Checker) -> str:
     return text
 
 
+def _transport(check: _Checker) -> Transport:
+    text = check.string("transport")
+    if text is None:
+        return Transport.AUTO
+    try:
+        return Transport(text.lower())
+    except ValueError:
+        pass
+    check.problem(
+        "transport",
+        f'Unknown transport "{text}".{did_you_mean(text.lower(), TRANSPORTS)} Allowed: '
+        f"{', '.join(TRANSPORTS)} (auto, the default, lets kubetray pick the best one the cluster speaks).",
+    )
+    return Transport.AUTO
+
+
 def _key_problems(check: _Checker) -> None:
     for key, line, first in check.entry.duplicate_keys:
         check.problems.append(
@@ -233,6 +250,7 @@ def parse_rule(
     name = check.string("name")
     scheme = _scheme(check)
     path = _path(check)
+    transport = _transport(check)
     if check.problems or resource_type is None or resource_name is None or port is None:
         return None, check.problems
     rule = Rule(
@@ -245,6 +263,7 @@ def parse_rule(
         name=name,
         scheme=scheme,
         path=path,
+        transport=transport,
         origin=Origin(file=where.file, line=entry.line, index=index),
     )
     return rule, []

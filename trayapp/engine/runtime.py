@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, replace
 from trayapp.engine.autoforward import AutoForwarder, namespaces_to_watch
 from trayapp.engine.discovery import Settings
 from trayapp.engine.events import EventBus
-from trayapp.engine.forward import Forwarder, namespaces_to_decide, one_per_forward, target_key
+from trayapp.engine.forward import Forwarder, Negotiator, namespaces_to_decide, one_per_forward, target_key
 from trayapp.engine.kube import WATCH_SILENCE_SECONDS, ClusterAccess, ClusterCache, Credentials, Informer, KubeApi
 from trayapp.engine.portmemory import PortKey, PortMemory
 from trayapp.engine.portnames import PortNames
 from trayapp.errors import AuthError, KubetrayError
-from trayapp.model import Event, EventKind, Rule, TunnelState, tunnel_url
+from trayapp.model import Event, EventKind, Rule, Transport, TunnelState, tunnel_url
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class TunnelView:
     pod: str | None
     reason: str | None
     context: str | None = None  # the kube context it forwards from (several run at once when pinned)
+    transport: Transport | None = None  # what its connections use; None until AUTO settled
 
     @property
     def url(self) -> str | None:
@@ -76,6 +77,8 @@ class RunPlan:
 
     rules: tuple[Rule, ...] = ()
     auto: Settings | None = None
+    # --transport: what carries the connections of rules that leave it to kubetray (`auto`).
+    transport: Transport = Transport.AUTO
 
 
 class ContextRun:
@@ -104,6 +107,9 @@ class ContextRun:
         self.credentials = credentials
         api = KubeApi(access, credentials, watch_silence=watch_silence)
         self.cache = ClusterCache(api, on_error=self._cluster_error)
+        # Which transport this API server speaks is found once for all of the context's tunnels,
+        # which also share its per-pod sessions.
+        self.negotiator = Negotiator(api)
         self.forwarders: dict[str, Forwarder] = {}
         self._bus = bus
         self._plan = plan if isinstance(plan, RunPlan) else RunPlan(tuple(plan))
@@ -174,7 +180,8 @@ class ContextRun:
         the `auto:` settings changed (an `auto.exclude` line added, a source turned off)."""
         plan = rules if isinstance(rules, RunPlan) else RunPlan(tuple(rules), self._plan.auto)
         auto_changed = plan.auto != self._plan.auto
-        self._plan = RunPlan(plan.rules, plan.auto)
+        self._plan = RunPlan(plan.rules, plan.auto, plan.transport if isinstance(rules, RunPlan)
+                             else self._plan.transport)
         if auto_changed:  # as for a new namespace: what is still wanted keeps its tunnel
             if self._auto is not None:
                 self._auto.stop()
@@ -286,9 +293,11 @@ class ContextRun:
                 start_rule = self._remembered(rule)
                 if tid in self._keep_port:
                     start_rule = replace(start_rule, local_port=self._keep_port.pop(tid))
+                if rule.transport == Transport.AUTO:  # --transport applies where the rule leaves it open
+                    start_rule = replace(start_rule, transport=self._plan.transport)
                 forwarder = Forwarder(
                     start_rule, self.context, tid, self.cache, self._bus.publish, self._taken,
-                    self._connect_timeout,
+                    self._connect_timeout, self.negotiator.for_tunnel(start_rule.transport),
                 )
                 self.forwarders[tid] = forwarder
                 self._desired[tid] = rule
@@ -360,6 +369,7 @@ class ContextRun:
             self._auto_rules = self._discovered = ()
             self._switched_off = {}
             await _stop_all(forwarders)
+            await self.negotiator.aclose()
         await self.cache.stop()
         self.credentials.close()
 
@@ -369,6 +379,7 @@ class ContextRun:
             f.tunnel_id: TunnelView(
                 f.tunnel_id, f.rule, f.state, f.local_port,
                 f.machine.target.pod if f.machine.target else None, f.machine.reason, self.context,
+                f.transport,
             )
             for f in self.forwarders.values()
         }

@@ -6,6 +6,7 @@ kubetray uses is named here; the simulator also takes the codecs, in the server 
 """
 
 from trayapp.engine.forward.forwarder import Forwarder
+from trayapp.engine.forward.negotiate import PREFERENCE, Negotiator, TunnelDialer, build_dialer
 from trayapp.engine.forward.ports import bind_listener
 from trayapp.engine.forward.resolve import (
     PortNumbers,
@@ -14,11 +15,22 @@ from trayapp.engine.forward.resolve import (
     service_port_numbers,
     target_key,
 )
+from trayapp.engine.forward.transport import Dialer, PodConnection, PodRefused, TransportRefused
+from trayapp.engine.forward.v4dial import V4Dialer
 from trayapp.engine.forward.wire import SUBPROTOCOL, ServerChannels
 
 __all__ = [
+    "PREFERENCE",
     "SUBPROTOCOL",
+    "Dialer",
     "Forwarder",
+    "Negotiator",
+    "PodConnection",
+    "PodRefused",
+    "TransportRefused",
+    "TunnelDialer",
+    "V4Dialer",
+    "build_dialer",
     "PortNumbers",
     "ServerChannels",
     "bind_listener",

@@ -1,8 +1,10 @@
 """One tunnel at work: its listener, its open connections, and the I/O its state machine asks for.
 
 The listener is bound once and kept for the tunnel's life, whatever happens to the pods behind
-it. Each accepted connection gets its own port-forward stream to the tunnel's current pod; a
-connection that arrives while no pod is ready waits for one, up to `connect_timeout`.
+it. Each accepted connection gets its own connection to the tunnel's current pod from the tunnel's
+Dialer (transport.py; which transport is negotiate.py's business); a connection that arrives
+while no pod is ready waits for one, up to `connect_timeout`. The dialer is told when the tunnel
+moves to a pod (`warm`, so a session is open before the first connection) and leaves it (`forget`).
 
 Failures are sorted here, by type: an API server that does not answer (or answers 503/429) is an
 outage the state machine tells once, and dials retry until `connect_timeout`; a pod the server
@@ -19,14 +21,17 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Container
+from dataclasses import replace
 
 from trayapp.engine.aio import deadline as time_limit
 from trayapp.engine.backoff import Backoff
 from trayapp.engine.forward.listeners import Listeners
+from trayapp.engine.forward.negotiate import Negotiator
 from trayapp.engine.forward.ports import bind_listener, refusal_for
 from trayapp.engine.forward.pump import LOCAL_FLUSH_TIMEOUT, READ_SIZE, close_local, relay
 from trayapp.engine.forward.resolve import Target, Unresolved, kinds_needed, resolve
 from trayapp.engine.forward.stats import TunnelCounter
+from trayapp.engine.forward.transport import Dialer, TransportRefused
 from trayapp.engine.forward.tunnel import (
     CloseConnections,
     Command,
@@ -36,10 +41,9 @@ from trayapp.engine.forward.tunnel import (
     TunnelMachine,
     Wakeup,
 )
-from trayapp.engine.forward.v4dial import dial_v4
 from trayapp.engine.kube import ClusterCache
 from trayapp.errors import ApiError, ApiUnreachable, AuthError, KubetrayError, NotFound, PortError
-from trayapp.model import Event, Rule, TunnelState
+from trayapp.model import Event, Rule, Transport, TunnelState
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +83,17 @@ class Forwarder:
         publish: Callable[[Event], None],
         taken_ports: Callable[[str], Container[int]],
         connect_timeout: float = 10.0,
+        dialer: Dialer | None = None,
     ) -> None:
         self.rule = rule
+        # Without a dialer from the context run, the tunnel negotiates for itself (tests, tools).
+        self._own_negotiator = Negotiator(cache.api) if dialer is None else None
+        if self._own_negotiator is not None:
+            dialer = self._own_negotiator.for_tunnel(rule.transport)
+        assert dialer is not None
+        self._dialer: Dialer = dialer
+        self._warmed: tuple[str, str] | None = None  # the pod the dialer was told about
+        self._told_transport: Transport | None = None  # the transport the log last named
         self.machine = TunnelMachine(rule, context, tunnel_id)
         self._cache = cache
         self._publish = publish
@@ -106,6 +119,12 @@ class Forwarder:
     @property
     def tunnel_id(self) -> str:
         return self.machine.tunnel_id
+
+    @property
+    def transport(self) -> Transport | None:
+        """The transport this tunnel's connections use; None while AUTO has not settled yet."""
+        transport = self._dialer.transport
+        return None if transport == Transport.AUTO else transport
 
     async def start(self) -> None:
         if self.rule.requested_local_port is not None:
@@ -161,8 +180,9 @@ class Forwarder:
     def _run(self, commands: list[Command]) -> None:
         for command in commands:
             if isinstance(command, Publish):
-                self._publish(command.event)
+                self._publish(replace(command.event, transport=self.transport))
             elif isinstance(command, TargetChanged):
+                self._point_dialer()
                 # Wake every waiting connection once; later waiters wait on a fresh event.
                 self._target_changed.set()
                 self._target_changed = asyncio.Event()
@@ -176,6 +196,18 @@ class Forwarder:
                 self._wakeup = asyncio.get_running_loop().call_later(command.delay, self._woken)
             elif isinstance(command, Relist):
                 self._cache.relist(self._kinds, self.rule.namespace)
+
+    def _point_dialer(self) -> None:
+        """Tell the dialer which pod the tunnel uses now, so its session is open ahead of time."""
+        target = self.machine.target
+        now = (target.namespace, target.pod) if target is not None else None
+        if now == self._warmed:
+            return
+        if self._warmed is not None:
+            self._dialer.forget(*self._warmed)
+        self._warmed = now
+        if now is not None:
+            self._dialer.warm(*now)
 
     def _woken(self) -> None:
         self._wakeup = None
@@ -222,8 +254,13 @@ class Forwarder:
             self._connections[task] = target.pod
             began = loop.time()
             try:
-                ws = await dial_v4(self._cache.api,
+                connection = await self._dialer.open(
                     target.namespace, target.pod, target.port, timeout=max(deadline - began, 0.1))
+            except TransportRefused as exc:
+                # The transport this tunnel must use (or every one kubetray speaks) is refused: a
+                # setting to change, not something waiting fixes. Said once, shown by `status`.
+                self._run(self.machine.cluster_failed(exc.message))
+                return
             except ApiError as exc:
                 if isinstance(exc, NotFound) or exc.status == 400:
                     # The pod died before its watch event reached us (or that watch is dead): ask
@@ -251,10 +288,28 @@ class Forwarder:
                     target.pod, "kubetray could not open a port-forward stream to it; its log has the details."))
                 return
             self._run(self.machine.server_answered())
-            result = await relay(reader, writer, ws, target.port, first=replay)
+            if connection.transport != self._told_transport:
+                self._told_transport = connection.transport
+                log.info("%s: connections to pod %s go over %s", self.rule.label, target.pod,
+                         connection.transport.value)
+            result = await relay(reader, writer, connection, first=replay)
             if result.error is None:
                 return
             error = result.error
+            if result.never_reached and result.unanswered is not None:
+                # The session carrying it died before the kubelet took the stream (a path that
+                # died in sleep, a GOAWAY): nothing reached the pod, so send it again at once on
+                # a new session (the dialer opens one), until the connect deadline.
+                log.debug("%s: a connection did not reach pod %s (%s); sending it again",
+                          self.rule.label, target.pod, error)
+                replay = result.unanswered
+                delay = self._retry.delay(attempt)
+                attempt += 1
+                if loop.time() + delay >= deadline:
+                    self._run(self.machine.connection_failed(target.pod, error))
+                    return
+                await asyncio.sleep(delay)
+                continue
             gone = pod_gone_text(error)
             # Whatever broke the connection may have taken the pod with it, and a watch that
             # is dead would never say so: ask the server once per pod.
@@ -317,8 +372,10 @@ class Forwarder:
         """After sleep or a network change: open connections rode a path that may be dead for good.
 
         They are ended now, so their clients see a closed connection instead of a silent one and
-        connect again; the listener stays, and new connections dial on the new path.
+        connect again; the listener stays, and new connections dial on the new path (the dialer
+        drops the sessions it kept on the old one).
         """
+        self._dialer.network_changed()
         for task, pod in list(self._connections.items()):
             if pod:  # one still waiting for a pod has no path yet: it keeps waiting
                 task.cancel()
@@ -340,3 +397,9 @@ class Forwarder:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+        if self._warmed is not None:
+            self._dialer.forget(*self._warmed)
+            self._warmed = None
+        await self._dialer.aclose()
+        if self._own_negotiator is not None:
+            await self._own_negotiator.aclose()

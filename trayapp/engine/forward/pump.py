@@ -1,20 +1,25 @@
-"""Byte pumping between one accepted local connection and its port-forward WebSocket.
+"""Byte pumping between one accepted local connection and its connection to the pod (a PodConnection).
 
-Back-pressure runs both ways: a local read waits until the WebSocket's write buffer drained, and
-the next message from the pod is taken only after the local socket drained, so a slow side slows
-the other. What one connection can hold in memory is then the websockets library's receive queue
-(`max_queue` messages, each at most the `max_size` v4dial.py dials with) plus one READ_SIZE chunk.
+Back-pressure runs both ways: a local read waits until the transport took the previous chunk
+(`PodConnection.send` returns once it can take more), and the pod's next bytes are taken only
+after the local socket drained, so a slow side slows the other. What one connection can hold in
+memory is then what its transport buffers (for v4, the websockets library's receive queue) plus
+one READ_SIZE chunk.
 
-v4.channel.k8s.io has no half-close, and from our side a peer that shut down its writing half
-looks exactly like one that closed the socket. So after the local side's EOF kubetray keeps
-delivering the pod's answer while it flows, and ends the connection once the pod has been silent
-for HALF_CLOSE_LINGER seconds (socat's -t does the same), rather than holding closed connections,
+Half-close depends on the transport. SPDY has a FIN per stream (`half_close` True): the local
+side's EOF becomes the pod's EOF and the pod's EOF becomes a shutdown of the local socket's
+writing half, while the other direction goes on, until both directions ended.
+
+v4.channel.k8s.io has none, and from our side a peer that shut down its writing half looks
+exactly like one that closed the socket. So after the local side's EOF kubetray keeps delivering
+the pod's answer while it flows, and ends the connection once the pod has been silent for
+HALF_CLOSE_LINGER seconds (socat's -t does the same), rather than holding closed connections,
 and a connection to the pod, forever. Silence is counted only while kubetray waits for the pod:
 time spent handing bytes to a slow local reader is not the pod being silent.
 
-The relay closes the WebSocket, never the local socket: when the pod turned out to be gone before
-it answered, the caller may carry the same local connection, and the bytes already read from it
-(`RelayResult.unanswered`), to another pod.
+The relay closes the pod connection, never the local socket: when the pod turned out to be gone
+before it answered, the caller may carry the same local connection, and the bytes already read
+from it (`RelayResult.unanswered`), to another pod.
 """
 
 from __future__ import annotations
@@ -24,16 +29,13 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
-
 from trayapp.engine.aio import deadline
-from trayapp.engine.forward.wire import ClientChannels, DataReceived, ErrorReceived
+from trayapp.engine.forward.transport import PodConnection, PodRefused
 from trayapp.errors import WireError
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 256 * 1024  # one WebSocket message per local read, at most
+READ_SIZE = 256 * 1024  # one transport message per local read, at most
 HALF_CLOSE_LINGER = 2.0  # seconds of pod silence after the local EOF before the connection ends
 # Bytes sent before the pod's first byte are kept (up to this much) so that a connection whose
 # pod turned out to be gone can be replayed to its replacement.
@@ -49,6 +51,8 @@ class RelayResult:
     # What the local side sent while the pod had sent nothing back; None once the pod answered
     # or the bytes passed REPLAY_LIMIT.
     unanswered: bytes | None = b""
+    # The transport knows none of it reached the pod (PodRefused.never_reached): safe to send again.
+    never_reached: bool = False
 
 
 class _Progress:
@@ -58,10 +62,16 @@ class _Progress:
         self.sent = 0
         self.received = 0
         self.error: str | None = None
+        self.never_reached = False
         self.unanswered: bytearray | None = bytearray(first)
         # When the downstream pump began waiting for the pod's next message; None while it is
         # handing a message to the local socket.
         self.waiting_since: float | None = None
+
+    def note_error(self, exc: WireError) -> None:
+        if self.error is None:
+            self.error = exc.message
+            self.never_reached = isinstance(exc, PodRefused) and exc.never_reached
 
     def note_sent(self, data: bytes) -> None:
         self.sent += len(data)
@@ -75,63 +85,56 @@ class _Progress:
 async def relay(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    ws: ClientConnection,
-    port: int,
+    pod: PodConnection,
     linger: float = HALF_CLOSE_LINGER,
     first: bytes = b"",
 ) -> RelayResult:
-    """Pump bytes until either side ends. `first` is sent to the pod before anything read now
-    (bytes an earlier attempt read from this local connection)."""
+    """Pump bytes until both directions ended (or, without half-close, either side ended).
+    `first` is sent to the pod before anything read now (bytes an earlier attempt read from this
+    local connection)."""
     loop = asyncio.get_running_loop()
-    channels = ClientChannels([port])
     progress = _Progress(first)
+    half_close = pod.half_close
 
     async def upstream() -> None:
         if first:
             progress.sent += len(first)
-            await ws.send(channels.encode_data(first))
+            await pod.send(first)
         while True:
             data = await reader.read(READ_SIZE)
             if not data:
-                return  # the local side is done sending; the answer may still be on its way
+                # The local side is done sending; the answer may still be on its way.
+                await pod.send_eof()
+                return
             progress.note_sent(data)
-            await ws.send(channels.encode_data(data))
+            await pod.send(data)
 
     async def downstream() -> None:
         try:
             while True:
                 progress.waiting_since = loop.time()
-                message = await ws.recv()
+                data = await pod.receive()
                 progress.waiting_since = None
-                for event in channels.receive(message):
-                    if isinstance(event, DataReceived):
-                        progress.received += len(event.data)
-                        progress.unanswered = None
-                        writer.write(event.data)
-                        await writer.drain()
-                    elif isinstance(event, ErrorReceived):
-                        progress.error = event.text
-                        return
-        except WireError as exc:
-            progress.error = exc.message
-        except ConnectionClosed:
-            pass
+                if not data:
+                    if half_close and writer.can_write_eof() and not writer.is_closing():
+                        writer.write_eof()  # the pod is done; the client may still be sending
+                    return
+                progress.received += len(data)
+                progress.unanswered = None
+                writer.write(data)
+                await writer.drain()
+        except WireError as exc:  # PodRefused (the kubelet's text) or a protocol problem
+            progress.note_error(exc)
         finally:
             progress.waiting_since = None
 
     up = asyncio.create_task(upstream(), name="relay:up")
     down = asyncio.create_task(downstream(), name="relay:down")
     try:
-        done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
-        if up in done and up.exception() is None:
-            # Local EOF: deliver the rest of the pod's answer, until it ends or falls silent.
-            while not down.done():
-                since = progress.waiting_since
-                # While a slow reader takes the bytes, look again a linger later.
-                remaining = linger if since is None else since + linger - loop.time()
-                if remaining <= 0:
-                    break
-                await asyncio.wait({down}, timeout=remaining)
+        if half_close:
+            await _both_directions(up, down, progress)
+        else:
+            await _until_silent(up, down, progress, linger)
     except (ConnectionError, OSError) as exc:
         log.debug("relay ended: %s", exc)
     finally:
@@ -140,13 +143,40 @@ async def relay(
         results = await asyncio.gather(up, down, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(
-                result, (asyncio.CancelledError, ConnectionError, OSError, ConnectionClosed)
+                result, (asyncio.CancelledError, ConnectionError, OSError, WireError)
             ):
                 log.debug("relay task failed: %r", result)
-        with contextlib.suppress(Exception):
-            await ws.close()
+        await pod.close()
     unanswered = bytes(progress.unanswered) if progress.unanswered is not None else None
-    return RelayResult(progress.sent, progress.received, progress.error, unanswered)
+    return RelayResult(progress.sent, progress.received, progress.error, unanswered, progress.never_reached)
+
+
+async def _both_directions(up: asyncio.Task[None], down: asyncio.Task[None], progress: _Progress) -> None:
+    """Half-close: each direction ends by itself; an error in either ends both."""
+    pending = {up, down}
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            error = task.exception()
+            if isinstance(error, WireError):
+                progress.note_error(error)  # the pod refused what we sent (a reset stream)
+            if error is not None or progress.error is not None:
+                return
+
+
+async def _until_silent(up: asyncio.Task[None], down: asyncio.Task[None], progress: _Progress, linger: float) -> None:
+    """No half-close: after the local EOF, deliver the rest of the pod's answer until it ends or
+    falls silent for `linger` seconds."""
+    loop = asyncio.get_running_loop()
+    done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+    if up in done and up.exception() is None:
+        while not down.done():
+            since = progress.waiting_since
+            # While a slow reader takes the bytes, look again a linger later.
+            remaining = linger if since is None else since + linger - loop.time()
+            if remaining <= 0:
+                break
+            await asyncio.wait({down}, timeout=remaining)
 
 
 async def close_local(writer: asyncio.StreamWriter, flush_timeout: float = LOCAL_FLUSH_TIMEOUT) -> None:

@@ -78,6 +78,10 @@ class SessionLost(PodRefused):
     """The session that carried this connection died (its socket closed, a PING went unanswered,
     the server sent something that is not SPDY): every connection on it ends."""
 
+    def __init__(self, message: str, *, never_reached: bool = False) -> None:
+        super().__init__(message)
+        self.never_reached = never_reached
+
 
 class SessionState(enum.Enum):
     OPEN = "open"  # takes new connections
@@ -98,6 +102,9 @@ class _Connection:
     pod_eof: bool = False  # the data stream's FIN came
     eof_sent: bool = False
     sent_data: bool = False  # DATA went out on the data stream
+    # The kubelet replied to the data stream. It replies as it takes a stream, before it pairs it
+    # and copies anything to the pod, so without a reply nothing of ours reached the pod.
+    replied: bool = False
     failure: PodRefused | None = None
     closed: bool = False  # the user closed it: forgotten
 
@@ -280,7 +287,10 @@ class SpdyClientSession:
         elif isinstance(frame, SynStream):
             self._send(RstStream(frame.stream_id, RstStatus.REFUSED_STREAM))  # the kubelet opens none
         elif isinstance(frame, SynReply):
-            pass  # the kubelet's replies are empty; our streams did not wait for them
+            # Empty, and our streams did not wait for it; it still tells that the kubelet took them.
+            conn = self._by_stream.get(frame.stream_id)
+            if conn is not None and frame.stream_id == conn.data_id:
+                conn.replied = True
         # SETTINGS, WINDOW_UPDATE and HEADERS carry nothing for port-forward.
 
     def _data(self, frame: Data) -> None:
@@ -320,7 +330,7 @@ class SpdyClientSession:
         for conn in list(self._by_handle.values()):
             if conn.error_id > last_good or conn.data_id > last_good:
                 self._fail(conn, SessionLost("The API server closed kubetray's port-forward session before it took "
-                                             "this connection."))
+                                             "this connection.", never_reached=True))
 
     def _fail(self, conn: _Connection, failure: PodRefused) -> None:
         if conn.failure is None:
@@ -334,7 +344,7 @@ class SpdyClientSession:
             return
         self.failure = SessionLost(reason)
         for conn in self._by_handle.values():
-            self._fail(conn, self.failure)
+            self._fail(conn, self.failure if conn.replied else SessionLost(reason, never_reached=True))
         self.state = SessionState.DEAD
         self._out.clear()
 

@@ -27,6 +27,11 @@ class TransportRefused(ApiError):
 class PodRefused(WireError):
     """The kubelet ended this one connection with an error text (its own words in `message`)."""
 
+    # True when the server cannot have handed any of the connection's bytes to the pod (its
+    # session died, or said GOAWAY, before the kubelet took the stream): the forwarder may then
+    # send the same bytes again on a new session without delivering a request twice.
+    never_reached: bool = False
+
 
 class PodConnection(Protocol):
     """One TCP connection to a pod's port."""
