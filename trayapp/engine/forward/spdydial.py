@@ -35,7 +35,7 @@ from trayapp.model import Transport
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 64 * 1024
+READ_SIZE = 256 * 1024
 Key = tuple[str, str]
 
 

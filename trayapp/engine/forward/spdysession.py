@@ -72,6 +72,7 @@ MAX_ERROR_TEXT = 64 * 1024  # the kubelet's error texts are one line
 PING_INTERVAL = 30.0
 PING_TIMEOUT = 15.0
 _MAX_STREAM_ID = 0x7FFFFFFF
+READ_JOIN = 256 * 1024  # the most one read hands the pump at once (its own READ_SIZE)
 
 
 class SessionLost(PodRefused):
@@ -206,7 +207,17 @@ class SpdyClientSession:
         if conn is None:
             return b""
         if conn.received:
+            # Everything buffered in one piece (up to READ_JOIN): the kubelet's DATA frames are
+            # 32 KiB, and one local write per frame costs more than the join.
             chunk = conn.received.popleft()
+            if conn.received and len(chunk) < READ_JOIN:
+                parts = [chunk]
+                size = len(chunk)
+                while conn.received and size + len(conn.received[0]) <= READ_JOIN:
+                    part = conn.received.popleft()
+                    parts.append(part)
+                    size += len(part)
+                chunk = b"".join(parts)
             conn.buffered -= len(chunk)
             return chunk
         if conn.failure is not None:
