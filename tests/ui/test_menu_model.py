@@ -9,7 +9,7 @@ import pytest
 
 from trayapp.control import Snapshot
 from trayapp.engine.runtime import TunnelView
-from trayapp.model import AutoSource, Origin, ResourceType, Rule, TunnelState
+from trayapp.model import AutoSource, Origin, ResourceType, Rule, Transport, TunnelState
 from trayapp.ui.menu_model import (
     MENU_TUNNEL_LIMIT,
     ChangeLocalPort,
@@ -326,3 +326,11 @@ def test_past_the_threshold_each_context_gets_a_submenu(monkeypatch: pytest.Monk
                                 "svc/svc01 :8001  \u2192 localhost:8001  p1", "svc/svc02 :8002  \u2192 localhost:8002  p2",
                                 "staging \u00b7 pinned", "Automatic \u00b7 Skaffold",
                                 "svc/svc25 :8025  \u2192 localhost:8025  p25", "svc/svc26 :8026  \u2192 localhost:8026  p26"]
+
+
+def test_a_tunnel_tooltip_names_its_transport_once_known() -> None:
+    settled = replace(view(WEB, TunnelState.FORWARDING, 8080, "web-7d9-x2k"), transport=Transport.SPDY_WS)
+    unknown = view(API, TunnelState.FORWARDING, 9090, "api-0")
+    items = build_menu(snap(settled, unknown), Prefs())
+    assert "pod web-7d9-x2k over spdy-ws" in find(items, "web").tooltip
+    assert " over " not in find(items, "sts/api").tooltip

@@ -291,6 +291,8 @@ def tunnel_item(view: TunnelView, rules_path: Path | None = None) -> Item:
     tip = f"{target} in {rule.namespace}"
     if view.pod:
         tip += f", pod {view.pod}"
+        if view.transport is not None:
+            tip += f" over {view.transport.value}"
     if rule.auto:
         why = rule.source.why if rule.source else "automatic forwarding is on"
         tip += f"\nForwarded automatically because {why}; Pause stops it for now."
