@@ -227,3 +227,37 @@ def test_add_says_why_it_could_not_ask_a_cluster_that_refuses(tmp_path: Path, ru
     assert result.returncode == 0
     assert result.stderr.startswith("kubetray did not check that service default/db exists in context gone: ")
     assert "within 2 seconds" not in result.stderr
+
+
+def test_add_pin_and_unpin_write_pinned_and_keep_the_file_theirs(rules: Path) -> None:
+    added = kubetray("add", "svc/db", "5432", "--context", "prod", "--pin", "--no-check", "--config", str(rules))
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.splitlines()[1].startswith("Context prod is now pinned")
+    assert rules.read_text() == RULES + (
+        "  prod:\n"
+        "    pinned: true\n"
+        "    portForward:\n"
+        "    - {resourceType: service, resourceName: db, port: 5432}\n")
+    assert [pattern for pattern in load_rules(rules).pinned] == ["prod"]
+    assert kubetray("remove", "svc/db", "--config", str(rules)).returncode == 0
+    assert kubetray("unpin", "prod", "--config", str(rules)).returncode == 0
+    assert rules.read_text() == RULES
+
+    pinned = kubetray("pin", "staging", "--config", str(rules))
+    assert pinned.returncode == 0 and "Context staging is now pinned" in pinned.stdout
+    assert rules.read_text() == RULES.replace('  "staging":\n', '  "staging":\n    pinned: true\n')
+    again = kubetray("pin", "staging", "--config", str(rules))
+    assert again.returncode == 0 and "already pinned" in again.stdout
+    assert kubetray("unpin", "staging", "--config", str(rules)).returncode == 0
+    assert rules.read_text() == RULES
+
+
+def test_pin_refuses_what_cannot_be_pinned_and_changes_nothing(rules: Path) -> None:
+    top_level = kubetray("add", "svc/db", "5432", "--pin", "--no-check", "--config", str(rules))
+    assert top_level.returncode == 2 and "needs --context CTX" in top_level.stderr
+    pattern = kubetray("pin", "kind-*", "--config", str(rules))
+    assert pattern.returncode == 2 and "is a pattern" in pattern.stderr
+    glob_rule = kubetray("add", "svc/db", "5432", "--context", "kind-*", "--pin", "--config", str(rules))
+    assert glob_rule.returncode == 2 and "Nothing was changed." in glob_rule.stderr
+    assert rules.read_text() == RULES
+    assert "pin" in kubetray("--help").stdout and "--pin" in kubetray("add", "--help").stdout

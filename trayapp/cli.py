@@ -57,14 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_rule_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`add`, `remove` and `list`: the rules file edited in place, comments and layout kept."""
+    """`add`, `remove`, `list`, `pin` and `unpin`: the rules file edited in place, comments and layout kept."""
     add = commands.add_parser(
         "add", help="add a forwarding rule to the rules file",
         description="Add a rule to the rules file (the top-level portForward, or a context's with --context),\n"
                     "keeping the file's comments and layout. A running kubetray starts it by itself.\n"
                     "TYPE is pod, service, deployment, statefulset, daemonset, replicaset,\n"
                     "replicationcontroller, job or cronjob, or kubectl's short name (svc, deploy, sts, ds,\n"
-                    "rs, rc, po, cj). PORT is a number or a port name.",
+                    "rs, rc, po, cj). PORT is a number or a port name. With --context CTX --pin, CTX is\n"
+                    "pinned too: its rules forward whatever the current context is.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add.add_argument("target", metavar="TYPE/NAME")
     add.add_argument("port", metavar="PORT")
@@ -72,6 +73,8 @@ def _add_rule_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     add.add_argument("--namespace", "-n", metavar="NS", help="the resource's namespace (default: default)")
     add.add_argument("--context", dest="rule_context", metavar="CTX",
                      help="add it under contexts: CTX: (forwarded only in that context)")
+    add.add_argument("--pin", action="store_true",
+                     help="with --context: pin CTX too, so it forwards whatever the current context is")
     add.add_argument("--name", dest="label", metavar="LABEL", help="how the tray labels it")
     add.add_argument("--config", type=Path, metavar="PATH", dest="rules_config", help="rules file")
     add.add_argument("--no-check", action="store_true", help="do not ask the cluster whether the resource exists")
@@ -84,19 +87,31 @@ def _add_rule_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     remove.add_argument("--config", type=Path, metavar="PATH", dest="rules_config", help="rules file")
     listing = commands.add_parser("list", help="print the rules with the file and line of each")
     listing.add_argument("--config", type=Path, metavar="PATH", dest="rules_config", help="rules file")
+    for command, summary in (("pin", "forward a context's rules whatever the current context is"),
+                             ("unpin", "let a pinned context's rules follow the current context again")):
+        pinning = commands.add_parser(
+            command, help=summary,
+            description=f"{summary[0].upper()}{summary[1:]}: writes or removes `pinned: true` under\n"
+                        "contexts: CTX: in the rules file, keeping its comments and layout. A running\n"
+                        "kubetray starts or stops that context's tunnels by itself.",
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+        pinning.add_argument("pin_context", metavar="CTX", help="an exact kubeconfig context name")
+        pinning.add_argument("--config", type=Path, metavar="PATH", dest="rules_config", help="rules file")
 
 
 def run_rule_command(args: argparse.Namespace) -> int:
     from trayapp.config.paths import default_rules_path
-    from trayapp.rulecommands import run_add, run_list, run_remove
+    from trayapp.rulecommands import run_add, run_list, run_pin, run_remove
 
     path = args.rules_config or args.config or default_rules_path()
     if args.command == "add":
         return run_add(path, args.target, args.port, local_port=args.local_port, namespace=args.namespace,
                        context=args.rule_context, label=args.label, kubeconfig=args.kubeconfig,
-                       check_cluster=not args.no_check, check_context=args.context)
+                       check_cluster=not args.no_check, check_context=args.context, pin=args.pin)
     if args.command == "remove":
         return run_remove(path, args.selector)
+    if args.command in ("pin", "unpin"):
+        return run_pin(path, args.pin_context, args.command == "pin")
     return run_list(path)
 
 
@@ -183,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_token(args.action, args.token_context)
     if args.command == "autostart":
         return run_autostart(args.action)
-    if args.command in ("add", "remove", "list"):
+    if args.command in ("add", "remove", "list", "pin", "unpin"):
         return run_rule_command(args)
     if args.headless or args.json:
         from trayapp.startup import run_headless

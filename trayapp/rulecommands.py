@@ -1,4 +1,4 @@
-"""`kubetray add`, `remove` and `list`: the rules file changed from a terminal.
+"""`kubetray add`, `remove`, `list`, `pin` and `unpin`: the rules file changed from a terminal.
 
 config/edit.py does the editing (the same edits the tray makes); this module turns arguments into
 those calls, prints what happened, and for `add` asks the cluster, briefly, whether the resource
@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import TextIO
 
 from trayapp.config.edit import InvalidRule as BadArgument
-from trayapp.config.edit import RuleDraft, RulesEditError, add_rule, list_rules, parse_resource_type, remove_rule
+from trayapp.config.edit import (
+    RuleDraft,
+    RulesEditError,
+    add_rule,
+    list_rules,
+    parse_resource_type,
+    remove_rule,
+    set_pinned,
+)
 from trayapp.errors import KubetrayError, NotFound
 from trayapp.model import DEFAULT_NAMESPACE, ResourceType
 
@@ -69,8 +77,12 @@ def cluster_note(kind: ResourceType, name: str, namespace: str, context: str | N
 
 def run_add(path: Path, target: str, port: str, *, local_port: int | None, namespace: str | None,
             context: str | None, label: str | None, kubeconfig: str | None, check_cluster: bool = True,
-            check_context: str | None = None,
+            check_context: str | None = None, pin: bool = False,
             out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    pin_problem = _pin_problem(context) if pin else None
+    if pin_problem:
+        print(pin_problem + " Nothing was changed.", file=err)
+        return 2
     try:
         kind, name = parse_target(target)
         draft = RuleDraft(kind, name, parse_port(port), namespace=namespace, local_port=local_port, name=label)
@@ -84,6 +96,8 @@ def run_add(path: Path, target: str, port: str, *, local_port: int | None, names
     print(result.message + " A running kubetray starts forwarding it by itself.", file=out)
     for warning in result.warnings:
         print(warning, file=err)
+    if pin and context is not None and run_pin(path, context, True, out, err) != 0:
+        return 1
     # The cluster asked is the rule's context's, else the one `kubetray --context` names, else the current one.
     asked = context or check_context
     note = cluster_note(kind, name, namespace or DEFAULT_NAMESPACE, asked, kubeconfig) if check_cluster else None
@@ -99,6 +113,32 @@ def run_remove(path: Path, selector: str, out: TextIO = sys.stdout, err: TextIO 
         print(error.message, file=err)
         return 1
     print(result.message + " A running kubetray stops forwarding it by itself.", file=out)
+    return 0
+
+
+def _pin_problem(context: str | None) -> str | None:
+    if context is None:
+        return ("--pin pins the context the rule goes under, so it needs --context CTX; top-level rules "
+                "always follow the current context.")
+    if _GLOB & set(context):
+        return (f'Only an exact context name can be pinned, and "{context}" is a pattern: it names no one '
+                "context until one is current.")
+    return None
+
+
+def run_pin(path: Path, context: str, pinned: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """`kubetray pin CTX` / `unpin CTX`: `pinned: true` written under `contexts: CTX:`, or removed."""
+    problem = _pin_problem(context) if pinned else None
+    if problem:
+        print(problem + " Nothing was changed.", file=err)
+        return 2
+    try:
+        result = set_pinned(path, context, pinned)
+    except RulesEditError as error:
+        print(error.message, file=err)
+        return 1
+    changed = not result.message.endswith("nothing changed.")
+    print(result.message + (" A running kubetray applies it by itself." if changed else ""), file=out)
     return 0
 
 
