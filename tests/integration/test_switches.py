@@ -41,7 +41,7 @@ async def test_stop_and_start_one_tunnel(run_rules, two_rules) -> None:
     run, events = await run_rules([web, legacy])
     await events.wait_for(EventKind.FORWARDING, lambda e: e.resource_name == "web")
     await events.wait_for(EventKind.FORWARDING, lambda e: e.resource_name == "legacy")
-    web_id = next(v.tunnel_id for v in run.views() if v.rule == web)
+    web_id = next(v.tunnel_id for v in run.views() if v.rule.resource_name == "web")
 
     run.switches.disabled.add(web_id)
     await run.switches_changed()
@@ -49,7 +49,7 @@ async def test_stop_and_start_one_tunnel(run_rules, two_rules) -> None:
     assert await answers(legacy.local_port)  # the other tunnel is untouched
     stopped = {v.tunnel_id: v for v in run.views()}[web_id]
     assert stopped.state == TunnelState.STOPPED and stopped.reason == "Stopped from the tray."
-    assert [v.rule for v in run.views()] == [web, legacy]  # still listed, in rule order
+    assert [v.rule.resource_name for v in run.views()] == ["web", "legacy"]  # still listed, in rule order
 
     run.switches.disabled.discard(web_id)
     await run.switches_changed()
