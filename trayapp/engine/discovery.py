@@ -32,7 +32,9 @@ Deliberately simple:
 - Pods that are not Running or are being deleted still become rules; their tunnels wait.
 - A Deployment is known from its ReplicaSet's name and the pod's `pod-template-hash` label, or
   from the ReplicaSet itself when the engine's cache holds it; a CronJob only from its Job in the
-  cache (else the pod's rule names the Job).
+  cache, else the pod's rule names the Job. The engine watches Jobs once such a rule runs, so a
+  CronJob's debug pod may start as `job/report-29410` and become `cronjob/report` a moment later
+  (its tunnel restarted once); rare enough not to watch every namespace's Jobs for it.
 - A pod and the service in front of it may both be forwarded; nothing here relates them.
 - Services without a selector and ExternalName services are skipped: they have no pod to reach.
 - Only TCP ports: the port-forward protocol carries nothing else.
