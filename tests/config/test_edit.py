@@ -333,13 +333,14 @@ def test_a_skaffold_rule_is_pointed_at_not_edited(tmp_path: Path) -> None:
     assert [(entry.file, entry.line, entry.label) for entry in listed] == [(skaffold, 4, "service/frontend:80")]
 
 
-def test_exclusions_only_for_what_is_forwarded_automatically(tmp_path: Path) -> None:
+def test_exclusions_of_pods_and_of_the_workloads_automatic_rules_name(tmp_path: Path) -> None:
+    # A pod's automatic rule names its workload (engine/discovery.py), so that is what is excluded.
     path = write(tmp_path, "")
-    with pytest.raises(InvalidRule, match="services and pods"):
-        exclude_auto(path, "dev", "deploy", "web", None)
     result = exclude_auto(path, "dev", "pod", "dbg-7d9f", "2345")
     assert path.read_text() == "auto:\n  exclude:\n    - {kind: pod, namespace: dev, name: dbg-7d9f, port: 2345}\n"
     assert result.line == 3
+    exclude_auto(path, "dev", "deploy", "dbg", "dlv")
+    assert path.read_text().endswith("    - {kind: deployment, namespace: dev, name: dbg, port: dlv}\n")
 
 
 @pytest.mark.parametrize("written", ["pinned: false", "pinned:", "pinned: true  # always"])

@@ -35,11 +35,11 @@ def test_a_bad_exclusion_is_a_problem_at_its_line(load: Callable[[str], RuleSet]
     rs = load("""
         auto:
           exclude:
-            - {kind: deployment, namespace: dev, name: web}
+            - {kind: ingress, namespace: dev, name: web}
     """)
     problem = only(rs.problems)
     assert (problem.line, problem.field) == (3, "auto.exclude[0].kind")
-    assert "a service or a pod" in problem.message
+    assert "a service, a pod or a workload" in problem.message
     rs = load("auto:\n  exclude: {kind: pod}\n")
     assert only(rs.problems).field == "auto.exclude" and "must be a list" in only(rs.problems).message
     rs = load("auto:\n  exclude:\n    - {kind: pod, namespace: dev, name: x, port: 0, colour: red}\n")

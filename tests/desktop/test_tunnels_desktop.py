@@ -90,7 +90,10 @@ def test_a_long_menu_is_grouped_and_show_all_tunnels_opens_the_table(
         tray.click(show)
         window = desktop.wait_for(lambda: tray.ui().get("tunnelsWindow"), timeout=10, what="the tunnels window")
         assert window["title"] == "kubetray: all tunnels"
-        assert sorted(r["name"] for r in window["rows"] if not r["name"].startswith("api-0:")) == sorted(names.values())
+        assert sorted(r["name"] for r in window["rows"] if not r["name"].startswith("sts/api ")) == sorted(names.values())
+        # The automatic ones are named after the pod's StatefulSet and the ports' names, not the pod.
+        assert sorted(r["name"] for r in window["rows"] if r["name"].startswith("sts/api ")) == [
+            "sts/api grpc", "sts/api http"]
 
         # Traffic through one tunnel reaches its row, pushed by the engine (nothing asks for it).
         web = next(t for t in status["tunnels"] if t["rule"] == "web-0")

@@ -108,9 +108,13 @@ def pod(
 
 def auto_rule(
     kind: ResourceType, name: str, number: int, namespace: str = "default", *, source: AutoSource,
-    **extra: Any,
+    port_name: str | None = None, **extra: Any,
 ) -> Rule:
-    label = f"{name}:{number}" if namespace == "default" else f"{namespace}/{name}:{number}"
+    # `deploy/dbg dlv`: the workload and the port's name, else its number; the namespace after it
+    # when it is not the context's ("default" in these tests).
+    label = f"{kind.short}/{name} {port_name or number}"
+    if namespace != "default":
+        label += f" ({namespace})"
     values: dict[str, Any] = {"local_port": number, "name": label, "auto": True, "source": source}
     values.update(extra)
     return Rule(kind, name, number, namespace, **values)
@@ -148,12 +152,12 @@ def test_skaffold_services_every_port() -> None:
         ],
     )
     assert found == Discovered(
-        (auto_rule(SVC, "web", 80, source=SKAFFOLD_SRC, scheme="http"),
-         auto_rule(SVC, "web", 443, source=SKAFFOLD_SRC, scheme="https")),
+        (auto_rule(SVC, "web", 80, source=SKAFFOLD_SRC, scheme="http", port_name="http"),
+         auto_rule(SVC, "web", 443, source=SKAFFOLD_SRC, scheme="https", port_name="https")),
         (),
     )
     assert all(rule.auto and rule.origin is None for rule in found.rules)
-    assert found.rules[0].label == "web:80"
+    assert found.rules[0].label == "svc/web http"
 
 
 def test_skaffold_skips_external_name_selectorless_and_udp() -> None:
@@ -165,7 +169,7 @@ def test_skaffold_skips_external_name_selectorless_and_udp() -> None:
             service("dns", [port(53, "dns", "UDP"), port(5353, "tcp-dns", "TCP")], labels=SKAFFOLD),
         ],
     )
-    assert found.rules == (auto_rule(SVC, "dns", 5353, source=SKAFFOLD_SRC),)
+    assert found.rules == (auto_rule(SVC, "dns", 5353, source=SKAFFOLD_SRC, port_name="tcp-dns"),)
     assert found.notes == ()
 
 
@@ -195,7 +199,8 @@ def test_skaffold_debug_pods_every_debug_port() -> None:
         ],
     )
     assert found == Discovered(
-        (auto_rule(POD, "web-7d4f-abcde", 5005, source=DEBUG_SRC), auto_rule(POD, "web-7d4f-abcde", 9229, source=DEBUG_SRC)),
+        (auto_rule(POD, "web-7d4f-abcde", 5005, source=DEBUG_SRC, port_name="jdwp"),
+         auto_rule(POD, "web-7d4f-abcde", 9229, source=DEBUG_SRC, port_name="devtools")),
         (),
     )
 
@@ -293,9 +298,9 @@ def test_annotation_true_forwards_every_port() -> None:
     )
     assert found == Discovered(
         (
-            auto_rule(POD, "api-0", 8080, source=ANNOTATED, scheme="http"),
-            auto_rule(POD, "api-0", 9090, source=ANNOTATED),
-            auto_rule(SVC, "web", 80, source=ANNOTATED, scheme="http"),
+            auto_rule(POD, "api-0", 8080, source=ANNOTATED, scheme="http", port_name="http"),
+            auto_rule(POD, "api-0", 9090, source=ANNOTATED, port_name="metrics"),
+            auto_rule(SVC, "web", 80, source=ANNOTATED, scheme="http", port_name="http"),
         ),
         (),
     )
@@ -322,10 +327,10 @@ def test_annotation_list_numbers_names_and_local_ports() -> None:
     )
     assert found.rules == (
         auto_rule(POD, "api-0", 6060, source=ANNOTATED),
-        auto_rule(POD, "api-0", 8080, local_port=18080, source=ANNOTATED, scheme="http"),
-        auto_rule(SVC, "web", 80, source=ANNOTATED, scheme="http"),
-        auto_rule(SVC, "web", 443, local_port=8443, source=ANNOTATED, scheme="https"),
-        auto_rule(SVC, "web", 9090, local_port=19090, source=ANNOTATED),
+        auto_rule(POD, "api-0", 8080, local_port=18080, source=ANNOTATED, scheme="http", port_name="http"),
+        auto_rule(SVC, "web", 80, source=ANNOTATED, scheme="http", port_name="http"),
+        auto_rule(SVC, "web", 443, local_port=8443, source=ANNOTATED, scheme="https", port_name="https"),
+        auto_rule(SVC, "web", 9090, local_port=19090, source=ANNOTATED, port_name="metrics"),
     )
     assert found.notes == ()
 
@@ -363,7 +368,7 @@ def test_annotation_port_the_object_lacks_is_a_note() -> None:
         pods=[pod("p", [container("p", 80)], annotations=forward("debug,81"))],
     )
     assert found.rules == (auto_rule(POD, "p", 81, source=ANNOTATED),
-                           auto_rule(SVC, "web", 80, source=ANNOTATED, scheme="http"))
+                           auto_rule(SVC, "web", 80, source=ANNOTATED, scheme="http", port_name="http"))
     assert found.notes == (
         (
             'Service "default/web" asks for port "81" (kubetray.dev/forward), which it does not '
@@ -467,10 +472,10 @@ def test_selector_ports_filter_numbers_and_names() -> None:
         ],
     )
     assert found.rules == (
-        auto_rule(POD, "web-1", 8080, source=SELECTED, scheme="http"),
-        auto_rule(POD, "web-1", 9229, source=SELECTED),
-        auto_rule(SVC, "web", 443, source=SELECTED, scheme="https"),
-        auto_rule(SVC, "web", 9090, source=SELECTED),
+        auto_rule(POD, "web-1", 8080, source=SELECTED, scheme="http", port_name="http"),
+        auto_rule(POD, "web-1", 9229, source=SELECTED, port_name="debug"),
+        auto_rule(SVC, "web", 443, source=SELECTED, scheme="https", port_name="https"),
+        auto_rule(SVC, "web", 9090, source=SELECTED, port_name="metrics"),
     )
     # A filter port an object lacks is not worth a note: a selector spans many objects.
     assert found.notes == ()
@@ -505,14 +510,14 @@ def names(found: Discovered) -> list[str]:
 def test_scope_defaults_to_the_context_namespace() -> None:
     found = run(AutoSettings(), services=spread(), context_namespace="dev")
     assert names(found) == ["dev/a"]
-    assert found.rules[0].label == "a:80"
+    assert found.rules[0].label == "svc/a 80"
 
 
 def test_scope_named_namespace() -> None:
     found = run(AutoSettings(namespace="prod"), services=spread(), context_namespace="dev")
     assert names(found) == ["prod/b"]
     # Outside the context's namespace the label says where it is.
-    assert found.rules[0].label == "prod/b:80"
+    assert found.rules[0].label == "svc/b 80 (prod)"
 
 
 def test_scope_every_namespace() -> None:
@@ -563,8 +568,8 @@ def test_same_target_from_several_sources_is_one_rule_first_source_wins() -> Non
     # web: Skaffold wins over its annotation (local port 80, not 8081).
     # api: the annotation wins over the selector (local port 9000, no origin).
     assert found.rules == (
-        auto_rule(SVC, "api", 80, local_port=9000, source=ANNOTATED, scheme="http"),
-        auto_rule(SVC, "web", 80, source=SKAFFOLD_SRC, scheme="http"),
+        auto_rule(SVC, "api", 80, local_port=9000, source=ANNOTATED, scheme="http", port_name="http"),
+        auto_rule(SVC, "web", 80, source=SKAFFOLD_SRC, scheme="http", port_name="http"),
     )
     assert found.rules[0].local_port == 9000 and found.rules[0].origin is None
     assert found.rules[1].local_port == 80
@@ -629,3 +634,103 @@ def test_a_port_named_or_declared_http_gets_a_url_scheme(
 def test_the_annotation_is_off_by_default() -> None:
     found = run(AutoSettings(), services=[service("web", [port(8080)], annotations=forward("true"))])
     assert found == Discovered((), ())
+
+
+# ---- a pod's rule names its workload --------------------------------------------------------
+
+
+def owned(obj: dict[str, Any], kind: str, name: str, *, controller: bool = True) -> dict[str, Any]:
+    """The object with an ownerReference, as the controller that made it writes one."""
+    ref = {"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": f"uid-{name}", "controller": controller}
+    obj["metadata"].setdefault("ownerReferences", []).append(ref)
+    return obj
+
+
+def replica(name: str, replicaset: str, template_hash: str | None, *, deleting: bool = False) -> dict[str, Any]:
+    labels = {"app": "dbg"} | ({"pod-template-hash": template_hash} if template_hash else {})
+    return owned(pod(name, [container("dbg", (2345, "dlv"), 8080)], labels=labels, deleting=deleting,
+                     annotations=forward("true")), "ReplicaSet", replicaset)
+
+
+def test_a_deployments_pods_make_one_rule_named_after_it() -> None:
+    # Two replicas and one of the old version still going away (a rollout): one target, the
+    # Deployment, so a restarted pod is a reconnect of the same tunnel on the same local port.
+    pods = [replica("dbg-7d9f8c6b5-x2kq4", "dbg-7d9f8c6b5", "7d9f8c6b5"),
+            replica("dbg-7d9f8c6b5-p8zt1", "dbg-7d9f8c6b5", "7d9f8c6b5"),
+            replica("dbg-5c4b7d6f8-aaaaa", "dbg-5c4b7d6f8", "5c4b7d6f8", deleting=True)]
+    found = run(ANNOTATION_ONLY, pods=pods)
+    deploy = ResourceType.DEPLOYMENT
+    assert found.rules == (auto_rule(deploy, "dbg", 2345, source=ANNOTATED, port_name="dlv"),
+                           auto_rule(deploy, "dbg", 8080, source=ANNOTATED))
+    assert [rule.label for rule in found.rules] == ["deploy/dbg dlv", "deploy/dbg 8080"]
+    # The pod restarts under another name: the very same rules.
+    assert run(ANNOTATION_ONLY, pods=[replica("dbg-7d9f8c6b5-zzzzz", "dbg-7d9f8c6b5", "7d9f8c6b5")]) == found
+
+
+def test_a_replicaset_the_cache_holds_says_which_deployment_owns_it() -> None:
+    # A ReplicaSet whose name does not end in the hash (renamed, or made by hand and adopted).
+    replicaset = owned({"metadata": {"name": "odd-name", "namespace": "default"}}, "Deployment", "api")
+    lonely = {"metadata": {"name": "lonely-9f8e", "namespace": "default"}}
+    cache = {("replicasets", "default", "odd-name"): replicaset, ("replicasets", "default", "lonely-9f8e"): lonely}
+    pods = [replica("odd-name-abcde", "odd-name", "5c4b7d6f8"), replica("lonely-9f8e-xyz", "lonely-9f8e", "9f8e")]
+    found = discover(ANNOTATION_ONLY, "default", [], pods, lambda kind, ns, name: cache.get((kind, ns, name)))
+    assert {rule.label for rule in found.rules} == {"deploy/api dlv", "deploy/api 8080", "rs/lonely-9f8e dlv",
+                                                    "rs/lonely-9f8e 8080"}
+    # Without the cache: a ReplicaSet without the Deployment's hash is named as itself.
+    alone = run(ANNOTATION_ONLY, pods=[replica("mine-abcde", "mine", None)])
+    assert {(rule.resource_type, rule.resource_name) for rule in alone.rules} == {(ResourceType.REPLICASET, "mine")}
+
+
+@pytest.mark.parametrize(("owner", "kind", "label"), [
+    ("StatefulSet", ResourceType.STATEFULSET, "sts/db pg"),
+    ("DaemonSet", ResourceType.DAEMONSET, "ds/db pg"),
+    ("ReplicationController", ResourceType.REPLICATIONCONTROLLER, "rc/db pg"),
+    ("Job", ResourceType.JOB, "job/db pg"),
+])
+def test_other_controllers_name_the_rule(owner: str, kind: ResourceType, label: str) -> None:
+    made = owned(pod("db-0", [container("db", (5432, "pg"))], annotations=forward("pg")), owner, "db")
+    (rule,) = run(ANNOTATION_ONLY, pods=[made]).rules
+    assert (rule.resource_type, rule.resource_name, rule.port, rule.label) == (kind, "db", 5432, label)
+
+
+def test_a_cronjobs_pod_is_named_after_the_cronjob_when_its_job_is_known() -> None:
+    made = owned(pod("report-29410-abcde", [container("r", (6060, "pprof"))], annotations=forward("true")),
+                 "Job", "report-29410")
+    job = owned({"metadata": {"name": "report-29410", "namespace": "default"}}, "CronJob", "report")
+    found = discover(ANNOTATION_ONLY, "default", [], [made], lambda kind, ns, name: job if kind == "jobs" else None)
+    assert [(rule.resource_type, rule.resource_name, rule.label) for rule in found.rules] == [
+        (ResourceType.CRONJOB, "report", "cronjob/report pprof")]
+    assert [rule.label for rule in run(ANNOTATION_ONLY, pods=[made]).rules] == ["job/report-29410 pprof"]
+
+
+def test_bare_pods_and_pods_of_unknown_owners_are_named_themselves() -> None:
+    bare = pod("shell", [container("sh", 7000)], annotations=forward("true"))
+    custom = owned(pod("roll-abc", [container("r", (8080, "web"))], annotations=forward("true")), "Rollout", "roll")
+    found = run(ANNOTATION_ONLY, pods=[bare, custom])
+    assert [rule.label for rule in found.rules] == ["pod/roll-abc web", "pod/shell 7000"]
+    assert all(rule.resource_type is POD for rule in found.rules)
+
+
+def test_a_workload_in_another_namespace_says_which() -> None:
+    made = owned(pod("db-0", [container("db", (5432, "pg"))], namespace="prod", annotations=forward("true")),
+                 "StatefulSet", "db")
+    found = run(AutoSettings(skaffold=False, annotation=True, namespace="*"), pods=[made])
+    assert [rule.label for rule in found.rules] == ["sts/db pg (prod)"]
+
+
+def test_exclusions_of_the_workload_its_pods_or_a_port_name() -> None:
+    from trayapp.config.exclusions import Exclusion
+
+    pods = [replica("dbg-7d9f8c6b5-x2kq4", "dbg-7d9f8c6b5", "7d9f8c6b5")]
+
+    def left(*exclude: Exclusion) -> list[str]:
+        settings = AutoSettings(skaffold=False, annotation=True, exclude=exclude)
+        return [rule.label for rule in run(settings, pods=pods).rules]
+
+    assert left() == ["deploy/dbg dlv", "deploy/dbg 8080"]
+    assert left(Exclusion(ResourceType.DEPLOYMENT, "default", "dbg")) == []
+    assert left(Exclusion(ResourceType.DEPLOYMENT, "default", "dbg", "dlv")) == ["deploy/dbg 8080"]
+    assert left(Exclusion(ResourceType.DEPLOYMENT, "default", "dbg", 8080)) == ["deploy/dbg dlv"]
+    # An exclusion written for the pods before their rules named the workload still holds.
+    assert left(Exclusion(POD, "default", "dbg-*", 2345)) == ["deploy/dbg 8080"]
+    assert left(Exclusion(ResourceType.DEPLOYMENT, "other", "dbg")) == ["deploy/dbg dlv", "deploy/dbg 8080"]

@@ -13,7 +13,7 @@ from trayapp.config.auto import AutoSettings, SelectorRule
 from trayapp.engine.autoforward import AutoForwarder
 from trayapp.engine.events import EventBus
 from trayapp.engine.kube.auth import Credentials
-from trayapp.engine.portmemory import PortMemory
+from trayapp.engine.portmemory import PortKey, PortMemory
 from trayapp.engine.runtime import ContextRun, RunPlan, Switches, tunnel_id
 from trayapp.model import AutoSource, EventKind, ResourceType, Rule
 from trayapp.selectors import parse_selector
@@ -178,6 +178,41 @@ async def test_debug_pod_and_annotated_pod_appear_and_disappear(cluster: SimClus
         cluster.delete("pods", "default", "debuggee")
         await events.wait_for(EventKind.STOPPED, lambda e: e.resource_name == "debuggee")
         assert not [e for e in events.of(EventKind.STOPPED) if e.resource_name == "opted"]
+    finally:
+        await run.stop()
+
+
+def debug_deployment(name: str, replicas: int = 2) -> dict[str, Any]:
+    template = debug_pod(name, {"debug.cloud.google.com/config": '{"app":{"runtime":"go","ports":{"dlv":8080}}}'})
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": template["metadata"] | {"name": None}, "spec": template["spec"]}}}
+
+
+async def test_a_debug_deployment_is_one_tunnel_that_outlives_its_pods(cluster: SimCluster, kubeconfig: Path,
+                                                                       tmp_path: Path) -> None:
+    # Skaffold debug's pods belong to a Deployment: the rule names it (`deploy/dbg dlv`), so its
+    # replicas make one tunnel and a pod replaced is a reconnect on the same local port, which is
+    # also the one remembered for next time.
+    memory = PortMemory(tmp_path / "ports.json")
+    run, events = await start(kubeconfig, RunPlan((), AutoSettings(annotation=False)), memory)
+    try:
+        cluster.create(debug_deployment("dbg"))
+        first = await events.wait_for(EventKind.FORWARDING, lambda e: e.resource_name == "dbg")
+        assert (first.resource_type, first.label, first.source) == (ResourceType.DEPLOYMENT, "deploy/dbg dlv",
+                                                                     AutoSource.DEBUG)
+        assert first.local_port is not None and first.pod is not None
+        assert (await http_get(first.local_port))[1]["x-pod"] == first.pod
+        assert [f.rule.label for f in run.forwarders.values()] == ["deploy/dbg dlv"]
+        replacement = cluster.delete_pod("default", first.pod)
+        moved = await events.wait_for(EventKind.RECONNECTED, lambda e: e.old_pod == first.pod)
+        assert moved.local_port == first.local_port and moved.pod != first.pod
+        assert replacement is not None
+        assert (await http_get(first.local_port))[1]["x-pod"] == moved.pod
+        assert not events.of(EventKind.STOPPED)
+        rule = next(iter(run.forwarders.values())).rule
+        assert memory.get(PortKey.of(run.context, rule)) == first.local_port
     finally:
         await run.stop()
 

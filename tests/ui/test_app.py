@@ -195,7 +195,7 @@ def test_an_automatic_tunnel_is_announced_and_listed_under_its_source(qtbot, app
                      "labels": {"app.kubernetes.io/managed-by": "skaffold"}},
         "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": port, "targetPort": "http"}]},
     })
-    title = f"kubetray forwards shop:{port} automatically"
+    title = "kubetray forwards svc/shop http automatically"
     qtbot.waitUntil(lambda: any(getattr(n, "title", None) == title for n in told), timeout=10000)
     notice = next(n for n in told if getattr(n, "title", None) == title)
     assert f"svc/default/shop port {port} is on localhost:{port}" in notice.body  # type: ignore[attr-defined]
@@ -204,7 +204,7 @@ def test_an_automatic_tunnel_is_announced_and_listed_under_its_source(qtbot, app
         assert answer.status == 200
     texts = [item.text for item in build_menu(app.tray.snapshot, app.prefs())]
     heading = texts.index("Automatic \u00b7 Skaffold")
-    assert texts[heading + 1].startswith(f"shop:{port}  \u2192 localhost:{port}")
+    assert texts[heading + 1].startswith(f"svc/shop http  \u2192 localhost:{port}")
     status = ask_from_another_thread(qtbot, {"request": "status"})
     shop = next(t for t in status["tunnels"] if t["resourceName"] == "shop")
     assert (shop["auto"], shop["source"], shop["url"]) == (True, "skaffold", f"http://localhost:{port}/")

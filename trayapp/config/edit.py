@@ -273,10 +273,7 @@ def exclude_auto(path: Path, namespace: str, kind: str, name: str, port: int | s
     """Stop forwarding one automatically found object (or one port of it), written as a line under
     `auto: exclude:` that the user can delete to undo."""
     path = Path(path)
-    resource = parse_resource_type(kind)
-    if resource not in (ResourceType.SERVICE, ResourceType.POD):
-        raise InvalidRule(f"kubetray forwards services and pods automatically, not a {resource.value}; "
-                          "nothing was changed.")
+    resource = parse_resource_type(kind)  # a pod's automatic rule names its workload (engine/discovery.py)
     if isinstance(port, str) and port.strip().isdigit():
         port = int(port)
     file = RulesFile(path)

@@ -22,7 +22,8 @@ from trayapp.config.yamlnodes import LineDict, LineList
 from trayapp.model import Origin, ResourceType
 
 EXCLUDE_KEYS = ("kind", "namespace", "name", "port")
-_KINDS = {"service": ResourceType.SERVICE, "svc": ResourceType.SERVICE, "pod": ResourceType.POD,
+# Automatic forwards name a service, a pod, or the workload that owns a pod (engine/discovery.py).
+_KINDS = {**{kind.value: kind for kind in ResourceType}, **{kind.short: kind for kind in ResourceType},
           "po": ResourceType.POD}
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -33,7 +34,7 @@ _EXAMPLE = "{kind: service, namespace: dev, name: web, port: 8080}"
 class Exclusion:
     """Automatic forwards of this object (a glob on its name), one port or all, are not made."""
 
-    kind: ResourceType  # SERVICE or POD, the kinds automatic forwarding makes
+    kind: ResourceType  # a service, a pod, or a pod's workload: what automatic rules name
     namespace: str
     name: str  # the object's name, or a glob such as "web-*"
     port: int | str | None = None  # None: every port
@@ -63,7 +64,7 @@ def _entry(entry: Any, file: str, index: int, line: int) -> tuple[Exclusion | No
             values[key] = value.strip()
     kind = _KINDS.get(values.get("kind", "").lower())
     if "kind" in values and kind is None:
-        problem("kind", f'Unknown kind "{values["kind"]}"; automatic forwards are of a service or a pod.')
+        problem("kind", f'Unknown kind "{values["kind"]}"; automatic forwards are of a service, a pod or a workload (deployment, statefulset, ...).')
     if "namespace" in values and not _NAMESPACE.fullmatch(values["namespace"]):
         problem("namespace", f'"{values["namespace"]}" is not a namespace name.')
     port = entry.get("port")

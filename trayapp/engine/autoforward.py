@@ -88,7 +88,9 @@ class AutoForwarder:
         services = [obj for ns in self._namespaces for obj in self._cache.list("services", ns)]
         pods = [obj for ns in self._namespaces for obj in self._cache.list("pods", ns)]
         # After a fall-back only the context's namespace is watched, so "*" sees just that one.
-        rules, notes = discover(self.settings, self.context_namespace, services, pods)
+        # ReplicaSets and Jobs are read only if the engine already watches them (for a rule that
+        # names a workload); discovery knows Deployments without them (see workload_of).
+        rules, notes = discover(self.settings, self.context_namespace, services, pods, self._cache.get)
         for note in notes:
             if note not in self._notes_told:  # each note once, not on every watch event
                 self._notes_told.add(note)

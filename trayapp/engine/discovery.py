@@ -14,6 +14,14 @@ Sources, in the order that decides which one wins when several name the same tar
 Whatever a source picks, an `auto.exclude` entry (the user's "Don't forward this automatically")
 drops: its kind, namespace, name glob and port, if given, all match.
 
+A pod's rule names the workload that owns it (`deploy/dbg`, `sts/db`, `ds/agent`, `job/migrate`,
+`cronjob/report`), not the pod, whose name changes on every restart: a restarted pod is then a
+reconnect of the same tunnel on the same local port, not a rule removed and another added, and
+the replicas of one workload make one tunnel, as `kubectl port-forward deploy/dbg` does (the
+engine picks the pod, the newest version's during a rollout). A pod no known controller owns is
+named itself. Labels say what the user knows: the workload and the port's name (`deploy/dbg dlv`,
+`svc/web http`), its number when it has no name, and the namespace when it is not the context's.
+
 Each rule says which source made it (`Rule.source`), so the user is told why it is forwarded.
 The local port asked for is the service or container port (or the annotation's `localPort`);
 when it is busy, below 1024, or named by one of the user's rules, the engine falls back, and
@@ -22,6 +30,11 @@ A port named like `http`/`https` (or with appProtocol http, https, h2c) gets tha
 
 Deliberately simple:
 - Pods that are not Running or are being deleted still become rules; their tunnels wait.
+- A Deployment is known from its ReplicaSet's name and the pod's `pod-template-hash` label, or
+  from the ReplicaSet itself when the engine's cache holds it; a CronJob only from its Job in the
+  cache, else the pod's rule names the Job. The engine watches Jobs once such a rule runs, so a
+  CronJob's debug pod may start as `job/report-29410` and become `cronjob/report` a moment later
+  (its tunnel restarted once); rare enough not to watch every namespace's Jobs for it.
 - A pod and the service in front of it may both be forwarded; nothing here relates them.
 - Services without a selector and ExternalName services are skipped: they have no pod to reach.
 - Only TCP ports: the port-forward protocol carries nothing else.
@@ -32,7 +45,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any, NamedTuple, Protocol
 
@@ -43,8 +56,12 @@ ALL_NAMESPACES = "*"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 DEBUG_ANNOTATION = "debug.cloud.google.com/config"
 FORWARD_ANNOTATION = "kubetray.dev/forward"
+TEMPLATE_HASH = "pod-template-hash"
 
 Obj = Mapping[str, Any]
+# (plural kind, namespace, name) -> the object if the caller has it: ReplicaSets and Jobs, to
+# find the Deployment or CronJob that owns a pod (engine/kube ClusterCache.get fits).
+OwnerLookup = Callable[[str, str, str], Obj | None]
 
 _PORT_ITEM = re.compile(r"(?P<port>[0-9]+|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(:(?P<local>[0-9]+))?")
 
@@ -185,14 +202,78 @@ def _what(kind: ResourceType, obj: Obj) -> str:
     return f'{noun} "{_namespace(obj)}/{_name(obj)}"'
 
 
+class Workload(NamedTuple):
+    """What a pod's rule names: its controller, or the pod itself."""
+
+    kind: ResourceType
+    name: str
+
+
+_CONTROLLERS = {
+    "StatefulSet": ResourceType.STATEFULSET,
+    "DaemonSet": ResourceType.DAEMONSET,
+    "ReplicationController": ResourceType.REPLICATIONCONTROLLER,
+}
+
+
+def _controller(obj: Obj) -> tuple[str, str] | None:
+    """The (kind, name) of the object's controller: the owner marked so, else its only owner."""
+    refs = [ref for ref in _meta(obj).get("ownerReferences") or () if isinstance(ref, Mapping)]
+    chosen = next((ref for ref in refs if ref.get("controller")), refs[0] if len(refs) == 1 else None)
+    if chosen is None or not chosen.get("kind") or not chosen.get("name"):
+        return None
+    return str(chosen["kind"]), str(chosen["name"])
+
+
+def workload_of(pod: Obj, owners: OwnerLookup | None = None) -> Workload:
+    """The workload a rule for this pod should name, so the rule outlives the pod."""
+    owner = _controller(pod)
+    if owner is None:
+        return Workload(ResourceType.POD, _name(pod))
+    kind, name = owner
+    namespace = _namespace(pod)
+    if kind == "ReplicaSet":
+        replicaset = owners("replicasets", namespace, name) if owners else None
+        if replicaset is not None:
+            above = _controller(replicaset)
+            if above is not None and above[0] == "Deployment":
+                return Workload(ResourceType.DEPLOYMENT, above[1])
+            return Workload(ResourceType.REPLICASET, name)
+        # The Deployment controller names its ReplicaSets NAME-HASH and labels their pods with HASH.
+        template_hash = str(_labels(pod).get(TEMPLATE_HASH) or "")
+        if template_hash and name.endswith(f"-{template_hash}") and len(name) > len(template_hash) + 1:
+            return Workload(ResourceType.DEPLOYMENT, name[: -len(template_hash) - 1])
+        return Workload(ResourceType.REPLICASET, name)
+    if kind == "Job":
+        job = owners("jobs", namespace, name) if owners else None
+        above = _controller(job) if job is not None else None
+        if above is not None and above[0] == "CronJob":
+            return Workload(ResourceType.CRONJOB, above[1])
+        return Workload(ResourceType.JOB, name)
+    if kind in _CONTROLLERS:
+        return Workload(_CONTROLLERS[kind], name)
+    return Workload(ResourceType.POD, _name(pod))  # an owner kubetray cannot forward to (a CRD's)
+
+
+def auto_label(kind: ResourceType, name: str, port: int | str, port_name: str | None = None,
+               namespace: str | None = None) -> str:
+    """`deploy/dbg dlv`: the workload and the port's name, else its number; `(NS)` after it when
+    the namespace is not the context's. The Forward window proposes the same (ui/picker_model.py)."""
+    label = f"{kind.short}/{name} {port_name or port}"
+    return f"{label} ({namespace})" if namespace else label
+
+
 # ---- the sources -----------------------------------------------------------------------------
 
 
 class _Collector:
     """Builds rules, keeping the first for each target, and collects notes."""
 
-    def __init__(self, context_namespace: str) -> None:
+    def __init__(self, context_namespace: str, exclude: Sequence[ExclusionSettings] = (),
+                 owners: OwnerLookup | None = None) -> None:
         self.context_namespace = context_namespace
+        self.exclude = exclude
+        self.owners = owners
         self.rules: dict[tuple[str, ...], Rule] = {}
         self.notes: list[str] = []
 
@@ -206,19 +287,23 @@ class _Collector:
         origin: Origin | None = None,
     ) -> None:
         scheme = port.scheme if isinstance(port, _Port) else None
-        port = port.number if isinstance(port, _Port) else port
+        port_name = port.name if isinstance(port, _Port) else None
+        number = port.number if isinstance(port, _Port) else port
         namespace = _namespace(obj)
-        name = _name(obj)
-        label = f"{name}:{port}"
-        if namespace != self.context_namespace:
-            label = f"{namespace}/{label}"
+        # The user may have excluded the pod itself (an older exclusion, or a glob on pod names).
+        if _excluded(kind, namespace, _name(obj), number, port_name, self.exclude):
+            return
+        target = workload_of(obj, self.owners) if kind is ResourceType.POD else Workload(kind, _name(obj))
+        if _excluded(target.kind, namespace, target.name, number, port_name, self.exclude):
+            return
         rule = Rule(
-            resource_type=kind,
-            resource_name=name,
-            port=port,
+            resource_type=target.kind,
+            resource_name=target.name,
+            port=number,
             namespace=namespace,
-            local_port=local_port if local_port is not None else port,
-            name=label,
+            local_port=local_port if local_port is not None else number,
+            name=auto_label(target.kind, target.name, number, port_name,
+                            namespace if namespace != self.context_namespace else None),
             scheme=scheme,
             origin=origin,
             auto=True,
@@ -236,11 +321,11 @@ def _skaffold(collector: _Collector, services: list[Obj], pods: list[Obj]) -> No
     for pod in pods:
         text = _annotations(pod).get(DEBUG_ANNOTATION)
         if text is not None:
-            for number in _debug_ports(collector, pod, text):
-                collector.add(AutoSource.DEBUG, ResourceType.POD, pod, number)
+            for debug_port in _debug_ports(collector, pod, text):
+                collector.add(AutoSource.DEBUG, ResourceType.POD, pod, debug_port)
 
 
-def _debug_ports(collector: _Collector, pod: Obj, text: str) -> list[int]:
+def _debug_ports(collector: _Collector, pod: Obj, text: str) -> list[_Port]:
     what = _what(ResourceType.POD, pod)
     try:
         config = json.loads(text)
@@ -256,7 +341,7 @@ def _debug_ports(collector: _Collector, pod: Obj, text: str) -> list[int]:
             "containers; kubetray ignores it."
         )
         return []
-    numbers: list[int] = []
+    found: list[_Port] = []
     for container, entry in config.items():
         ports = entry.get("ports") if isinstance(entry, dict) else None
         if ports is None:
@@ -274,9 +359,9 @@ def _debug_ports(collector: _Collector, pod: Obj, text: str) -> list[int]:
                     f'{what}: debug port "{port_name}" of container "{container}" is '
                     f"{json.dumps(value)}, not a port number; kubetray skips it."
                 )
-            elif number not in numbers:
-                numbers.append(number)
-    return numbers
+            elif number not in (known.number for known in found):
+                found.append(_Port(number, str(port_name), "TCP"))
+    return found
 
 
 def _annotated(collector: _Collector, kind: ResourceType, objects: list[Obj]) -> None:
@@ -385,13 +470,15 @@ def _in_scope(namespace: str, scope: str) -> bool:
     return scope == ALL_NAMESPACES or namespace == scope
 
 
-def _excluded(rule: Rule, exclude: Sequence[ExclusionSettings]) -> bool:
-    """Whether the user said not to forward this automatically ("Don't forward this automatically")."""
+def _excluded(kind: ResourceType, namespace: str, name: str, port: int, port_name: str | None,
+              exclude: Sequence[ExclusionSettings]) -> bool:
+    """Whether the user said not to forward this automatically ("Don't forward this automatically");
+    an exclusion's port may be the number or the port's name."""
     return any(
-        entry.kind is rule.resource_type
-        and entry.namespace == rule.namespace
-        and fnmatchcase(rule.resource_name, entry.name)
-        and (entry.port is None or str(entry.port) == str(rule.port))
+        entry.kind is kind
+        and entry.namespace == namespace
+        and fnmatchcase(name, entry.name)
+        and (entry.port is None or str(entry.port) in (str(port), port_name))
         for entry in exclude
     )
 
@@ -405,18 +492,20 @@ def discover(
     context_namespace: str,
     services: Iterable[Obj],
     pods: Iterable[Obj],
+    owners: OwnerLookup | None = None,
 ) -> Discovered:
     """The automatic rules for these services and pods, and notes about what was skipped.
 
     `context_namespace` is the kube context's namespace, the scope when `settings.namespace` is
-    None. Selector entries with their own namespace look there instead.
+    None. Selector entries with their own namespace look there instead. `owners` finds the
+    ReplicaSets and Jobs behind pods, when the caller has them (see `workload_of`).
     """
     all_services = _sorted(services)
     all_pods = _sorted(pods)
     scope = settings.namespace if settings.namespace is not None else context_namespace
     in_services = [obj for obj in all_services if _in_scope(_namespace(obj), scope)]
     in_pods = [obj for obj in all_pods if _in_scope(_namespace(obj), scope)]
-    collector = _Collector(context_namespace)
+    collector = _Collector(context_namespace, settings.exclude, owners)
     if settings.skaffold:
         _skaffold(collector, in_services, in_pods)
     if settings.annotation:
@@ -425,7 +514,7 @@ def discover(
     for rule in settings.selectors:
         _selected(collector, rule, scope, all_services, all_pods)
     ordered = sorted(
-        (rule for rule in collector.rules.values() if not _excluded(rule, settings.exclude)),
+        collector.rules.values(),
         key=lambda r: (r.namespace, r.resource_type.value, r.resource_name, int(r.port)),
     )
     return Discovered(tuple(ordered), tuple(collector.notes))
