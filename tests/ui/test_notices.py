@@ -347,3 +347,12 @@ def test_a_listener_open_to_the_network_says_so(policy: NoticePolicy, clock: Clo
     policy.admit(event)
     (notice,) = after(policy, clock, GATHER)
     assert notice.body.endswith("instead. (0.0.0.0:8081, open to your network.)")
+
+
+def test_a_pinned_contexts_notice_names_its_context(policy: NoticePolicy, clock: Clock) -> None:
+    policy.set_current_context("dev")
+    policy.admit(tunnel_event(EventKind.RECONNECTED, "db", context="prod", pod="db-1", old_pod="db-0"))
+    policy.admit(tunnel_event(EventKind.RECONNECTED, "web", context="dev", pod="web-2", old_pod="web-1"))
+    clock.now += policy.gather
+    titles = sorted(n.title for n in policy.flush())
+    assert titles == ["prod: db moved to pod db-1", "web moved to pod web-2"]

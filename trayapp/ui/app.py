@@ -171,6 +171,7 @@ class TrayApp(QObject):
         if self.first_forwarding_at is None and any(t.state == TunnelState.FORWARDING for t in snapshot.tunnels):
             self.first_forwarding_at = time.monotonic()
         self.tray.update(snapshot)
+        self.policy.set_current_context(snapshot.context)
         if self.status_window is not None:
             self.status_window.update(snapshot)
         self.tunnel_table.apply_snapshot(snapshot)

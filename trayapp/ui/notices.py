@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from trayapp.model import Event, EventKind, Notice, is_loopback, listen_text
 
@@ -76,6 +76,7 @@ class NoticePolicy:
         self.announce_every = announce_every
         self._enabled = True
         self._pending: list[_Pending] = []
+        self._current: str | None = None  # the current kube context: others' tunnels are pinned ones
         self._due: float | None = None
         self._told: dict[str, _Told] = {}
         # Automatic tunnels: those announced (until they stop), those waiting to be, and when.
@@ -104,6 +105,11 @@ class NoticePolicy:
             return
         if event.auto and event.tunnel_id is not None and self._announce(event, url):
             return
+        if event.kind == EventKind.CONTEXT:
+            self._current = event.context
+        elif event.tunnel_id is not None and event.context and self._current and event.context != self._current:
+            # A tunnel of a pinned context that is not the current one: its notice says where.
+            event = replace(event, label=f"{event.context}: {_label(event)}")
         if event.kind not in _TOLD:
             return
         now = self._clock()
@@ -159,6 +165,10 @@ class NoticePolicy:
             pending, self._pending, self._due = self._pending, [], None
             notices.extend(self._render(pending))
         return notices
+
+    def set_current_context(self, name: str | None) -> None:
+        """What the tray shows as current (from its snapshots); switches also come as events."""
+        self._current = name
 
     def _may_tell(self, tunnel_id: str, error: bool, now: float) -> bool:
         self._forget(now)
