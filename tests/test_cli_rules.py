@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,6 +159,32 @@ def test_a_running_kubetray_follows_add_and_remove(sim: tuple[SimThread, Path], 
         assert kubetray("remove", "svc/web", "--config", str(rules)).returncode == 0
         app.wait_for(lambda e: e["event"] == "stopped" and e["resourceName"] == "web")
         assert rules.read_text() == "# empty for now\n"
+        assert app.stop(signal.SIGTERM) == 0
+    finally:
+        app.kill()
+
+
+def test_without_config_the_running_kubetrays_rules_file_is_edited(sim: tuple[SimThread, Path], tmp_path: Path,
+                                                                   unused_tcp_port: int) -> None:
+    """A kubetray started with --config (or --demo) is what an edit without --config is meant for."""
+    import signal
+
+    from tests.integration.test_headless import Kubetray
+
+    _, kubeconfig = sim
+    rules = tmp_path / "mine.yaml"
+    rules.write_text("# started with --config\n")
+    app = Kubetray("--headless", "--json", "--config", str(rules), "--kubeconfig", str(kubeconfig))
+    try:
+        for _ in range(100):  # until it answers on its control socket (an empty file makes no events)
+            if kubetray("status").returncode == 0:
+                break
+            time.sleep(0.1)
+        added = kubetray("add", "svc/web", "80", "--local-port", str(unused_tcp_port), "--no-check")
+        assert added.returncode == 0, added.stderr
+        assert f"kubetray is running with the rules file {rules}: editing that one." in added.stderr
+        assert "resourceName: web" in rules.read_text()
+        app.wait_for(lambda e: e["event"] == "forwarding" and e["resourceName"] == "web")
         assert app.stop(signal.SIGTERM) == 0
     finally:
         app.kill()

@@ -103,7 +103,7 @@ def run_rule_command(args: argparse.Namespace) -> int:
     from trayapp.config.paths import default_rules_path
     from trayapp.rulecommands import run_add, run_list, run_pin, run_remove
 
-    path = args.rules_config or args.config or default_rules_path()
+    path = args.rules_config or args.config or _running_rules_path() or default_rules_path()
     if args.command == "add":
         return run_add(path, args.target, args.port, local_port=args.local_port, namespace=args.namespace,
                        context=args.rule_context, label=args.label, kubeconfig=args.kubeconfig,
@@ -113,6 +113,20 @@ def run_rule_command(args: argparse.Namespace) -> int:
     if args.command in ("pin", "unpin"):
         return run_pin(path, args.pin_context, args.command == "pin")
     return run_list(path)
+
+
+def _running_rules_path() -> Path | None:
+    """The rules file of the kubetray running now, when it runs with one other than the default
+    (`--config`, `--demo`): an edit without --config is meant for what runs."""
+    from trayapp.config.paths import default_rules_path
+    from trayapp.platform.instance import ask
+
+    answer = ask({"request": "status"}, timeout=1.0)
+    running = answer.get("rulesPath") if answer else None
+    if not running or Path(running) == default_rules_path():
+        return None
+    print(f"kubetray is running with the rules file {running}: editing that one.", file=sys.stderr)
+    return Path(running)
 
 
 def _rules_format() -> str:
