@@ -134,6 +134,25 @@ async def test_half_close_both_ways(cluster: SimCluster) -> None:
         client.close()
 
 
+async def test_more_than_a_mebibyte_before_the_pods_port_answers_waits_instead_of_a_reset(
+    cluster: SimCluster,
+) -> None:
+    """spdystream's frame worker waits on a stream whose copy to the pod has not started: the
+    session stops reading for a while, and nothing is reset or lost (an upload sent as early data)."""
+    cluster.settings.spdy_max_early = 1024  # far less than arrives before the pod's port answers
+    client = await SpdyClient.open(cluster, "debug-shell")
+    try:
+        error, data = client.open_pair(7000, 9)
+        payload = bytes(range(256)) * (3 * 4096 + 17)  # 3 MiB and a bit, all at once
+        client.send(*(Data(data, payload[i:i + 32768]) for i in range(0, len(payload), 32768)),
+                    Data(data, b"", fin=True))
+        await client.wait_for(lambda fs: client.finished(data) and client.finished(error))
+        assert client.received(data) == payload
+        assert not [f for f in client.frames if isinstance(f, RstStream)]
+    finally:
+        client.close()
+
+
 async def test_large_download_comes_in_frames_of_at_most_32_kib(cluster: SimCluster) -> None:
     pod = cluster.pod_names(label_selector="app=web")[0]
     client = await SpdyClient.open(cluster, pod)

@@ -20,6 +20,7 @@ from trayapp.sim.objects import KINDS, Kind, Obj, kind_for_path, status
 from trayapp.sim.portforward import PortForwardSession, PortTarget, sandbox_gone_text
 from trayapp.sim.selectors import SelectorError, parse_field_selector, parse_label_selector
 from trayapp.sim.spdyforward import LINGER as SPDY_LINGER
+from trayapp.sim.spdyforward import MAX_EARLY as SPDY_MAX_EARLY
 from trayapp.sim.spdyforward import PAIR_TIMEOUT as SPDY_PAIR_TIMEOUT
 from trayapp.sim.spdyforward import PROTOCOL as SPDY_PROTOCOL
 from trayapp.sim.spdyforward import SpdyForwardSession, SpdyUpgrade, offers_portforward_protocol, offers_spdy
@@ -56,6 +57,8 @@ class ApiSettings:
     spdy_pair_timeout: float = SPDY_PAIR_TIMEOUT
     # How long one direction of a SPDY-forwarded connection may outlive the other (containerd: 1 s).
     spdy_linger: float = SPDY_LINGER
+    # Bytes a SPDY data stream may bring before the pod's port is connected; then reading waits.
+    spdy_max_early: int = SPDY_MAX_EARLY
     # Port-forward carriers this server does not speak, answered as a real server that lacks them
     # does: "spdy-websocket" (an API server before 1.31 or with PortForwardWebsockets off) and
     # "spdy" (a front that does not pass SPDY upgrades).
@@ -273,7 +276,7 @@ class ApiHandler(Handler):
                               sandbox_gone_text(port, name, uid) if lost else None)
 
         session = SpdyForwardSession(name, target_for, self._tasks, self.settings.spdy_pair_timeout,
-                                     self.settings.spdy_linger)
+                                     self.settings.spdy_linger, self.settings.spdy_max_early)
         if self.settings.stream_errors_on_pod_stop:
             session.forget = self._backends.on_stop(uid, session.pod_stopped)
         self.portforward_sessions["spdy-websocket" if tunnel else "spdy"] += 1

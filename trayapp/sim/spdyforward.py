@@ -44,7 +44,8 @@ PROTOCOL = "portforward.k8s.io"
 MAX_DATA = 32 * 1024
 # The kubelet's default stream-creation timeout: a half pair is given up after this long.
 PAIR_TIMEOUT = 30.0
-# Bytes a stream may carry before it is connected; more than this resets the stream.
+# Bytes a stream may carry before it is connected; past this the session stops reading until the
+# pod's port is connected (spdystream's frame worker waits on the stream, as the kubelet's does).
 MAX_EARLY = 1024 * 1024
 # Once one direction of a connection has ended, the other gets this long to end too before both
 # streams are closed (containerd's port-forward waits a second, as socat does).
@@ -114,8 +115,9 @@ class SpdyForwardSession:
 
     def __init__(self, pod_name: str, target_for: Callable[[int], PortTarget],
                  tasks: set[asyncio.Task[None]], pair_timeout: float = PAIR_TIMEOUT,
-                 linger: float = LINGER) -> None:
+                 linger: float = LINGER, max_early: int = MAX_EARLY) -> None:
         self._pod = pod_name
+        self._max_early = max_early
         self._target_for = target_for
         self._tasks = tasks
         self._pair_timeout = pair_timeout
@@ -213,9 +215,10 @@ class SpdyForwardSession:
                 backend.transport.write(frame.data)
             else:
                 pair.early += frame.data
-                if len(pair.early) > MAX_EARLY:
-                    self._reset(pair, RstStatus.FLOW_CONTROL_ERROR)
-                    return
+                if len(pair.early) > self._max_early:
+                    # spdystream hands a stream's frames over one at a time: until the copy to
+                    # the pod starts, the frame worker waits, and with it the session's reading.
+                    self.backend_full(pair, True)
         if frame.fin:
             pair.client_fin = True
             if backend is not None and backend.transport is not None and not pair.early:
@@ -253,6 +256,7 @@ class SpdyForwardSession:
         if pair.early:
             side.transport.write(bytes(pair.early))
             pair.early.clear()
+            self.backend_full(pair, False)  # the session reads on (the backend's own pace rules now)
         if pair.client_fin:
             side.transport.write_eof()
             self._maybe_done(pair)
@@ -337,6 +341,8 @@ class SpdyForwardSession:
 
     def _finish(self, pair: _Pair) -> None:
         pair.done = True
+        if id(pair) in self._full:
+            self.backend_full(pair, False)
         for timer in (pair.timer, pair.linger):
             if timer is not None:
                 timer.cancel()
