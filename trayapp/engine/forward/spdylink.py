@@ -27,7 +27,6 @@ import base64
 import json
 import os
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol, Side
@@ -35,9 +34,17 @@ from websockets.utils import accept_key
 
 from trayapp.engine.aio import deadline
 from trayapp.engine.forward.transport import TransportRefused
-from trayapp.engine.kube import USER_AGENT, KubeApi, error_for_status, retry_after_seconds, status_message
+from trayapp.engine.kube import (
+    USER_AGENT,
+    KubeApi,
+    error_for_status,
+    portforward_path,
+    retry_after_seconds,
+    status_message,
+    with_fresh_credentials,
+)
 from trayapp.engine.kube import connect as connection
-from trayapp.errors import ApiUnreachable, AuthError
+from trayapp.errors import ApiUnreachable
 
 PROTOCOL = "portforward.k8s.io"
 TUNNEL_SUBPROTOCOL = f"SPDY/3.1+{PROTOCOL}"
@@ -107,20 +114,10 @@ class Upgraded:
     carrier: Carrier
 
 
-def portforward_path(api: KubeApi, namespace: str, pod: str) -> str:
-    return (f"{api.access.path_prefix}/api/v1/namespaces/{quote(namespace, safe='')}"
-            f"/pods/{quote(pod, safe='')}/portforward")
-
-
 async def upgrade(api: KubeApi, namespace: str, pod: str, *, over_websocket: bool, timeout: float) -> Upgraded:
     """An upgraded connection for one SPDY session to the pod; one retry with fresh credentials on 401."""
-    try:
-        return await _upgrade_once(api, namespace, pod, over_websocket, timeout)
-    except AuthError as exc:
-        if exc.status != 401:
-            raise
-        api.credentials.invalidate()
-        return await _upgrade_once(api, namespace, pod, over_websocket, timeout)
+    return await with_fresh_credentials(
+        api.credentials, lambda: _upgrade_once(api, namespace, pod, over_websocket, timeout))
 
 
 async def _upgrade_once(api: KubeApi, namespace: str, pod: str, over_websocket: bool, timeout: float) -> Upgraded:
@@ -132,7 +129,7 @@ async def _upgrade_once(api: KubeApi, namespace: str, pod: str, over_websocket: 
         async with deadline(timeout):
             key = base64.b64encode(os.urandom(16)).decode()
             lines = [
-                f"{'GET' if over_websocket else 'POST'} {portforward_path(api, namespace, pod)} HTTP/1.1",
+                f"{'GET' if over_websocket else 'POST'} {portforward_path(api.access, namespace, pod)} HTTP/1.1",
                 f"Host: {route.authority}", f"User-Agent: {USER_AGENT}", "Connection: Upgrade",
             ]
             if over_websocket:

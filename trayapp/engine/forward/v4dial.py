@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any
-from urllib.parse import quote
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -19,9 +18,17 @@ from websockets.exceptions import ConnectionClosed
 
 from trayapp.engine.forward.transport import PodRefused
 from trayapp.engine.forward.wire import SUBPROTOCOL, ClientChannels, DataReceived, ErrorReceived
-from trayapp.engine.kube import USER_AGENT, KubeApi, error_for_status, retry_after_seconds, status_message
+from trayapp.engine.kube import (
+    USER_AGENT,
+    KubeApi,
+    error_for_status,
+    portforward_path,
+    retry_after_seconds,
+    status_message,
+    with_fresh_credentials,
+)
 from trayapp.engine.kube import connect as connection
-from trayapp.errors import ApiUnreachable, AuthError
+from trayapp.errors import ApiUnreachable
 from trayapp.model import Transport
 
 # The largest port-forward message kubetray accepts. The kubelet sends at most 32 KiB per
@@ -31,26 +38,16 @@ from trayapp.model import Transport
 WS_MAX_MESSAGE = 4 * 1024 * 1024
 
 
-def portforward_path(api: KubeApi, namespace: str, pod: str) -> str:
-    return f"{api.access.path_prefix}/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/portforward"
-
-
 async def dial_v4(api: KubeApi, namespace: str, pod: str, port: int, timeout: float = 10.0) -> ClientConnection:
     """A WebSocket carrying one TCP connection to the pod's port (v4.channel.k8s.io)."""
-    try:
-        return await _dial_once(api, namespace, pod, port, timeout)
-    except AuthError as exc:
-        if exc.status != 401:
-            raise
-        api.credentials.invalidate()
-        return await _dial_once(api, namespace, pod, port, timeout)
+    return await with_fresh_credentials(api.credentials, lambda: _dial_once(api, namespace, pod, port, timeout))
 
 
 async def _dial_once(api: KubeApi, namespace: str, pod: str, port: int, timeout: float) -> ClientConnection:
     access = api.access
     scheme = "wss" if access.tls else "ws"
     route = connection.route_for(access)
-    uri = f"{scheme}://{route.authority}{portforward_path(api, namespace, pod)}?ports={port}"
+    uri = f"{scheme}://{route.authority}{portforward_path(api.access, namespace, pod)}?ports={port}"
     headers = []
     authorization = await api.credentials.authorization()
     if authorization:

@@ -4,7 +4,15 @@ Never imports `trayapp.engine.forward` (tests/test_layering.py holds it to that)
 kubetray uses is named here; the modules behind it are free to change.
 """
 
-from trayapp.engine.kube.api import USER_AGENT, WATCH_SILENCE_SECONDS, KubeApi, error_for_status, retry_after_seconds
+from trayapp.engine.kube.api import (
+    USER_AGENT,
+    WATCH_SILENCE_SECONDS,
+    KubeApi,
+    error_for_status,
+    portforward_path,
+    retry_after_seconds,
+    with_fresh_credentials,
+)
 from trayapp.engine.kube.auth import ClusterAccess, Credentials
 from trayapp.engine.kube.cache import ClusterCache
 from trayapp.engine.kube.httpclient import status_message
@@ -31,8 +39,10 @@ __all__ = [
     "error_for_status",
     "kubeconfig_paths",
     "merged_kubeconfig",
+    "portforward_path",
     "read_effective_context",
     "retry_after_seconds",
     "set_current_context",
     "status_message",
+    "with_fresh_credentials",
 ]

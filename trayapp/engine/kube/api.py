@@ -13,9 +13,9 @@ import email.utils
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from trayapp import __version__
@@ -81,6 +81,27 @@ def collection_path(kind: str, namespace: str | None) -> str:
     if namespace is None or kind == "namespaces":
         return f"{group}/{kind}"
     return f"{group}/namespaces/{quote(namespace, safe='')}/{kind}"
+
+
+def portforward_path(access: ClusterAccess, namespace: str, pod: str) -> str:
+    """The pod's `portforward` subresource, under the server's path prefix."""
+    return (f"{access.path_prefix}/api/v1/namespaces/{quote(namespace, safe='')}"
+            f"/pods/{quote(pod, safe='')}/portforward")
+
+
+_T = TypeVar("_T")
+
+
+async def with_fresh_credentials(credentials: Credentials, attempt: Callable[[], Awaitable[_T]]) -> _T:
+    """`attempt()`, and once more with fresh credentials when the API server answered 401."""
+    try:
+        return await attempt()
+    except AuthError as exc:
+        if exc.status != 401:
+            raise  # 403 is RBAC saying no; fresh credentials would not change its mind
+        # An expired exec-plugin token or a rotated token file: ask for fresh credentials once.
+        credentials.invalidate()
+        return await attempt()
 
 
 def error_for_status(
@@ -175,14 +196,7 @@ class KubeApi:
         return headers
 
     async def _get(self, path: str, query: Mapping[str, str], what: str, until: float | None = None) -> HttpStream:
-        try:
-            return await self._get_once(path, query, what, until)
-        except AuthError as exc:
-            if exc.status != 401:
-                raise  # 403 is RBAC saying no; fresh credentials would not change its mind
-            # An expired exec-plugin token or a rotated token file: ask for fresh credentials once.
-            self.credentials.invalidate()
-            return await self._get_once(path, query, what, until)
+        return await with_fresh_credentials(self.credentials, lambda: self._get_once(path, query, what, until))
 
     def _head_timeout(self, until: float | None) -> float:
         if until is None:
