@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trayapp.config.ruleentries import selector_of
 from trayapp.control import Snapshot
 from trayapp.engine.runtime import TunnelView
 from trayapp.model import AutoSource, Rule, TunnelState, is_loopback, listen_text, local_address, tunnel_url
@@ -217,7 +218,7 @@ def tunnel_text(view: TunnelView) -> str:
 
 def rule_selector(rule: Rule) -> str:
     """How `kubetray remove` and trayapp.config.edit find a rule: its name, else TYPE/NAME:PORT."""
-    return rule.name or f"{rule.resource_type.value}/{rule.resource_name}:{rule.port}"
+    return rule.name or selector_of(rule)
 
 
 def _same_file(one: str | Path, other: Path) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from trayapp.engine.browse import KINDS, Namespaces, ObjectRow, PortRow, Problem, Rows, Update
+from trayapp.engine.discovery import auto_label
 from trayapp.engine.portproposal import LocalPortProposal
 from trayapp.engine.runtime import TunnelView
 from trayapp.model import HTTP_PORTS, HTTPS_PORTS, ResourceType, is_http_port_name
@@ -218,8 +219,9 @@ def target_of(row: ObjectRow) -> tuple[ResourceType, str]:
 
 
 def label_for(resource_type: ResourceType, resource_name: str, port: PortRow) -> str:
-    """`deploy/dbg dlv`: the workload and the port's name (its number when it has none)."""
-    return f"{resource_type.short}/{resource_name} {port.name or port.number}"
+    """`deploy/dbg dlv`: the workload and the port's name (its number when it has none), as
+    automatic forwards are named."""
+    return auto_label(resource_type, resource_name, port.number, port.name)
 
 
 def scheme_for(port: PortRow) -> str | None:
