@@ -236,6 +236,15 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def pause_reading(self) -> None:
+        """Back-pressure from whoever took the connection over (a port-forward session)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
 
 class HttpServer:
     def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0,

@@ -156,8 +156,8 @@ class PortForwardSession:
         for chunk in self._pending[index]:
             side.transport.write(chunk)
         self._pending[index].clear()
-        if self._conn.transport is not None and not any(self._pending):
-            self._conn.transport.resume_reading()
+        if not any(self._pending):
+            self._conn.resume_reading()
 
     def pod_stopped(self) -> None:
         """The pod's programs died under open connections: say so on their error channels, as a
@@ -205,8 +205,7 @@ class PortForwardSession:
         elif not self._done[data.port_index]:
             # The backend connection is still being made: hold the bytes, stop reading.
             self._pending[data.port_index].append(data.data)
-            if self._conn.transport is not None:
-                self._conn.transport.pause_reading()
+            self._conn.pause_reading()
 
     def eof_received(self) -> None:
         self._ws.receive_eof()

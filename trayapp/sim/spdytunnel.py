@@ -71,12 +71,10 @@ class SpdyTunnel:
             self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._conn.abort)
 
     def pause_reading(self) -> None:
-        if self._conn.transport is not None and not self._conn.transport.is_closing():
-            self._conn.transport.pause_reading()
+        self._conn.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._conn.transport is not None and not self._conn.transport.is_closing():
-            self._conn.transport.resume_reading()
+        self._conn.resume_reading()
 
     # -- TakeOver ------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
