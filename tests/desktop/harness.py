@@ -239,9 +239,15 @@ class Desktop:
     def sni_bar(self) -> dict[str, Any]:
         """gtk-sni-tray-standalone's bar window (root coordinates); only in an "sni" session.
         It is the host's window along the top edge (--top); its menus and tooltips open below."""
-        bars = [w for w in self.windows()
-                if w["wm_class"] == ["gtk-sni-tray-standalone", "Gtk-sni-tray-standalone"] and w["y"] == 0
-                and w["height"] > 10]
+        # The host registers on the bus before GTK has mapped and sized its bar: wait for it.
+        until = time.monotonic() + 10
+        while True:
+            bars = [w for w in self.windows()
+                    if w["wm_class"] == ["gtk-sni-tray-standalone", "Gtk-sni-tray-standalone"] and w["y"] == 0
+                    and w["height"] > 10]
+            if len(bars) == 1 or time.monotonic() > until:
+                break
+            time.sleep(0.1)
         assert len(bars) == 1, f"expected one gtk-sni-tray-standalone bar, got {bars}"
         return bars[0]
 
