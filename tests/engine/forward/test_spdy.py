@@ -98,6 +98,23 @@ def test_split_at_every_byte() -> None:
         assert decoder.receive_data(wire[:cut]) + decoder.receive_data(wire[cut:]) == frames
 
 
+def test_views_cut_three_ways_give_bytes_that_outlive_them() -> None:
+    """The decoder reads memoryviews (the WebSocket carrier's) and keeps no view of its input."""
+    encoder = FrameEncoder()
+    frames = [Data(1, b"a" * 40), Data(3, b"b" * 70, fin=True), Ping(4)]
+    wire = bytearray(b"".join(encoder.encode(f) for f in frames))
+    for first in range(0, len(wire), 7):
+        for second in range(first, len(wire), 11):
+            decoder = FrameDecoder()
+            got = []
+            for start, end in ((0, first), (first, second), (second, len(wire))):
+                with memoryview(wire)[start:end] as view:
+                    got += decoder.receive_data(view)
+            assert got == frames
+            assert all(isinstance(f.data, bytes) for f in got if isinstance(f, Data))
+    wire.clear()  # BufferError if the decoder still held a view of it
+
+
 def test_an_unknown_control_frame_is_skipped() -> None:
     unknown = struct.pack(">II", 0x8003000A, 4) + b"abcd"
     assert FrameDecoder().receive_data(unknown + FrameEncoder().encode(Ping(1))) == [Ping(1)]

@@ -180,6 +180,14 @@ def decode_header_block(block: bytes) -> Headers:
     return tuple(pairs)
 
 
+def data_header(stream_id: int, length: int, fin: bool = False) -> bytes:
+    """The 8 bytes before a DATA frame's payload, which follows as it is: a caller sending a large
+    buffer writes header and slice side by side instead of copying it into frames first."""
+    if length > 0xFFFFFF:
+        raise ValueError("a SPDY data frame carries at most 16 MiB - 1")
+    return _HEAD.pack(stream_id & 0x7FFFFFFF, (FLAG_FIN if fin else 0) << 24 | length)
+
+
 class FrameEncoder:
     """Frames to bytes for one direction of one session (it owns that direction's zlib context)."""
 
@@ -192,10 +200,7 @@ class FrameEncoder:
 
     def encode(self, frame: Frame) -> bytes:
         if isinstance(frame, Data):
-            if len(frame.data) > 0xFFFFFF:
-                raise ValueError("a SPDY data frame carries at most 16 MiB - 1")
-            flags = FLAG_FIN if frame.fin else 0
-            return _HEAD.pack(frame.stream_id & 0x7FFFFFFF, flags << 24 | len(frame.data)) + frame.data
+            return data_header(frame.stream_id, len(frame.data), frame.fin) + frame.data
         kind, flags, payload = self._control(frame)
         return _HEAD.pack((_CONTROL | VERSION) << 16 | kind, flags << 24 | len(payload)) + payload
 
@@ -233,25 +238,37 @@ class FrameDecoder:
         self._buffer = bytearray()
         self._max_frame = max_frame
 
-    def receive_data(self, data: bytes) -> list[Frame]:
-        self._buffer += data
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Frame]:
+        # Whole frames are cut straight out of `data`; only a frame it ends in the middle of is
+        # kept for the next call (the usual read holds several 32 KiB frames and a part of one),
+        # so most bytes are copied once, into their frame, rather than through a buffer too.
+        if self._buffer:
+            self._buffer += data
+            source: bytes | bytearray | memoryview = self._buffer
+        else:
+            source = data
         frames: list[Frame] = []
         offset = 0
-        buffer = self._buffer
-        while len(buffer) - offset >= 8:
-            first, second = _HEAD.unpack_from(buffer, offset)
-            length = second & 0xFFFFFF
-            if length > self._max_frame:
-                raise WireError(f"The peer sent a SPDY frame of {length:,} bytes, more than kubetray accepts "
-                                f"({self._max_frame:,}).")
-            if len(buffer) - offset < 8 + length:
-                break
-            payload = bytes(buffer[offset + 8:offset + 8 + length])
-            offset += 8 + length
-            frame = self._frame(first, second >> 24, payload)
-            if frame is not None:
-                frames.append(frame)
-        del buffer[:offset]
+        end = len(source)
+        with memoryview(source) as view:
+            while end - offset >= 8:
+                first, second = _HEAD.unpack_from(view, offset)
+                length = second & 0xFFFFFF
+                if length > self._max_frame:
+                    raise WireError(f"The peer sent a SPDY frame of {length:,} bytes, more than kubetray accepts "
+                                    f"({self._max_frame:,}).")
+                if end - offset < 8 + length:
+                    break
+                payload = bytes(view[offset + 8:offset + 8 + length])
+                offset += 8 + length
+                frame = self._frame(first, second >> 24, payload)
+                if frame is not None:
+                    frames.append(frame)
+            rest = bytes(view[offset:]) if source is data and offset < end else b""
+        if source is data:
+            self._buffer = bytearray(rest)
+        else:
+            del self._buffer[:offset]
         return frames
 
     def _headers(self, block: bytes) -> Headers:

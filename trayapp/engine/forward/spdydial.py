@@ -6,14 +6,14 @@ once the session is up. Sessions are replaced, not repaired: a dead one (socket 
 unanswered), one the server sent GOAWAY on, and one stalled by a full receive buffer give their
 place to a new session at the next `open`; the old one keeps its connections until they end.
 
-The asyncio part is thin: a reader task feeds the socket's bytes to the session and wakes the
-connections it names, and a timer calls `SpdyClientSession.timer` when the session asks.
+The asyncio part is thin: the socket's protocol (sessionsocket.py) hands each arrival to the
+session, which wakes the connections it names, and a timer calls `SpdyClientSession.timer` when
+the session asks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from asyncio import trsock
 from collections.abc import Callable
@@ -35,7 +35,7 @@ from trayapp.model import Transport
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 256 * 1024
+CLOSE_WAIT = 1.0  # seconds aclose gives TLS's goodbye before the socket is simply dropped
 Key = tuple[str, str]
 
 
@@ -105,14 +105,11 @@ class Session:
                                       ping_timeout=ping_timeout)
         self.retired = False  # no longer the pod's session: ends when its last connection does
         self._connections: dict[int, SpdyConnection] = {}
-        self._resumed = asyncio.Event()
-        self._resumed.set()
         self.stalled = asyncio.Event()  # set while a full buffer keeps the socket unread
         self._flush_pending = False
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
-        name = f"spdy:{key[0]}/{key[1]}"
-        self._reader = loop.create_task(self._read(), name=f"{name}:read")
+        link.socket.attach(self)
         self._arm_timer()
 
     # -- state the dialer asks about ---------------------------------------------------------
@@ -129,7 +126,7 @@ class Session:
     @property
     def socket(self) -> trsock.TransportSocket | None:
         """The TCP socket under the session (under TLS, when there is TLS)."""
-        sock = self._link.writer.get_extra_info("socket")
+        sock = self._link.socket.extra_info("socket")
         return sock if isinstance(sock, trsock.TransportSocket) else None
 
     # -- connections ---------------------------------------------------------------------------
@@ -163,53 +160,53 @@ class Session:
     def _flush(self) -> None:
         self._flush_pending = False
         out = self.core.data_to_send()
-        if out and not self._closed and not self._link.writer.is_closing():
-            self._link.writer.write(self._link.carrier.wrap(out))
+        if out and not self._closed:
+            self._link.socket.write(self._link.carrier.wrap(out))
 
     async def flush_and_drain(self) -> None:
         self._flush()
         if self.core.failure is not None:
             raise self.core.failure
         try:
-            await self._link.writer.drain()
+            await self._link.socket.drain()
         except (ConnectionError, OSError) as exc:
             self.kill(f"kubetray lost its port-forward session to the API server ({exc.__class__.__name__}).")
             raise SessionLost("kubetray lost its port-forward session to the API server.") from exc
 
-    # -- bytes in ------------------------------------------------------------------------------
-    async def _read(self) -> None:
-        loop = asyncio.get_running_loop()
+    # -- bytes in (SessionSocket calls these) ---------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
         try:
-            while not self._closed:
-                if self.core.paused:
-                    self._resumed.clear()
-                    self.stalled.set()
-                    await self._resumed.wait()  # a reader took bytes (maybe_resume) or the session ended
-                    self.stalled.clear()
-                    continue
-                data = await self._link.reader.read(READ_SIZE)
-                if not data:
-                    self.core.receive_eof()
-                else:
-                    payload, answer, ended = self._link.carrier.unwrap(data)
-                    if answer and not self._link.writer.is_closing():
-                        self._link.writer.write(answer)
-                    if payload:
-                        self.core.receive_data(payload, loop.time())
-                    if ended:
-                        self.core.receive_eof()
-                self._after_input()
-                if self.core.state is SessionState.DEAD:
-                    return
-        except (ConnectionError, OSError) as exc:
-            self.kill(f"kubetray lost its port-forward session to the API server ({exc.__class__.__name__}).")
-        except Exception:  # a bug must not leave the connections waiting on a reader that is gone
-            log.exception("The reader of the SPDY session to pod %s/%s failed", *self.key)
+            stream, answer, ended = self._link.carrier.unwrap(data)
+            if answer:
+                self._link.socket.write(answer)
+            now = asyncio.get_running_loop().time()
+            for part in stream:
+                self.core.receive_data(part, now)
+            if ended:
+                self.core.receive_eof()
+            self._after_input()
+            if self.core.paused and not self.stalled.is_set() and not self._closed:
+                self.stalled.set()
+                self._link.socket.pause_reading()  # until a reader takes its bytes (maybe_resume)
+        except Exception:  # a bug must not leave the connections waiting on bytes that never come
+            log.exception("The SPDY session to pod %s/%s failed on what the server sent", *self.key)
             self.kill("kubetray's port-forward session to the API server failed; see the log.")
 
+    def eof_received(self) -> None:
+        self.core.receive_eof()
+        self._after_input()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = f" ({exc.__class__.__name__})" if exc is not None else ""
+        self.kill(f"kubetray lost its port-forward session to the API server{reason}.")
+        self._close_socket()
+
     def maybe_resume(self) -> None:
-        if not self._resumed.is_set() and not self.core.paused:
-            self._resumed.set()
+        if self.stalled.is_set() and not self.core.paused:
+            self.stalled.clear()
+            self._link.socket.resume_reading()
 
     def _after_input(self) -> None:
         self._flush()
@@ -230,7 +227,7 @@ class Session:
     def _arm_timer(self) -> None:
         if self._closed:
             return
-        backlog = self._link.writer.transport.get_write_buffer_size() > 0
+        backlog = self._link.socket.write_buffer_size() > 0
         when = self.core.timer(asyncio.get_running_loop().time(), write_backlog=backlog)
         self._flush()
         if when is None:
@@ -255,18 +252,13 @@ class Session:
         if self._closed:
             return
         self._closed = True
-        self._resumed.set()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        writer = self._link.writer
-        if not writer.is_closing():
-            with contextlib.suppress(RuntimeError):
-                writer.write(self._link.carrier.closing())
-            writer.close()
-        current = asyncio.current_task()
-        if self._reader is not current and not self._reader.done():
-            self._reader.cancel()
+        sock = self._link.socket
+        if not sock.is_closing():
+            sock.write(self._link.carrier.closing())
+            sock.close()
         log.debug("SPDY session to pod %s/%s closed", *self.key)
         if self._on_closed is not None:
             self._on_closed(self)
@@ -274,8 +266,11 @@ class Session:
     async def aclose(self, reason: str) -> None:
         self.kill(reason)
         self._close_socket()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        try:
+            async with deadline(CLOSE_WAIT):
+                await self._link.socket.wait_closed()
+        except TimeoutError:
+            self._link.socket.abort()
 
 
 class SpdyDialer:

@@ -4,8 +4,8 @@ SPDY bytes (subprotocol `SPDY/3.1+portforward.k8s.io`, KEP-4006).
 
 Both upgrades are written here on one socket from kube/connect.py (proxy, keepalive, TLS), rather
 than with the websockets client: its handshake parses the answer's subprotocol as an RFC 7230
-token, which "SPDY/3.1+portforward.k8s.io" is not (the "/"). After the upgrade the WebSocket
-framing is the websockets library's sans-I/O `Protocol`.
+token, which "SPDY/3.1+portforward.k8s.io" is not (the "/"). After the upgrade the websockets
+library's sans-I/O `Protocol` writes our WebSocket frames and wsframes.py reads the server's.
 
 Refusals become kubetray's errors with a list's wording (`error_for_status`), and
 `TransportRefused` when the server does not speak the carrier. What a server that does not answers:
@@ -22,18 +22,18 @@ that is not running) and keeps its meaning.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
 from dataclasses import dataclass
 
-from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol, Side
 from websockets.utils import accept_key
 
 from trayapp.engine.aio import deadline
+from trayapp.engine.forward.sessionsocket import SessionSocket
 from trayapp.engine.forward.transport import TransportRefused
+from trayapp.engine.forward.wsframes import CLOSE, PING, TEXT, ServerFrameReader
 from trayapp.engine.kube import (
     USER_AGENT,
     KubeApi,
@@ -44,7 +44,7 @@ from trayapp.engine.kube import (
     with_fresh_credentials,
 )
 from trayapp.engine.kube import connect as connection
-from trayapp.errors import ApiUnreachable
+from trayapp.errors import ApiUnreachable, WireError
 
 PROTOCOL = "portforward.k8s.io"
 TUNNEL_SUBPROTOCOL = f"SPDY/3.1+{PROTOCOL}"
@@ -61,19 +61,21 @@ class Carrier:
     def wrap(self, data: bytes) -> bytes:
         return data
 
-    def unwrap(self, data: bytes) -> tuple[bytes, bytes, bool]:
-        """(SPDY bytes, bytes to write back, the peer ended the stream)"""
-        return data, b"", False
+    def unwrap(self, data: bytes) -> tuple[list[bytes | memoryview], bytes, bool]:
+        """(stretches of the SPDY byte stream, bytes to write back, the peer ended the stream)"""
+        return [data], b"", False
 
     def closing(self) -> bytes:
         return b""
 
 
 class WebSocketCarrier(Carrier):
-    """SPDY in binary WebSocket messages; pings are answered, a close frame is the end."""
+    """SPDY in binary WebSocket messages; pings are answered, a close frame is the end. Our frames
+    are written by the websockets library; the server's are read by wsframes.py."""
 
     def __init__(self) -> None:
         self._ws = Protocol(Side.CLIENT, state=OPEN, max_size=WS_MAX_MESSAGE)
+        self._frames = ServerFrameReader(WS_MAX_MESSAGE)
 
     def _out(self) -> bytes:
         return b"".join(self._ws.data_to_send())
@@ -84,22 +86,28 @@ class WebSocketCarrier(Carrier):
         self._ws.send_binary(data)
         return self._out()
 
-    def unwrap(self, data: bytes) -> tuple[bytes, bytes, bool]:
-        self._ws.receive_data(data)
-        payload, ended = [], False
-        for event in self._ws.events_received():
-            if not isinstance(event, Frame):
-                continue
-            if event.opcode in (Opcode.BINARY, Opcode.CONT):
-                payload.append(bytes(event.data))
-            elif event.opcode is Opcode.TEXT:
+    def unwrap(self, data: bytes) -> tuple[list[bytes | memoryview], bytes, bool]:
+        if self._frames.closed:
+            return [], b"", True
+        try:
+            stream, controls = self._frames.receive_data(data)
+        except WireError:
+            if self._ws.state is OPEN:
+                self._ws.fail(1002, "a frame no WebSocket server may send")
+            return [], self._out(), True
+        ended = False
+        for control in controls:
+            if self._ws.state is not OPEN:
+                ended = ended or control.opcode in (TEXT, CLOSE)
+            elif control.opcode == PING:
+                self._ws.send_pong(control.payload)
+            elif control.opcode == TEXT:
                 self._ws.fail(1003, "the SPDY tunnel carries binary messages only")
                 ended = True
-            elif event.opcode is Opcode.CLOSE:
+            elif control.opcode == CLOSE:
+                self._ws.send_close(_close_code(control.payload))
                 ended = True
-        if self._ws.parser_exc is not None:
-            ended = True
-        return b"".join(payload), self._out(), ended
+        return list(stream), self._out(), ended
 
     def closing(self) -> bytes:
         if self._ws.state is OPEN:
@@ -107,10 +115,18 @@ class WebSocketCarrier(Carrier):
         return self._out()
 
 
+def _close_code(payload: bytes) -> int | None:
+    """The close frame's own code, to send back as RFC 6455 section 5.5.1 asks; None if it had none."""
+    if len(payload) >= 2:
+        code = int.from_bytes(payload[:2], "big")
+        if 1000 <= code <= 4999 and code not in (1004, 1005, 1006, 1015):
+            return code
+    return None
+
+
 @dataclass
 class Upgraded:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+    socket: SessionSocket
     carrier: Carrier
 
 
@@ -124,7 +140,7 @@ async def _upgrade_once(api: KubeApi, namespace: str, pod: str, over_websocket: 
     access = api.access
     route = connection.route_for(access)
     what = f"port-forward to pod {pod!r} in namespace {namespace!r}"
-    reader, writer = await connection.open_stream(access, timeout)  # raises ApiUnreachable
+    _, sock = await connection.open_protocol(access, SessionSocket, timeout)  # raises ApiUnreachable
     try:
         async with deadline(timeout):
             key = base64.b64encode(os.urandom(16)).decode()
@@ -140,11 +156,11 @@ async def _upgrade_once(api: KubeApi, namespace: str, pod: str, over_websocket: 
             authorization = await api.credentials.authorization()
             if authorization:
                 lines.append(f"Authorization: {authorization}")
-            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-            head = await reader.readuntil(b"\r\n\r\n")
+            sock.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+            head = await sock.read_until(b"\r\n\r\n", MAX_RESPONSE_HEAD)
             status, headers = _parse_head(head)
             if status != 101:
-                body = await _body(reader, headers)
+                body = await _body(sock, headers)
                 raise _refusal(status, headers, body, what, over_websocket, api)
             if over_websocket:
                 if headers.get("sec-websocket-accept") != accept_key(key) or \
@@ -152,14 +168,14 @@ async def _upgrade_once(api: KubeApi, namespace: str, pod: str, over_websocket: 
                     raise TransportRefused(f"The API server {access.server} upgraded the {what} to a WebSocket "
                                            f"without SPDY in it (subprotocol "
                                            f"{headers.get('sec-websocket-protocol', 'none')!r}).", status=101)
-                return Upgraded(reader, writer, WebSocketCarrier())
+                return Upgraded(sock, WebSocketCarrier())
             if headers.get("upgrade", "").strip().lower() != "spdy/3.1":
                 raise TransportRefused(f"The API server {access.server} upgraded the {what} to "
                                        f"{headers.get('upgrade', 'nothing')!r} instead of SPDY/3.1.", status=101)
-            return Upgraded(reader, writer, Carrier())
+            return Upgraded(sock, Carrier())
     except BaseException as exc:
-        writer.transport.abort()
-        if isinstance(exc, asyncio.LimitOverrunError | asyncio.IncompleteReadError | ValueError):
+        sock.abort()
+        if isinstance(exc, ValueError):
             raise ApiUnreachable(f"{route.described[:1].upper()}{route.described[1:]} did not answer the {what} "
                                  "with an HTTP response kubetray can read.") from exc
         if isinstance(exc, TimeoutError | OSError):
@@ -181,13 +197,13 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     return int(parts[1]), headers
 
 
-async def _body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+async def _body(sock: SessionSocket, headers: dict[str, str]) -> bytes:
     length = headers.get("content-length", "")
     if length.isdigit():
-        return await reader.readexactly(min(int(length), MAX_ERROR_BODY))
+        return await sock.read_exactly(min(int(length), MAX_ERROR_BODY))
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return b""  # an error body kubetray does not need: the status says enough
-    return await reader.read(MAX_ERROR_BODY)
+    return await sock.read_to_end(MAX_ERROR_BODY)
 
 
 def _is_status(body: bytes) -> bool:

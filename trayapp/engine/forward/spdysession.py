@@ -62,6 +62,7 @@ from trayapp.engine.forward.spdy import (
     RstStream,
     SynReply,
     SynStream,
+    data_header,
 )
 from trayapp.engine.forward.transport import PodRefused
 from trayapp.errors import WireError
@@ -117,7 +118,7 @@ class SpdyClientSession:
                  ping_timeout: float = PING_TIMEOUT) -> None:
         self._encoder = FrameEncoder()
         self._decoder = FrameDecoder()
-        self._out: list[bytes] = []
+        self._out: list[bytes | memoryview] = []
         self._by_stream: dict[int, _Connection] = {}
         self._by_handle: dict[int, _Connection] = {}
         self._next_id = 1
@@ -191,8 +192,12 @@ class SpdyClientSession:
             raise WireError("kubetray sent bytes after ending its side of a connection.")
         self._sending = True
         conn.sent_data = True
+        if self.state is SessionState.DEAD:
+            return
         view = memoryview(data)
-        self._send(*(Data(conn.data_id, bytes(view[i:i + MAX_DATA_FRAME])) for i in range(0, len(view), MAX_DATA_FRAME)))
+        for start in range(0, len(view), MAX_DATA_FRAME):
+            part = view[start:start + MAX_DATA_FRAME]
+            self._out += (data_header(conn.data_id, len(part)), part)  # joined once, in data_to_send
 
     def send_eof(self, handle: int) -> None:
         conn = self._live(handle)
@@ -268,7 +273,7 @@ class SpdyClientSession:
         return conn
 
     # -- what the server does ------------------------------------------------------------
-    def receive_data(self, data: bytes, now: float) -> None:
+    def receive_data(self, data: bytes | memoryview, now: float) -> None:
         if self.state is SessionState.DEAD:
             return
         self._heard = now

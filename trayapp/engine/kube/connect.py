@@ -4,7 +4,8 @@ One function, `open_socket`, makes the TCP connection: direct, or through the pr
 would use (`proxies.proxy_for`: an http:// or https:// proxy's CONNECT tunnel, or SOCKS5), with
 TCP keepalive on, so a path that dies without a FIN or a reset (a laptop that slept, a VPN that
 dropped) is noticed within about 30 s instead of never. TLS to the API server runs over that
-socket: `open_stream` for the h11 client, websockets' `connect(sock=...)` for port-forwards.
+socket: `open_stream` for the h11 client, `open_protocol` for a SPDY port-forward session,
+websockets' `connect(sock=...)` for v4 port-forwards.
 
 Failures become ApiUnreachable with a sentence that names the server and the proxy (without its
 password) and says what happened.
@@ -22,9 +23,9 @@ import os
 import socket
 import ssl
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError, ProxyType
 from python_socks.async_.asyncio import Proxy as SocksProxy
@@ -134,18 +135,32 @@ async def open_stream(
     access: ClusterAccess, timeout: float = 10.0
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection to the API server for one HTTP request: TCP as `open_socket`, then TLS."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await open_protocol(access, lambda: protocol, timeout)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
+
+
+async def open_protocol(
+    access: ClusterAccess, factory: Callable[[], _P], timeout: float = 10.0
+) -> tuple[asyncio.Transport, _P]:
+    """`open_stream` for a caller with its own asyncio protocol (a port-forward session takes the
+    bytes as they arrive, without a StreamReader's buffer in between)."""
     route = route_for(access)
     sock = await open_socket(route, timeout)
     tls = access.ssl_context if access.tls else None
     try:
         async with deadline(timeout):
-            return await asyncio.open_connection(
-                sock=sock, ssl=tls, server_hostname=(access.server_hostname or access.host) if tls else None,
-                limit=STREAM_LIMIT,
-            )
+            transport, protocol = await asyncio.get_running_loop().create_connection(
+                factory, sock=sock, ssl=tls, server_hostname=(access.server_hostname or access.host) if tls else None)
     except (TimeoutError, OSError) as exc:
         sock.close()
         raise unreachable(exc, route, timeout, access.server_hostname) from exc
+    return transport, protocol
 
 
 def unreachable(exc: BaseException, route: Route, timeout: float, server_name: str | None = None) -> ApiUnreachable:
