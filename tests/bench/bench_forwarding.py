@@ -141,12 +141,12 @@ class Bench:
             else:
                 m.row.upload = result
 
-    def latency(self, m: Measured, keepalive: bool, rtt: float) -> LatencyResult:
-        _log(f"({m.row.rtt_ms} ms {m.row.label}) {self.requests} requests, "
+    def latency(self, m: Measured, keepalive: bool, rtt: float, count: int) -> LatencyResult:
+        _log(f"({m.row.rtt_ms} ms {m.row.label}) {count} requests, "
              f"{'keep-alive' if keepalive else 'new connection each'}")
-        timeout = 10.0 + self.requests * (0.06 + (1 if keepalive else 10) * rtt)
+        timeout = 10.0 + count * (0.06 + (1 if keepalive else 10) * rtt)
         try:
-            result = m.path.latency(self.requests, keepalive, time.perf_counter() + timeout)
+            result = m.path.latency(count, keepalive, time.perf_counter() + timeout)
         except (httpload.CheckFailed, OSError) as exc:
             return LatencyResult(error=f"{type(exc).__name__}: {exc}")
         return LatencyResult(result.p50_ms, result.p99_ms)
@@ -161,11 +161,44 @@ class Bench:
     def measure(self, items: list[Measured], rtt: float) -> None:
         self.transfers(items, "download", rtt)
         self.transfers(items, "upload", rtt)
+        self.small_requests(items, rtt)
+
+    def small_requests(self, items: list[Measured], rtt: float) -> None:
+        """The requests and bursts in `repeat` rounds over the paths, as the transfers: each round
+        every path makes its share of the requests and one burst of each size. A cell is the median
+        over the rounds (p50 and p99 each), so a minute of a busy machine hits every row alike
+        instead of the one measured then."""
+        rounds = self.repeat
+        share = max(2, -(-self.requests // rounds))
+        new: dict[int, list[LatencyResult]] = {id(m): [] for m in items}
+        kept: dict[int, list[LatencyResult]] = {id(m): [] for m in items}
+        bursts: dict[tuple[int, int], list[BurstResult]] = {(id(m), n): [] for m in items for n in BURSTS}
+        for _ in range(rounds):
+            for m in items:
+                new[id(m)].append(self.latency(m, False, rtt, share))
+                for count in BURSTS:
+                    bursts[id(m), count].append(self.burst(m, count, rtt))
+                kept[id(m)].append(self.latency(m, True, rtt, share))
         for m in items:
-            m.row.new_conn = self.latency(m, False, rtt)
+            m.row.new_conn = _median_latency(new[id(m)])
+            m.row.keepalive = _median_latency(kept[id(m)])
             for count in BURSTS:
-                m.row.bursts[count] = self.burst(m, count, rtt)
-            m.row.keepalive = self.latency(m, True, rtt)
+                m.row.bursts[count] = _median_burst(bursts[id(m), count])
+
+
+def _median_latency(results: list[LatencyResult]) -> LatencyResult:
+    failed = [r.error for r in results if r.error is not None]
+    if failed:
+        return LatencyResult(error=failed[0])
+    return LatencyResult(statistics.median(r.p50_ms for r in results if r.p50_ms is not None),
+                         statistics.median(r.p99_ms for r in results if r.p99_ms is not None))
+
+
+def _median_burst(results: list[BurstResult]) -> BurstResult:
+    failed = [r.error for r in results if r.error is not None]
+    if failed:
+        return BurstResult(error=failed[0])
+    return BurstResult(statistics.median(r.ms for r in results if r.ms is not None))
 
 
 def _try(rows: list[Row], row: Row, start: Callable[[], ForwardPath]) -> ForwardPath | None:
