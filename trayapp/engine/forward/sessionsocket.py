@@ -14,19 +14,28 @@ import asyncio
 from typing import Protocol, cast
 
 MAX_PENDING = 256 * 1024  # bytes held before the session attaches: a head and an error body
+READ_BUFFER = 256 * 1024  # what one read may bring
 
 
 class SessionSink(Protocol):
-    def data_received(self, data: bytes) -> None: ...
+    def data_received(self, data: memoryview) -> None:
+        """`data` is valid during the call only: what is kept must be copied."""
+        ...
 
     def eof_received(self) -> None: ...
 
     def connection_lost(self, exc: Exception | None) -> None: ...
 
 
-class SessionSocket(asyncio.Protocol):
+class SessionSocket(asyncio.BufferedProtocol):
+    """A buffered protocol: TLS decrypts (and a plain socket receives) straight into one buffer
+    that lives as long as the session, rather than into a new bytes object per read that is then
+    joined with the others. The sink gets a view of it, valid only during its call (the SPDY
+    decoder copies each frame out, and keeps a cut frame in its own buffer)."""
+
     def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
+        self._view = memoryview(bytearray(READ_BUFFER))
         self._pending = bytearray()  # before `attach`: what came and was not read yet
         self._eof = False
         self._lost: Exception | None = None
@@ -41,7 +50,14 @@ class SessionSocket(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        with self._view[:nbytes] as data:
+            self._received(data)
+
+    def _received(self, data: memoryview) -> None:
         if self._sink is not None:
             self._sink.data_received(data)
             return
@@ -127,7 +143,8 @@ class SessionSocket(asyncio.Protocol):
 
         def catch_up() -> None:
             if left:
-                sink.data_received(left)
+                with memoryview(left) as view:
+                    sink.data_received(view)
             if gone:
                 sink.connection_lost(lost)
             elif eof:

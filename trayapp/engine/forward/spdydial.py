@@ -174,7 +174,7 @@ class Session:
             raise SessionLost("kubetray lost its port-forward session to the API server.") from exc
 
     # -- bytes in (SessionSocket calls these) ---------------------------------------------------
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: memoryview) -> None:
         if self._closed:
             return
         try:

@@ -61,7 +61,7 @@ class Carrier:
     def wrap(self, data: bytes) -> bytes:
         return data
 
-    def unwrap(self, data: bytes) -> tuple[list[bytes | memoryview], bytes, bool]:
+    def unwrap(self, data: memoryview) -> tuple[list[bytes | memoryview], bytes, bool]:
         """(stretches of the SPDY byte stream, bytes to write back, the peer ended the stream)"""
         return [data], b"", False
 
@@ -86,7 +86,7 @@ class WebSocketCarrier(Carrier):
         self._ws.send_binary(data)
         return self._out()
 
-    def unwrap(self, data: bytes) -> tuple[list[bytes | memoryview], bytes, bool]:
+    def unwrap(self, data: memoryview) -> tuple[list[bytes | memoryview], bytes, bool]:
         if self._frames.closed:
             return [], b"", True
         try:
