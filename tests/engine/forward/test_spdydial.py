@@ -18,9 +18,14 @@ from typing import Any
 import pytest
 import trustme
 import yaml
+from websockets.frames import Frame as WsFrame
+from websockets.protocol import OPEN, Side
+from websockets.protocol import Protocol as WsProtocol
+from websockets.utils import accept_key
 
 from tests.support.faultproxy import FaultProxy
 from trayapp.engine.aio import deadline
+from trayapp.engine.forward.spdy import FrameDecoder, FrameEncoder, Ping
 from trayapp.engine.forward.spdydial import SpdyConnection, SpdyDialer
 from trayapp.engine.forward.spdysession import SessionLost
 from trayapp.engine.forward.transport import Dialer, PodConnection, PodRefused, TransportRefused
@@ -436,6 +441,76 @@ async def test_a_forbidden_status_stays_an_auth_error(api_for: Any, carrier: str
         async with deadline(30):
             with pytest.raises(AuthError, match="cannot create resource"):
                 await dialer.open("default", "web", 80, 10)
+    finally:
+        await dialer.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_frames_that_come_with_the_upgrade_answer_are_read(api_for: Any, carrier: str) -> None:
+    """A server may send its first SPDY frame in the same segment as its 101: the session must
+    take it from what was read with the head (here a PING, which the session echoes)."""
+    over_websocket = CARRIERS[carrier]
+    echoed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        ping = FrameEncoder().encode(Ping(2))
+        if over_websocket:
+            key = next(line.split(":", 1)[1].strip() for line in head.split("\r\n")
+                       if line.lower().startswith("sec-websocket-key:"))
+            answer = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      f"Sec-WebSocket-Accept: {accept_key(key)}\r\n"
+                      "Sec-WebSocket-Protocol: SPDY/3.1+portforward.k8s.io\r\n\r\n").encode()
+            ws = WsProtocol(Side.SERVER, state=OPEN)
+            ws.send_binary(ping)
+            writer.write(answer + b"".join(ws.data_to_send()))
+        else:
+            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: SPDY/3.1\r\nConnection: Upgrade\r\n\r\n"
+                         + ping)
+        decoder = FrameDecoder()
+        while not echoed.done():
+            data = await reader.read(65536)
+            if not data:
+                break
+            if over_websocket:
+                ws.receive_data(data)
+                data = b"".join(bytes(e.data) for e in ws.events_received() if isinstance(e, WsFrame))
+            for frame in decoder.receive_data(data):
+                if isinstance(frame, Ping) and not echoed.done():
+                    echoed.set_result(frame.ping_id)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    dialer = SpdyDialer(api_for(f"http://127.0.0.1:{port}"), over_websocket=over_websocket)
+    try:
+        dialer.warm("default", "web")
+        async with deadline(10):
+            assert await echoed == 2
+    finally:
+        await dialer.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_refusal_without_a_length_is_read_to_its_end(api_for: Any, carrier: str) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the body comes in a later segment, then the server closes
+        writer.write(b"missing required ports parameter")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    dialer = SpdyDialer(api_for(f"http://127.0.0.1:{port}"), over_websocket=CARRIERS[carrier])
+    try:
+        async with deadline(10):
+            with pytest.raises(TransportRefused, match="HTTP 400: missing required ports parameter"):
+                await dialer.open("default", "web", 80, 5)
     finally:
         await dialer.aclose()
         server.close()
