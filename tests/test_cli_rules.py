@@ -180,11 +180,17 @@ def test_without_config_the_running_kubetrays_rules_file_is_edited(sim: tuple[Si
             if kubetray("status").returncode == 0:
                 break
             time.sleep(0.1)
-        added = kubetray("add", "svc/web", "80", "--local-port", str(unused_tcp_port), "--no-check")
+        # No --kubeconfig and none in the environment (the helper points KUBECONFIG nowhere): the
+        # check asks the cluster of the kubetray whose file is edited, as with --demo.
+        added = kubetray("add", "svc/web", "80", "--local-port", str(unused_tcp_port))
         assert added.returncode == 0, added.stderr
         assert f"kubetray is running with the rules file {rules}: editing that one." in added.stderr
+        assert "did not check" not in added.stderr and "Warning" not in added.stderr
         assert "resourceName: web" in rules.read_text()
         app.wait_for(lambda e: e["event"] == "forwarding" and e["resourceName"] == "web")
+        missing = kubetray("add", "svc/nope", "80", "--local-port", str(unused_tcp_port + 1))
+        assert missing.returncode == 0, missing.stderr
+        assert "has no service default/nope (yet)" in missing.stderr
         assert app.stop(signal.SIGTERM) == 0
     finally:
         app.kill()

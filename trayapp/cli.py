@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from trayapp import __version__
@@ -103,10 +104,15 @@ def run_rule_command(args: argparse.Namespace) -> int:
     from trayapp.config.paths import default_rules_path
     from trayapp.rulecommands import run_add, run_list, run_pin, run_remove
 
-    path = args.rules_config or args.config or _running_rules_path() or default_rules_path()
+    running = None if (args.rules_config or args.config) else _running_instance()
+    path = args.rules_config or args.config or (running.rules_path if running else None) or default_rules_path()
     if args.command == "add":
+        # Does the target exist? Asked of the cluster the edited rules are for: --kubeconfig, else
+        # the kubeconfig of the kubetray whose rules file this is (the demo's own), else kubectl's.
+        kubeconfig = (_kubeconfig_paths(args.kubeconfig) if args.kubeconfig
+                      else running.kubeconfig_paths if running and running.rules_path == path else None)
         return run_add(path, args.target, args.port, local_port=args.local_port, namespace=args.namespace,
-                       context=args.rule_context, label=args.label, kubeconfig=args.kubeconfig,
+                       context=args.rule_context, label=args.label, kubeconfig=kubeconfig or None,
                        check_cluster=not args.no_check, check_context=args.context, pin=args.pin)
     if args.command == "remove":
         return run_remove(path, args.selector)
@@ -115,18 +121,33 @@ def run_rule_command(args: argparse.Namespace) -> int:
     return run_list(path)
 
 
-def _running_rules_path() -> Path | None:
-    """The rules file of the kubetray running now, when it runs with one other than the default
+@dataclass(frozen=True)
+class _Running:
+    rules_path: Path | None  # None: the default one
+    kubeconfig_paths: tuple[Path, ...]
+
+
+def _running_instance() -> _Running | None:
+    """The kubetray running now, if one answers. Its rules file is named when it is not the default
     (`--config`, `--demo`): an edit without --config is meant for what runs."""
     from trayapp.config.paths import default_rules_path
     from trayapp.platform.instance import ask
 
     answer = ask({"request": "status"}, timeout=1.0)
-    running = answer.get("rulesPath") if answer else None
-    if not running or Path(running) == default_rules_path():
+    if not answer:
         return None
-    print(f"kubetray is running with the rules file {running}: editing that one.", file=sys.stderr)
-    return Path(running)
+    rules = answer.get("rulesPath")
+    kubeconfig = tuple(Path(p) for p in answer.get("kubeconfigPaths") or () if isinstance(p, str))
+    if not rules or Path(rules) == default_rules_path():
+        return _Running(None, kubeconfig)
+    print(f"kubetray is running with the rules file {rules}: editing that one.", file=sys.stderr)
+    return _Running(Path(rules), kubeconfig)
+
+
+def _kubeconfig_paths(explicit: str) -> tuple[Path, ...]:
+    from trayapp.engine.kube import kubeconfig_paths
+
+    return kubeconfig_paths(explicit)
 
 
 def _rules_format() -> str:

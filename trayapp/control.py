@@ -66,6 +66,7 @@ class Snapshot:
     paused: bool = False
     problem: str | None = None  # why the kubeconfig cannot be used, when it cannot
     rules_path: Path | None = None
+    kubeconfig_paths: tuple[Path, ...] = ()  # the files this instance follows
     recent: tuple[Event, ...] = field(default=(), compare=False)
 
     def tunnel(self, tunnel_id: str | None) -> TunnelView | None:
@@ -300,6 +301,7 @@ class Controller:
             paused=self.supervisor.switches.paused,
             problem=self.supervisor.problem,
             rules_path=self.rules_path,
+            kubeconfig_paths=self.options.kubeconfig_paths,
             recent=tuple(self.bus.history[-50:]),
         )
 
@@ -363,5 +365,6 @@ def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
         "paused": snapshot.paused,
         "problem": snapshot.problem,
         "rulesPath": str(snapshot.rules_path) if snapshot.rules_path else None,
+        "kubeconfigPaths": [str(path) for path in snapshot.kubeconfig_paths],
         "tunnels": [tunnel_json(view, snapshot.context) for view in snapshot.tunnels],
     }

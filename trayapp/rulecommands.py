@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -42,11 +43,11 @@ def parse_port(text: str) -> int | str:
 
 
 async def _ask(kind: ResourceType, name: str, namespace: str, context: str | None,
-               kubeconfig: str | None) -> str | None:
+               kubeconfig: Sequence[Path] | None) -> str | None:
     from trayapp.engine.aio import deadline
     from trayapp.engine.kube import Credentials, KubeApi, kubeconfig_paths
 
-    credentials = Credentials(kubeconfig_paths(kubeconfig), context)
+    credentials = Credentials(tuple(kubeconfig) if kubeconfig else kubeconfig_paths(), context)
     target = f"{kind.value} {namespace}/{name}"
     try:
         access = credentials.load()
@@ -68,15 +69,17 @@ async def _ask(kind: ResourceType, name: str, namespace: str, context: str | Non
 
 
 def cluster_note(kind: ResourceType, name: str, namespace: str, context: str | None,
-                 kubeconfig: str | None) -> str | None:
-    """A warning when the cluster says the resource does not exist, a note when it could not be asked."""
+                 kubeconfig: Sequence[Path] | None) -> str | None:
+    """A warning when the cluster says the resource does not exist, a note when it could not be asked.
+    `kubeconfig`: the files to read; None for kubectl's ($KUBECONFIG, else ~/.kube/config)."""
     if context is not None and _GLOB & set(context):
         return None  # a pattern names no one cluster to ask
     return asyncio.run(_ask(kind, name, namespace, context, kubeconfig))
 
 
 def run_add(path: Path, target: str, port: str, *, local_port: int | None, namespace: str | None,
-            context: str | None, label: str | None, kubeconfig: str | None, check_cluster: bool = True,
+            context: str | None, label: str | None, kubeconfig: Sequence[Path] | None,
+            check_cluster: bool = True,
             check_context: str | None = None, pin: bool = False,
             out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     pin_problem = _pin_problem(context) if pin else None
