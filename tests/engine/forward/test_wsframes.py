@@ -176,3 +176,21 @@ def test_the_carrier_fails_the_websocket_on_what_it_cannot_carry(data: bytes, co
 def test_the_opcodes_match_the_rfc() -> None:
     assert (BINARY, TEXT, CLOSE, PING) == (Opcode.BINARY.value, Opcode.TEXT.value, Opcode.CLOSE.value,
                                            Opcode.PING.value)
+
+
+@pytest.mark.parametrize("sizes", [[3], [125], [100, 26], [8, 65528], [3, 5, 8, 65543, 1], [8, 65536, 8, 65536]])
+def test_the_carriers_frames_are_one_masked_binary_message_a_server_reads_back(sizes: list[int]) -> None:
+    """Pieces of any length, each masked with the key turned to its offset: a server (which
+    refuses unmasked client frames) reads one binary message holding them in order."""
+    rng = random.Random(sum(sizes))
+    pieces: list[bytes | memoryview] = [rng.randbytes(n) for n in sizes]
+    pieces[-1] = memoryview(bytes(pieces[-1]))  # DATA payloads come as views of the caller's bytes
+    wire = WebSocketCarrier().wrap(pieces)
+    (frame,) = answered(b"".join(wire))
+    assert frame.opcode is Opcode.BINARY and frame.fin
+    assert frame.data == b"".join(bytes(p) for p in pieces)
+    assert all(not isinstance(piece, memoryview) for piece in wire[1:])  # masked copies, not the views
+
+
+def test_nothing_to_wrap_writes_nothing() -> None:
+    assert WebSocketCarrier().wrap([]) == [] and WebSocketCarrier().wrap([b""]) == []

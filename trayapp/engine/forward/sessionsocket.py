@@ -159,6 +159,10 @@ class SessionSocket(asyncio.BufferedProtocol):
         if data and self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
 
+    def writelines(self, pieces: list[bytes | memoryview]) -> None:
+        if pieces and self._transport is not None and not self._transport.is_closing():
+            self._transport.writelines(pieces)
+
     async def drain(self) -> None:
         """Returns once the socket takes more; ConnectionResetError once the connection is gone."""
         if self._gone:

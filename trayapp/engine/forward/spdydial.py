@@ -159,9 +159,9 @@ class Session:
     # -- bytes out -----------------------------------------------------------------------------
     def _flush(self) -> None:
         self._flush_pending = False
-        out = self.core.data_to_send()
+        out = self.core.pieces_to_send()
         if out and not self._closed:
-            self._link.socket.write(self._link.carrier.wrap(out))
+            self._link.socket.writelines(self._link.carrier.wrap(out))
 
     async def flush_and_drain(self) -> None:
         self._flush()

@@ -25,15 +25,22 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
+import struct
 from dataclasses import dataclass
 
 from websockets.protocol import OPEN, Protocol, Side
 from websockets.utils import accept_key
 
+try:  # the websockets library's masking: its C speedup where it was built, as its own frames use
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - a build without the extension
+    from websockets.utils import apply_mask
+
 from trayapp.engine.aio import deadline
 from trayapp.engine.forward.sessionsocket import SessionSocket
 from trayapp.engine.forward.transport import TransportRefused
-from trayapp.engine.forward.wsframes import CLOSE, PING, TEXT, ServerFrameReader
+from trayapp.engine.forward.wsframes import BINARY, CLOSE, PING, TEXT, ServerFrameReader
 from trayapp.engine.kube import (
     USER_AGENT,
     KubeApi,
@@ -55,11 +62,15 @@ MAX_ERROR_BODY = 64 * 1024
 WS_MAX_MESSAGE = 4 * 1024 * 1024
 
 
+Pieces = list[bytes | memoryview]
+
+
 class Carrier:
     """Plain SPDY: the session's bytes are the socket's bytes."""
 
-    def wrap(self, data: bytes) -> bytes:
-        return data
+    def wrap(self, pieces: Pieces) -> Pieces:
+        """The SPDY bytes `pieces` as the socket's bytes (pieces too: written with writelines)."""
+        return pieces
 
     def unwrap(self, data: memoryview) -> tuple[list[bytes | memoryview], bytes, bool]:
         """(stretches of the SPDY byte stream, bytes to write back, the peer ended the stream)"""
@@ -80,11 +91,26 @@ class WebSocketCarrier(Carrier):
     def _out(self) -> bytes:
         return b"".join(self._ws.data_to_send())
 
-    def wrap(self, data: bytes) -> bytes:
-        if not data or self._ws.state is not OPEN:
-            return b""
-        self._ws.send_binary(data)
-        return self._out()
+    def wrap(self, pieces: Pieces) -> Pieces:
+        """One binary message, masked piece by piece (the key turned to each piece's offset), so
+        the SPDY pieces are copied once, by the mask, and never joined first."""
+        size = sum(len(piece) for piece in pieces)
+        if not size or self._ws.state is not OPEN:
+            return []
+        key = secrets.token_bytes(4)  # RFC 6455 section 5.3: a fresh unpredictable key per frame
+        if size < 126:
+            head = struct.pack("!BB", 0x80 | BINARY, 0x80 | size)
+        elif size < 65536:
+            head = struct.pack("!BBH", 0x80 | BINARY, 0x80 | 126, size)
+        else:
+            head = struct.pack("!BBQ", 0x80 | BINARY, 0x80 | 127, size)
+        out: Pieces = [head + key]
+        offset = 0
+        for piece in pieces:
+            turn = offset % 4
+            out.append(apply_mask(piece, key[turn:] + key[:turn]))
+            offset += len(piece)
+        return out
 
     def unwrap(self, data: memoryview) -> tuple[list[bytes | memoryview], bytes, bool]:
         if self._frames.closed:

@@ -139,7 +139,12 @@ class SpdyClientSession:
 
     # -- output --------------------------------------------------------------------------
     def data_to_send(self) -> bytes:
-        out, self._out = b"".join(self._out), []
+        return b"".join(self.pieces_to_send())
+
+    def pieces_to_send(self) -> list[bytes | memoryview]:
+        """What `data_to_send` would join: frames, and DATA as its header and a view of the caller's
+        bytes, so a socket that takes a list (TLS writes each piece) needs no copy first."""
+        out, self._out = self._out, []
         return out
 
     def _send(self, *frames: Frame) -> None:
@@ -197,7 +202,7 @@ class SpdyClientSession:
         view = memoryview(data)
         for start in range(0, len(view), MAX_DATA_FRAME):
             part = view[start:start + MAX_DATA_FRAME]
-            self._out += (data_header(conn.data_id, len(part)), part)  # joined once, in data_to_send
+            self._out += (data_header(conn.data_id, len(part)), part)
 
     def send_eof(self, handle: int) -> None:
         conn = self._live(handle)
