@@ -11,7 +11,7 @@ import os
 import shutil
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,21 @@ async def read_to_end(conn: PodConnection) -> bytes:
 async def cluster() -> AsyncIterator[SimCluster]:
     async with SimCluster("spdy", scenario=SCENARIO) as c:
         yield c
+
+
+@contextlib.asynccontextmanager
+async def dialer_to(serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]], api_for: Any,
+                    over_websocket: bool) -> AsyncIterator[SpdyDialer]:
+    """A SpdyDialer whose API server is `serve`, a hand-written one on a loopback port."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    dialer = SpdyDialer(api_for(f"http://127.0.0.1:{port}"), over_websocket=over_websocket)
+    try:
+        yield dialer
+    finally:
+        await dialer.aclose()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_many_connections_share_one_session(cluster: SimCluster, api_for: Any, carrier: str) -> None:
@@ -410,17 +425,10 @@ async def test_answers_that_are_not_this_carrier_are_transport_refused(api_for: 
         await reader.read()
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    dialer = SpdyDialer(api_for(f"http://127.0.0.1:{port}"), over_websocket=CARRIERS[carrier])
-    try:
+    async with dialer_to(serve, api_for, CARRIERS[carrier]) as dialer:
         async with deadline(30):
             with pytest.raises(TransportRefused):
                 await dialer.open("default", "web", 80, 10)
-    finally:
-        await dialer.aclose()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_a_forbidden_status_stays_an_auth_error(api_for: Any, carrier: str) -> None:
@@ -434,17 +442,10 @@ async def test_a_forbidden_status_stays_an_auth_error(api_for: Any, carrier: str
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    dialer = SpdyDialer(api_for(f"http://127.0.0.1:{port}"), over_websocket=CARRIERS[carrier])
-    try:
+    async with dialer_to(serve, api_for, CARRIERS[carrier]) as dialer:
         async with deadline(30):
             with pytest.raises(AuthError, match="cannot create resource"):
                 await dialer.open("default", "web", 80, 10)
-    finally:
-        await dialer.aclose()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_frames_that_come_with_the_upgrade_answer_are_read(api_for: Any, carrier: str) -> None:
@@ -481,17 +482,10 @@ async def test_frames_that_come_with_the_upgrade_answer_are_read(api_for: Any, c
                     echoed.set_result(frame.ping_id)
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    dialer = SpdyDialer(api_for(f"http://127.0.0.1:{port}"), over_websocket=over_websocket)
-    try:
+    async with dialer_to(serve, api_for, over_websocket) as dialer:
         dialer.warm("default", "web")
         async with deadline(10):
             assert await echoed == 2
-    finally:
-        await dialer.aclose()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_a_refusal_without_a_length_is_read_to_its_end(api_for: Any, carrier: str) -> None:
@@ -504,17 +498,10 @@ async def test_a_refusal_without_a_length_is_read_to_its_end(api_for: Any, carri
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    dialer = SpdyDialer(api_for(f"http://127.0.0.1:{port}"), over_websocket=CARRIERS[carrier])
-    try:
+    async with dialer_to(serve, api_for, CARRIERS[carrier]) as dialer:
         async with deadline(10):
             with pytest.raises(TransportRefused, match="HTTP 400: missing required ports parameter"):
                 await dialer.open("default", "web", 80, 5)
-    finally:
-        await dialer.aclose()
-        server.close()
-        await server.wait_closed()
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed here, so the simulator's "
