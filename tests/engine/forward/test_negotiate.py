@@ -9,14 +9,12 @@ only counts what the negotiator asked of it.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
 from trayapp.engine.forward import Dialer, Negotiator, PodConnection, TransportRefused, V4Dialer, build_dialer
 from trayapp.engine.kube import KubeApi
-from trayapp.engine.kube.auth import Credentials
 from trayapp.model import Transport
 from trayapp.sim import SimCluster
 
@@ -96,14 +94,6 @@ async def cluster() -> AsyncIterator[SimCluster]:
     async with SimCluster("negotiate", scenario=SCENARIO) as c:
         yield c
 
-
-@pytest.fixture
-def api(cluster: SimCluster, tmp_path: Path) -> Iterator[KubeApi]:
-    path = tmp_path / "kubeconfig"
-    cluster.write_kubeconfig(path, context="sim")
-    credentials = Credentials([path], None)
-    yield KubeApi(credentials.load(), credentials)
-    credentials.close()
 
 
 class OnlyV4:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,6 @@ from trayapp.engine.aio import deadline
 from trayapp.engine.forward import PodConnection, V4Dialer, build_dialer
 from trayapp.engine.forward.pump import RelayResult, close_local, relay
 from trayapp.engine.kube import KubeApi
-from trayapp.engine.kube.auth import Credentials
 from trayapp.model import Transport
 from trayapp.sim import SimCluster
 
@@ -73,14 +71,6 @@ async def cluster() -> AsyncIterator[SimCluster]:
     async with SimCluster("pump", scenario=SCENARIO) as c:
         yield c
 
-
-@pytest.fixture
-def api(cluster: SimCluster, tmp_path: Path) -> AsyncIterator[KubeApi]:
-    path = tmp_path / "kubeconfig"
-    cluster.write_kubeconfig(path, context="sim")
-    credentials = Credentials([path], None)
-    yield KubeApi(credentials.load(), credentials)
-    credentials.close()
 
 
 def _opener(kind: str, api: KubeApi, cluster: SimCluster) -> OpenPod:
