@@ -39,7 +39,6 @@ class SessionSocket(asyncio.BufferedProtocol):
         self._pending = bytearray()  # before `attach`: what came and was not read yet
         self._eof = False
         self._lost: Exception | None = None
-        self._gone = False
         self._arrived: asyncio.Event = asyncio.Event()
         self._sink: SessionSink | None = None
         self._write_paused = False
@@ -73,17 +72,17 @@ class SessionSocket(asyncio.BufferedProtocol):
             self._sink.eof_received()
         return None  # the transport closes itself
 
+    @property
+    def _gone(self) -> bool:
+        return self._closed.done()
+
     def connection_lost(self, exc: Exception | None) -> None:
-        self._gone = True
         self._lost = exc
         self._eof = True
         self._arrived.set()
-        for waiter in self._drain_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._drain_waiters.clear()
         if not self._closed.done():
             self._closed.set_result(None)
+        self._wake_drainers()
         if self._sink is not None:
             self._sink.connection_lost(exc)
 
@@ -92,6 +91,9 @@ class SessionSocket(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self._wake_drainers()
+
+    def _wake_drainers(self) -> None:
         for waiter in self._drain_waiters:
             if not waiter.done():
                 waiter.set_result(None)
