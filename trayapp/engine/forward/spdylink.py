@@ -4,8 +4,9 @@ SPDY bytes (subprotocol `SPDY/3.1+portforward.k8s.io`, KEP-4006).
 
 Both upgrades are written here on one socket from kube/connect.py (proxy, keepalive, TLS), rather
 than with the websockets client: its handshake parses the answer's subprotocol as an RFC 7230
-token, which "SPDY/3.1+portforward.k8s.io" is not (the "/"). After the upgrade the websockets
-library's sans-I/O `Protocol` writes our WebSocket frames and wsframes.py reads the server's.
+token, which "SPDY/3.1+portforward.k8s.io" is not (the "/"). After the upgrade wsframes.py reads
+the server's WebSocket frames and writes our data frames; the websockets library's sans-I/O
+`Protocol` writes our control frames.
 
 Refusals become kubetray's errors with a list's wording (`error_for_status`), and
 `TransportRefused` when the server does not speak the carrier. What a server that does not answers:
@@ -25,22 +26,15 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
-import struct
 from dataclasses import dataclass
 
 from websockets.protocol import OPEN, Protocol, Side
 from websockets.utils import accept_key
 
-try:  # the websockets library's masking: its C speedup where it was built, as its own frames use
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - a build without the extension
-    from websockets.utils import apply_mask
-
 from trayapp.engine.aio import deadline
 from trayapp.engine.forward.sessionsocket import SessionSocket
 from trayapp.engine.forward.transport import TransportRefused
-from trayapp.engine.forward.wsframes import BINARY, CLOSE, PING, TEXT, ServerFrameReader
+from trayapp.engine.forward.wsframes import CLOSE, PING, TEXT, ServerFrameReader, client_binary_frame
 from trayapp.engine.kube import (
     USER_AGENT,
     KubeApi,
@@ -81,8 +75,9 @@ class Carrier:
 
 
 class WebSocketCarrier(Carrier):
-    """SPDY in binary WebSocket messages; pings are answered, a close frame is the end. Our frames
-    are written by the websockets library; the server's are read by wsframes.py."""
+    """SPDY in binary WebSocket messages; pings are answered, a close frame is the end. wsframes.py
+    reads the server's frames and writes our data frames; the websockets library writes our
+    control frames (pong, close) and keeps the closing state."""
 
     def __init__(self) -> None:
         self._ws = Protocol(Side.CLIENT, state=OPEN, max_size=WS_MAX_MESSAGE)
@@ -92,25 +87,9 @@ class WebSocketCarrier(Carrier):
         return b"".join(self._ws.data_to_send())
 
     def wrap(self, pieces: Pieces) -> Pieces:
-        """One binary message, masked piece by piece (the key turned to each piece's offset), so
-        the SPDY pieces are copied once, by the mask, and never joined first."""
-        size = sum(len(piece) for piece in pieces)
-        if not size or self._ws.state is not OPEN:
+        if self._ws.state is not OPEN:
             return []
-        key = secrets.token_bytes(4)  # RFC 6455 section 5.3: a fresh unpredictable key per frame
-        if size < 126:
-            head = struct.pack("!BB", 0x80 | BINARY, 0x80 | size)
-        elif size < 65536:
-            head = struct.pack("!BBH", 0x80 | BINARY, 0x80 | 126, size)
-        else:
-            head = struct.pack("!BBQ", 0x80 | BINARY, 0x80 | 127, size)
-        out: Pieces = [head + key]
-        offset = 0
-        for piece in pieces:
-            turn = offset % 4
-            out.append(apply_mask(piece, key[turn:] + key[:turn]))
-            offset += len(piece)
-        return out
+        return client_binary_frame(pieces)
 
     def unwrap(self, data: memoryview) -> tuple[list[bytes | memoryview], bytes, bool]:
         if self._frames.closed:

@@ -1,17 +1,25 @@
-"""The frames a WebSocket server sends to kubetray (RFC 6455 section 5), read sans-I/O.
+"""WebSocket framing for SPDY carried in a WebSocket (RFC 6455 section 5; spdylink.py), sans-I/O:
+the frames a server sends to kubetray, read, and our binary data frames, written.
 
-Only the reading half, for SPDY carried in a WebSocket (spdylink.py): the websockets library
-still writes our frames (a client masks them) and did the handshake's checks. Its reader copies
+The websockets library writes our control frames and did the handshake's checks. Its reader copies
 every byte into a buffer and out again to assemble whole messages, which the SPDY session does
 not need: a binary message's bytes are a stretch of the SPDY byte stream wherever the message
 boundaries fall. So data frames are passed on as views of what arrived, even before a frame's
 last byte came, and only headers and control frames (at most 125 bytes) are ever buffered.
+Its writer joins a message's bytes, masks them and copies them twice more; `client_binary_frame`
+masks each piece of the message as it is (the key turned to the piece's offset), one copy.
 """
 
 from __future__ import annotations
 
+import secrets
 import struct
 from dataclasses import dataclass
+
+try:  # the websockets library's masking: its C speedup where it was built, as its own frames use
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - a build without the extension
+    from websockets.utils import apply_mask
 
 from trayapp.errors import WireError
 
@@ -146,3 +154,25 @@ def _header(head: bytes | bytearray | memoryview) -> tuple[int, int, int] | None
             return None
         return 10, opcode, struct.unpack_from(">Q", head, 2)[0]
     return 2, opcode, length
+
+
+def client_binary_frame(pieces: list[bytes | memoryview]) -> list[bytes | memoryview]:
+    """One masked binary frame holding `pieces` in order, as pieces to write (writelines); []
+    when they hold nothing."""
+    size = sum(len(piece) for piece in pieces)
+    if not size:
+        return []
+    key = secrets.token_bytes(4)  # section 5.3: a fresh unpredictable key per frame
+    if size < 126:
+        head = struct.pack("!BB", 0x80 | BINARY, 0x80 | size)
+    elif size < 65536:
+        head = struct.pack("!BBH", 0x80 | BINARY, 0x80 | 126, size)
+    else:
+        head = struct.pack("!BBQ", 0x80 | BINARY, 0x80 | 127, size)
+    out: list[bytes | memoryview] = [head + key]
+    offset = 0
+    for piece in pieces:
+        turn = offset % 4
+        out.append(apply_mask(piece, key[turn:] + key[:turn]))
+        offset += len(piece)
+    return out
